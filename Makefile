@@ -1,0 +1,37 @@
+# One-command entry points. `make report` and `make test` create .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+OUT ?= output/run
+ARGS ?=
+
+.PHONY: venv report test bench lab clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -c 'import sys; sys.exit("Python 3.11 or newer is needed, this is " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev,fast]'
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (charrnn)" >/dev/null
+	touch $@
+
+## report: run the five notebooks with papermill into $(OUT) and render report.html and report.pdf
+report: venv
+	$(BIN)/python -m helpers.pipeline --out-dir $(OUT) $(ARGS)
+
+## test: the test suite (unit tests, notebook smoke runs, report rendering)
+test: venv
+	$(BIN)/python -m pytest
+
+## bench: training and synthesis speed, printed as a table
+bench: venv
+	$(BIN)/python -m benchmarks.bench $(ARGS)
+
+## lab: JupyterLab with the project's environment
+lab: venv
+	$(BIN)/jupyter lab notebooks/
+
+clean:
+	rm -rf output .pytest_cache .hypothesis

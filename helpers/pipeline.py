@@ -1,0 +1,109 @@
+"""The one command behind ``make report``: run the notebooks with papermill, then render the report.
+
+    python -m helpers.pipeline [--out-dir output/run] [-p NAME VALUE ...] [--no-pdf]
+
+Each ``-p NAME VALUE`` goes to every notebook that declares ``NAME`` in its parameters cell
+(VALUE is read as JSON when it parses, else as text). The executed notebooks go to
+``OUT_DIR/notebooks/``; the report to ``OUT_DIR/report.html`` and ``OUT_DIR/report.pdf``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+from .paths import ROOT, resolve
+
+NOTEBOOKS = ("01_gradient_test", "02_train", "03_synthesis", "04_best_model", "05_report")
+
+
+def notebook_parameters(name: str) -> dict[str, str]:
+    """The parameters a notebook declares: ``{name: default as written}``."""
+    import papermill
+
+    return {p: info["default"] for p, info in papermill.inspect_notebook(ROOT / "notebooks" / f"{name}.ipynb").items()}
+
+
+def plan(out_dir, params: dict) -> list[tuple[str, dict]]:
+    """The notebooks to run, in order, each with the parameters it declares.
+
+    Raises ValueError for a parameter that no notebook declares.
+    """
+    out = resolve(out_dir)
+    wiring = {"out_dir": str(out), "run_dir": str(out)}
+    declared = {name: notebook_parameters(name) for name in NOTEBOOKS}
+    known = set().union(*declared.values())
+    unknown = sorted(set(params) - known)
+    if unknown:
+        raise ValueError(f"no notebook has the parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    steps = []
+    for name in NOTEBOOKS:
+        given = {**wiring, **params}
+        if name == "03_synthesis":
+            given["checkpoint"] = str(out / "last.npz")
+        if name == "04_best_model":
+            given["checkpoint"] = str(out / "best.npz")
+        steps.append((name, {k: v for k, v in given.items() if k in declared[name]}))
+    return steps
+
+
+def run(out_dir="output/run", params: dict | None = None, pdf: bool = True, log=print,
+        log_output: bool = False) -> dict[str, Path]:
+    """Execute the notebooks into ``out_dir`` and render ``report.html`` (and ``report.pdf``).
+
+    ``log_output`` streams the notebooks' printed output (training progress) to the log.
+    """
+    import papermill
+
+    from .report import to_html, to_pdf
+
+    out = resolve(out_dir)
+    executed = out / "notebooks"
+    executed.mkdir(parents=True, exist_ok=True)
+    for name, values in plan(out, params or {}):
+        start = time.perf_counter()
+        log(f"[{name}] " + ", ".join(f"{k}={v!r}" for k, v in values.items()))
+        papermill.execute_notebook(ROOT / "notebooks" / f"{name}.ipynb", executed / f"{name}.ipynb",
+                                   parameters=values, cwd=str(ROOT), progress_bar=False, kernel_name="python3",
+                                   log_output=log_output)
+        log(f"[{name}] done in {time.perf_counter() - start:.1f} s")
+    files = {"html": to_html(executed / "05_report.ipynb", out / "report.html")}
+    log(f"report: {files['html']}")
+    if pdf:
+        files["pdf"] = to_pdf(files["html"], out / "report.pdf")
+        log(f"report: {files['pdf']}")
+    return files
+
+
+def parse_value(text: str):
+    """A command-line value: JSON when it parses (numbers, lists), else the text itself."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m helpers.pipeline", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out-dir", default="output/run", help="run folder (default: output/run)")
+    parser.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                        help="a notebook parameter, e.g. -p n_updates 100000 (repeatable)")
+    parser.add_argument("--no-pdf", action="store_true", help="render HTML only")
+    args = parser.parse_args(argv)
+    params = {name: parse_value(value) for name, value in args.param}
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    for noisy in ("traitlets", "papermill.translators"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        run(args.out_dir, params, pdf=not args.no_pdf, log_output=True)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

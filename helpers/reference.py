@@ -1,0 +1,70 @@
+"""The plain per-step RNN (min-char-rnn style): the test oracle for ``helpers.rnn``.
+
+Every time step builds its one-hot input and computes each equation with its own matrix-vector
+products, exactly as written in the assignment. Slow, short and easy to check by eye.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def loss_and_grads(U, W, V, b, c, x, y, hprev):
+    """Forward and BPTT over one sequence, one time step at a time.
+
+    Parameters
+    ----------
+    U (m,K), W (m,m), V (K,m), b (m,), c (K,) : arrays
+        The parameters.
+    x, y : sequences of int, length T
+        Input and target indices.
+    hprev : array (m,)
+        h_0.
+
+    Returns
+    -------
+    loss : float
+    grads : dict of arrays
+        dU, dW, dV, db, dc under the keys "U", "W", "V", "b", "c".
+    hlast : array (m,)
+        h_T.
+    """
+    K = U.shape[1]
+    xs, hs, ps = {}, {-1: np.array(hprev, dtype=U.dtype)}, {}
+    loss = 0.0
+    for t in range(len(x)):
+        xs[t] = np.zeros(K, dtype=U.dtype)
+        xs[t][x[t]] = 1.0  # one-hot x_t
+        a = W @ hs[t - 1] + U @ xs[t] + b  # a_t = W h_{t-1} + U x_t + b
+        hs[t] = np.tanh(a)  # h_t = tanh(a_t)
+        o = V @ hs[t] + c  # o_t = V h_t + c
+        e = np.exp(o - o.max())
+        ps[t] = e / e.sum()  # p_t = softmax(o_t)
+        loss += -np.log(ps[t][y[t]])  # -log p_t[y_t]
+    grads = {name: np.zeros_like(arr) for name, arr in zip("UWVbc", (U, W, V, b, c))}
+    da_next = np.zeros_like(hs[-1])
+    for t in reversed(range(len(x))):
+        do = ps[t].copy()
+        do[y[t]] -= 1.0  # dL/do_t = p_t - y_t
+        grads["V"] += np.outer(do, hs[t])
+        grads["c"] += do
+        dh = V.T @ do + W.T @ da_next  # dL/dh_t
+        da = dh * (1.0 - hs[t] ** 2)  # dL/da_t
+        grads["W"] += np.outer(da, hs[t - 1])
+        grads["U"] += np.outer(da, xs[t])
+        grads["b"] += da
+        da_next = da
+    return float(loss), grads, hs[len(x) - 1].copy()
+
+
+def sample(U, W, V, b, c, h0, x0, n, rng):
+    """Sample ``n`` indices one step at a time with ``rng.choice``, as the assignment describes."""
+    K = U.shape[1]
+    h, x, out = np.array(h0, dtype=float), int(x0), []
+    for _ in range(n):
+        h = np.tanh(W @ h + U[:, x] + b)
+        o = V @ h + c
+        p = np.exp(o - o.max())
+        p /= p.sum()
+        x = int(rng.choice(K, p=p))
+        out.append(x)
+    return out

@@ -1,0 +1,220 @@
+"""The report's pieces, built from one run folder's result files, and its rendering.
+
+Each ``*_section`` function reads result files only (nothing typed in) and returns HTML that
+the report notebook displays; :func:`render` turns the executed notebook into ``report.html``
+(code cells hidden) and prints that to ``report.pdf`` with a headless Chromium or Chrome.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import math
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from IPython.display import HTML
+
+from .checkpoint import atomic_path, read_json
+from .paths import resolve
+
+PARAM_ORDER = ("U", "W", "V", "b", "c")
+BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome",
+            "/Applications/Google Chrome.app/Contents/MacOS/Google Chrome",
+            "/Applications/Chromium.app/Contents/MacOS/Chromium")
+
+
+def load_results(run_dir) -> dict:
+    """All of the run's result files, checked to belong to one run and one text.
+
+    Raises ValueError when files of different runs or corpora are mixed in ``run_dir``.
+    """
+    run_dir = resolve(run_dir)
+    res = {name: read_json(run_dir / f"{name}.json") for name in ("run", "gradcheck", "samples", "best_passage")}
+    run_id = res["run"]["run_id"]
+    if res["best_passage"].get("run_id") != run_id:
+        raise ValueError(f"best_passage.json in {run_dir} comes from run {res['best_passage'].get('run_id')}, "
+                         f"but run.json from run {run_id}; re-run notebooks/04_best_model.ipynb on this run's best.npz.")
+    if res["gradcheck"]["corpus"] != res["run"]["corpus"]:
+        raise ValueError(f"gradcheck.json in {run_dir} was computed on another text than the training run; "
+                         "re-run notebooks/01_gradient_test.ipynb with the same data_path.")
+    return res
+
+
+STYLE = """<style>
+/* nbconvert's lab theme styles output HTML too; these rules are specific enough to win */
+.jp-RenderedHTMLCommon table.results { border-collapse: collapse; margin: 0.6em auto 0.2em auto !important;
+  font-size: 10pt; }
+.jp-RenderedHTMLCommon table.results th, .jp-RenderedHTMLCommon table.results td {
+  border: none; border-bottom: 1px solid #bbb; padding: 3px 12px; text-align: right; }
+.jp-RenderedHTMLCommon table.results thead th { border-bottom: 2px solid #444; }
+.jp-RenderedHTMLCommon p.caption { text-align: center; font-size: 9.5pt; color: #333; margin: 0.3em 3em 1.2em 3em; }
+.jp-RenderedHTMLCommon p.formula { text-align: center; }
+.jp-RenderedHTMLCommon img.figure { display: block; margin: 0.5em auto; max-width: 100%; }
+.jp-RenderedHTMLCommon div.sample { break-inside: avoid; margin-bottom: 0.7em; }
+.jp-RenderedHTMLCommon p.sample-head { font-weight: bold; margin: 0.2em 0; }
+.jp-RenderedHTMLCommon div.text { white-space: pre-wrap; overflow-wrap: break-word; word-break: normal;
+  font-family: "DejaVu Sans Mono", Menlo, Consolas, monospace; font-size: 8.5pt; line-height: 1.35;
+  background: #f5f5f2; border-left: 3px solid #c8c8c0; padding: 5px 9px; }
+.jp-RenderedHTMLCommon p.meta { color: #444; font-size: 10pt; }
+@media print { h2 { break-after: avoid; } }
+</style>"""
+
+
+def style() -> HTML:
+    """The report's CSS (tables, captions, samples), as an HTML block to display first."""
+    return HTML(STYLE)
+
+
+def _table(head, rows, caption: str) -> str:
+    th = "".join(f"<th>{html.escape(str(h))}</th>" for h in head)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+    return f'<table class="results"><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>' \
+           f'<p class="caption">{caption}</p>'
+
+
+def header(run_dir) -> HTML:
+    """Title block: the corpus, the run identity and the main settings."""
+    run = load_results(run_dir)["run"]
+    corpus = run["corpus"]
+    fallback = corpus["source"] == "pydoc_data"
+    note = (" The book was not found at <code>data/goblet_book.txt</code>, so this run used the "
+            "documentation text that ships with Python instead; its numbers are not comparable with the "
+            "book's." if fallback else "")
+    return HTML(
+        f'<p class="meta">Training text: <b>{html.escape(corpus["name"])}</b>, {corpus["n_chars"]:,} characters, '
+        f'K = {corpus["K"]} distinct. Run <code>{run["run_id"]}</code>, seed {run["seed"]}, '
+        f'{run["steps_done"]:,} updates, arithmetic in {run["config"]["dtype"]}.{note}</p>')
+
+
+def gradient_section(run_dir) -> HTML:
+    """Table 1: relative errors of the analytic gradients, from gradcheck.json."""
+    g = read_json(resolve(run_dir) / "gradcheck.json")
+    lengths = sorted(g["errors"], key=int)
+    rows = [[T] + [f"{g['errors'][T][n]:.2e}" for n in PARAM_ORDER] for T in lengths]
+    rows_max = [[T] + [f"{g['max_errors'][T][n]:.1e}" for n in PARAM_ORDER] for T in lengths]
+    formula = ('<p class="formula">rel(g<sub>a</sub>, g<sub>n</sub>) = ‖g<sub>a</sub> − g<sub>n</sub>‖ / '
+               'max(eps, ‖g<sub>a</sub>‖ + ‖g<sub>n</sub>‖)</p>')
+    text = (f"<p>The analytic gradients of BPTT were compared with centered-difference estimates "
+            f"(L(θ+h) − L(θ−h)) / 2h, h = {g['h']:g}, for every entry of every parameter of a network with "
+            f"m = {g['m']} hidden units, initialised with sig = {g['sig']:g}. Each test uses the first "
+            f"seq_length characters of the text as input (targets shifted by one), h<sub>0</sub> = 0, "
+            f"{g['dtype']} arithmetic and no gradient clipping. The relative error uses the {g['norm']} norm "
+            f"of each whole parameter (eps = 1e-12):</p>{formula}")
+    worst = max(v for row in g["errors"].values() for v in row.values())
+    verdict = (f"<p>The largest relative error is {worst:.1e}: "
+               + ("well below 1e-6, so the analytic gradients are correct.</p>" if worst < 1e-6 else
+                  "<b>above 1e-6, which points to a bug in the gradients.</b></p>"))
+    caption_max = ("Table 1b. The largest elementwise relative error per parameter. It is larger than the "
+                   "norm-based figure because entries whose gradient is nearly zero are dominated by the "
+                   "rounding error of the difference quotient.")
+    return HTML(text + _table(["seq_length", *PARAM_ORDER], rows,
+                              f"Table 1. Relative error of the analytic gradient per parameter (m = {g['m']}, "
+                              f"h = {g['h']:g}).") + verdict
+                + _table(["seq_length", *PARAM_ORDER], rows_max, caption_max))
+
+
+def loss_section(run_dir, figure_path) -> HTML:
+    """Figure 2 (drawn from train_log.csv, saved at ``figure_path``) with the run's settings and milestones."""
+    from .plots import save_figure, smooth_loss_figure
+
+    run = read_json(resolve(run_dir) / "run.json")
+    c, K = run["config"], run["corpus"]["K"]
+    figure_path = save_figure(smooth_loss_figure(run_dir), figure_path)  # the PNG that is also in figures/
+    samples = {s["step"]: s["smooth_loss"] for s in read_json(resolve(run_dir) / "samples.json")}
+    epochs = len(run["epoch_starts"])
+    text = (f"<p>Training used m = {c['m']}, seq_length = {c['seq_length']}, eta = {c['eta']:g} and "
+            f"sig = {c['sig']:g} (the standard deviation of the normal initialisation of U, W and V; b and c "
+            f"start at zero), AdaGrad with eps = 1e-8 and gradients clipped to [−5, 5], for "
+            f"{run['steps_done']:,} updates in {epochs} epoch{'s' if epochs != 1 else ''} (the last one may be "
+            f"partial). The hidden state is carried from one sequence to the next and reset to zero at the start "
+            f"of each epoch; the smooth loss is 0.999 · smooth_loss + 0.001 · loss.</p>")
+    facts = []
+    if 0 in samples:
+        facts.append(f"starts at {samples[0]:.2f}, close to seq_length · ln K = {c['seq_length'] * math.log(K):.2f}, "
+                     "the loss of a uniform guess")
+    facts += [f"is {v:.2f} after {k:,} updates" for k, v in sorted(samples.items()) if k in (10_000, 100_000)]
+    facts.append(f"reaches its lowest value, {run['best_smooth_loss']:.2f}, after {run['best_step']:,} updates")
+    text += "<p>The smooth loss " + ", ".join(facts[:-1]) + (" and " if len(facts) > 1 else "") + facts[-1] + ".</p>"
+    img = base64.b64encode(Path(figure_path).read_bytes()).decode()
+    caption = (f'<p class="caption">Figure 2. Smooth loss over {run["steps_done"]:,} updates; dotted lines '
+               f'mark the start of each epoch.</p>')
+    return HTML(text + f'<img class="figure" alt="Figure 2: smooth loss" src="data:image/png;base64,{img}"/>' + caption)
+
+
+def samples_section(run_dir) -> HTML:
+    """The texts synthesized during training, each with its update step and smooth loss."""
+    samples = read_json(resolve(run_dir) / "samples.json")
+    n = len(samples[0]["text"]) if samples else 0
+    intro = (f"<p>Every {samples[1]['step'] - samples[0]['step']:,}th update the network synthesized {n} "
+             f"characters, starting from the hidden state of that moment and the update's first input "
+             f"character. The first text was drawn before any update.</p>" if len(samples) > 1 else "")
+    blocks = "".join(
+        f'<div class="sample"><p class="sample-head">Update {s["step"]:,}, smooth loss {s["smooth_loss"]:.2f}</p>'
+        f'<div class="text">{html.escape(s["text"])}</div></div>' for s in samples)
+    return HTML(intro + blocks)
+
+
+def best_section(run_dir) -> HTML:
+    """The best model's passage, with the step and smooth loss at which it was saved."""
+    b = read_json(resolve(run_dir) / "best_passage.json")
+    return HTML(
+        f"<p>The parameters with the lowest smooth loss, {b['smooth_loss']:.4f} after {b['step']:,} updates, "
+        f"synthesized the following {len(b['text']):,} characters (seed {b['seed']}, starting from a zero hidden "
+        f"state and the character {html.escape(repr(b['prime'][-1]))}).</p>"
+        f'<div class="text">{html.escape(b["text"])}</div>')
+
+
+def find_browser() -> str | None:
+    """A Chromium or Chrome executable: ``$CHROME`` if set, else the usual names and install paths."""
+    candidates = ([os.environ["CHROME"]] if os.environ.get("CHROME") else []) + list(BROWSERS)
+    for name in candidates:
+        found = shutil.which(name) or (name if os.path.isfile(name) and os.access(name, os.X_OK) else None)
+        if found:
+            return found
+    return None
+
+
+def to_html(executed_notebook, html_path) -> Path:
+    """Render an executed report notebook to standalone HTML without code cells or prompts."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    nb = nbformat.read(resolve(executed_notebook), as_version=4)
+    exporter = HTMLExporter(template_name="lab", exclude_input=True, exclude_input_prompt=True,
+                            exclude_output_prompt=True)
+    body, _ = exporter.from_notebook_node(nb)
+    html_path = resolve(html_path)
+    with atomic_path(html_path) as tmp:
+        tmp.write_text(body, encoding="utf-8")
+    return html_path
+
+
+def to_pdf(html_path, pdf_path, browser: str | None = None, timeout: float = 120) -> Path:
+    """Print ``html_path`` to ``pdf_path`` with headless Chromium/Chrome (A4, no header or footer)."""
+    browser = browser or find_browser()
+    if browser is None:
+        raise FileNotFoundError(
+            "no Chromium or Chrome found for the PDF; install one (Debian: `apt-get install chromium`, macOS: "
+            "Google Chrome) or set CHROME=/path/to/chrome. The HTML report is already written.")
+    pdf_path = resolve(pdf_path)
+    with atomic_path(pdf_path) as tmp:
+        cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+               "--no-first-run", "--disable-background-networking", "--disable-component-update",
+               "--disable-sync", "--no-pdf-header-footer", f"--user-data-dir={tmp.parent / '.chrome-profile'}",
+               f"--print-to-pdf={tmp}", resolve(html_path).as_uri()]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        if done.returncode != 0 or tmp.stat().st_size == 0:
+            raise RuntimeError(f"{browser} could not print the PDF (exit {done.returncode}): {done.stderr[-2000:]}")
+    shutil.rmtree(pdf_path.parent / ".chrome-profile", ignore_errors=True)
+    return pdf_path
+
+
+def passage(result: dict) -> HTML:
+    """A synthesized text (as returned by ``workflow.synthesize``) with where it came from."""
+    return HTML(
+        f"<p>{len(result['text']):,} characters from <code>{html.escape(result['checkpoint'])}</code> "
+        f"(update {result['step']:,}, smooth loss {result['smooth_loss']:.2f}; seed {result['seed']}, "
+        f"temperature {result['temperature']:g}, top-p {result['top_p']:g}):</p>"
+        f'<div class="text">{html.escape(result["text"])}</div>')

@@ -1,0 +1,130 @@
+"""One function per notebook step: each reads its inputs from paths and writes its result files.
+
+Notebooks call these with their papermill parameters; they pass paths (checkpoints, result
+files) to one another, never in-memory state.
+"""
+from __future__ import annotations
+
+import csv
+import io
+
+import numpy as np
+
+from . import checkpoint as ckpt
+from . import gradcheck, synth
+from .config import TrainConfig, coerce
+from .data import build_vocab, encode, load_corpus
+from .params import init_params
+from .paths import resolve
+from .train import NonFiniteLossError, Trainer, TrainState, new_run_id
+
+
+def corpus_info(corpus, chars) -> dict:
+    """What result files record about the text they came from."""
+    return {"name": corpus.name, "source": corpus.source, "n_chars": len(corpus.text), "K": len(chars)}
+
+
+def gradient_test(data_path: str, out_dir: str, seq_lengths=(10, 25, 40), h: float = 1e-4, m: int = 100,
+                  sig: float = 0.01, seed: int = 0) -> dict:
+    """Check analytic against numerical gradients for each sequence length; write ``gradcheck.json``.
+
+    Each check runs on the first ``seq_length`` characters of the text (targets shifted by one),
+    with h_0 = 0, float64, no clipping, and one initialisation drawn from ``seed``.
+    """
+    seq_lengths = [coerce("seq_lengths", T, "int") for T in seq_lengths]
+    h, m, sig = coerce("h", h, "float"), coerce("m", m, "int"), coerce("sig", sig, "float")
+    corpus = load_corpus(data_path)
+    chars = build_vocab(corpus.text)
+    data = encode(corpus.text[:max(seq_lengths) + 1], chars)
+    params = init_params(m, len(chars), sig, np.random.default_rng(seed))
+    errors, max_errors = {}, {}
+    for T in seq_lengths:
+        result = gradcheck.check(params, data[:T], data[1:T + 1], h=h)
+        errors[str(T)] = {name: r["norm"] for name, r in result.items()}
+        max_errors[str(T)] = {name: r["max"] for name, r in result.items()}
+        print(f"seq_length {T}: " + "  ".join(f"{n} {e:.2e}" for n, e in errors[str(T)].items()))
+    result = {"h": h, "m": m, "sig": sig, "seed": seed, "dtype": "float64", "norm": "L2 (Frobenius)",
+              "errors": errors, "max_errors": max_errors, "corpus": corpus_info(corpus, chars)}
+    ckpt.write_json(resolve(out_dir) / "gradcheck.json", result)
+    return result
+
+
+def train(data_path: str, out_dir: str, seed: int = 0, **params) -> dict:
+    """Train from scratch and write the run's result files into ``out_dir``.
+
+    Files: ``train_log.csv`` (step, loss, smooth_loss), ``samples.json``, ``best.npz``,
+    ``last.npz`` (rewritten every ``checkpoint_every`` updates) and ``run.json`` (configuration,
+    corpus, timing, epoch starts). ``params`` are :class:`~helpers.config.TrainConfig` fields.
+    Returns the contents of ``run.json``.
+    """
+    cfg = TrainConfig.from_kwargs(**params)
+    seed = coerce("seed", seed, "int")
+    corpus = load_corpus(data_path)
+    chars = build_vocab(corpus.text)
+    trainer = Trainer(cfg, encode(corpus.text, chars), chars, TrainState.fresh(cfg, len(chars), np.random.default_rng(seed)))
+    out = resolve(out_dir)
+    meta = {"run_id": new_run_id(), "seed": seed, "config": cfg.as_dict(), "corpus": corpus_info(corpus, chars)}
+    print(f"training on {corpus.name}: {len(corpus.text):,} characters, K = {len(chars)}; writing to {out}")
+
+    def write_results(seconds: float | None = None) -> dict:
+        s = trainer.state
+        ckpt.save(out / "last.npz", trainer.checkpoint("last", meta))
+        ckpt.save(out / "best.npz", trainer.checkpoint("best", meta))
+        ckpt.write_text(out / "train_log.csv", log_csv(s.log))
+        ckpt.write_json(out / "samples.json", s.samples)
+        summary = {**meta, "steps_done": s.step, "epochs": s.epoch, "epoch_starts": s.epoch_starts,
+                   "final_smooth_loss": s.smooth_loss, "best_smooth_loss": s.best_smooth_loss,
+                   "best_step": s.best_step, "seconds": seconds,
+                   "updates_per_second": s.step / seconds if seconds else None}
+        ckpt.write_json(out / "run.json", summary)
+        return summary
+
+    try:
+        seconds = trainer.run(cfg.n_updates, on_checkpoint=write_results)
+    except KeyboardInterrupt:
+        write_results()
+        print(f"interrupted at update {trainer.state.step}; last.npz in {out} holds the state to resume from")
+        raise
+    except NonFiniteLossError:
+        raise  # the last checkpoint on disk is the last good one; nothing is overwritten
+    return write_results(seconds)
+
+
+def log_csv(rows) -> str:
+    """train_log.csv's text: a header and one ``step,loss,smooth_loss`` row per logged update."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(("step", "loss", "smooth_loss"))
+    writer.writerows((step, f"{loss:.6f}", f"{smooth:.6f}") for step, loss, smooth in rows)
+    return buf.getvalue()
+
+
+def read_log(path) -> dict[str, np.ndarray]:
+    """train_log.csv as arrays ``step``, ``loss``, ``smooth_loss``."""
+    table = np.loadtxt(resolve(path), delimiter=",", skiprows=1, ndmin=2)
+    return {"step": table[:, 0].astype(int), "loss": table[:, 1], "smooth_loss": table[:, 2]}
+
+
+def synthesize(checkpoint: str, length: int = 1000, seed: int = 0, prime: str = "\n",
+               temperature: float = 1.0, top_p: float = 1.0, out_path: str | None = None) -> dict:
+    """Synthesize ``length`` characters from a checkpoint, with the vocabulary it carries.
+
+    The hidden state starts at zero and is run over ``prime`` but its last character, which is
+    x_0. Writes the result as JSON to ``out_path`` when given. Returns
+    ``{"checkpoint", "step", "smooth_loss", "seed", "prime", "temperature", "top_p", "text"}``.
+    """
+    length, seed = coerce("length", length, "int"), coerce("seed", seed, "int")
+    temperature, top_p = coerce("temperature", temperature, "float"), coerce("top_p", top_p, "float")
+    if not isinstance(prime, str) or not prime:
+        raise ValueError(f"prime must be a non-empty text (its last character starts the sample), got {prime!r}")
+    ck = ckpt.load(checkpoint)
+    x = encode(prime, ck.chars)
+    h0 = synth.warm_up(ck.params, np.zeros(ck.params.m), x[:-1])
+    idx, _ = synth.sample_indices(ck.params, h0, int(x[-1]), length, np.random.default_rng(seed),
+                                  temperature=temperature, top_p=top_p)
+    result = {"checkpoint": str(resolve(checkpoint)), "step": ck.step, "smooth_loss": ck.smooth_loss,
+              "seed": seed, "prime": prime, "temperature": temperature, "top_p": top_p,
+              "text": "".join(ck.chars[i] for i in idx), "run_id": ck.meta.get("run_id")}
+    if out_path:
+        ckpt.write_json(resolve(out_path), result)
+    return result

@@ -1,0 +1,130 @@
+"""Papermill runs of all five notebooks with tiny parameters, and the report they render."""
+from __future__ import annotations
+
+import html
+import json
+import shutil
+import subprocess
+
+import nbformat
+import numpy as np
+import papermill
+import pytest
+
+from helpers import checkpoint, pipeline
+from helpers.paths import ROOT
+
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+TINY = {"data_path": "pydoc_data", "m": 16, "seq_lengths": [4, 7], "n_updates": 600, "sample_every": 200,
+        "sample_until": 400, "sample_length": 50, "log_every": 10, "checkpoint_every": 300, "length": 120,
+        "seed": 3}
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """One tiny end-to-end run of ``make report``'s pipeline (HTML and, with a browser, PDF)."""
+    out = tmp_path_factory.mktemp("run")
+    from helpers.report import find_browser
+
+    pipeline.run(out, {**TINY, "figure_path": str(out / "figure2.png")}, pdf=find_browser() is not None,
+                 log=lambda *_: None)
+    return out
+
+
+def test_notebooks_are_committed_clean_and_thin():
+    assert [p.stem for p in NOTEBOOKS] == list(pipeline.NOTEBOOKS)
+    for path in NOTEBOOKS:
+        nb = nbformat.read(path, as_version=4)
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        assert all(not c.outputs and c.execution_count is None for c in code), f"{path.name} has outputs"
+        tagged = [c for c in code if "parameters" in c.metadata.get("tags", [])]
+        assert len(tagged) == 1, f"{path.name} needs exactly one parameters cell"
+        assert not any("def " in c.source or "lambda" in c.source for c in code), f"{path.name} defines functions"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_parameter_has_type_default_and_help(path):
+    params = papermill.inspect_notebook(path)
+    assert params, f"{path.name}: papermill found no parameters"
+    for name, info in params.items():
+        assert info["inferred_type_name"] not in ("None", ""), f"{path.name}: {name} has no type"
+        assert info["help"], f"{path.name}: {name} has no comment"
+
+
+def test_train_notebook_declares_the_documented_parameters():
+    declared = set(papermill.inspect_notebook(ROOT / "notebooks" / "02_train.ipynb"))
+    assert {"data_path", "out_dir", "seed", "m", "eta", "seq_length", "sig", "n_updates", "sample_every",
+            "sample_until", "sample_length"} <= declared
+
+
+def test_unknown_pipeline_parameter_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="no notebook has the parameter.*n_update\\b"):
+        pipeline.plan(tmp_path, {"n_update": 5})
+
+
+def test_pipeline_writes_every_result_file(run_dir):
+    for name in ("gradcheck.json", "train_log.csv", "samples.json", "best.npz", "last.npz", "run.json",
+                 "synthesis.json", "best_passage.json", "report.html"):
+        assert (run_dir / name).is_file(), name
+    for name in pipeline.NOTEBOOKS:
+        nb = nbformat.read(run_dir / "notebooks" / f"{name}.ipynb", as_version=4)
+        errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+        assert not errors, f"{name}: {errors}"
+
+
+def test_gradcheck_json_layout(run_dir):
+    g = json.loads((run_dir / "gradcheck.json").read_text())
+    assert g["h"] == 1e-4 and g["m"] == TINY["m"]
+    assert set(g["errors"]) == {"4", "7"}
+    for T in ("4", "7"):
+        assert set(g["errors"][T]) == {"U", "W", "V", "b", "c"}
+        assert all(0 <= e < 1e-6 for e in g["errors"][T].values())
+        # |d_i| <= r (|a_i| + |n_i|) for every i implies ||d|| <= r (||a|| + ||n||): max >= norm figure
+        assert all(g["max_errors"][T][n] >= g["errors"][T][n] * (1 - 1e-9) for n in "UWVbc")
+
+
+def test_training_outputs_follow_the_schedule(run_dir):
+    samples = json.loads((run_dir / "samples.json").read_text())
+    assert [s["step"] for s in samples] == [0, 200, 400]
+    assert all(len(s["text"]) == TINY["sample_length"] for s in samples)
+    rows = np.loadtxt(run_dir / "train_log.csv", delimiter=",", skiprows=1)
+    assert (run_dir / "train_log.csv").read_text().splitlines()[0] == "step,loss,smooth_loss"
+    assert rows[0, 0] == 1 and rows[-1, 0] == TINY["n_updates"]
+    last = checkpoint.load(run_dir / "last.npz")
+    best = checkpoint.load(run_dir / "best.npz")
+    assert last.step == TINY["n_updates"] and best.smooth_loss <= last.smooth_loss
+    with np.load(run_dir / "last.npz", allow_pickle=False) as z:
+        assert {"U", "W", "V", "b", "c", "mU", "mW", "mV", "mb", "mc", "hprev", "step", "smooth_loss",
+                "chars", "meta"} <= set(z.files)
+
+
+def test_best_passage_comes_from_best_checkpoint(run_dir):
+    passage = json.loads((run_dir / "best_passage.json").read_text())
+    best = checkpoint.load(run_dir / "best.npz")
+    assert passage["step"] == best.step and passage["smooth_loss"] == pytest.approx(best.smooth_loss)
+    assert len(passage["text"]) == TINY["length"] and set(passage["text"]) <= set(best.chars)
+
+
+def test_report_html_holds_the_run_results(run_dir):
+    text = html.unescape((run_dir / "report.html").read_text(encoding="utf-8"))
+    run = json.loads((run_dir / "run.json").read_text())
+    g = json.loads((run_dir / "gradcheck.json").read_text())
+    assert "Table 1" in text and "Figure 2" in text and "data:image/png;base64," in text
+    assert f"{g['errors']['7']['W']:.2e}" in text
+    for s in json.loads((run_dir / "samples.json").read_text()):
+        assert f"Update {s['step']:,}, smooth loss {s['smooth_loss']:.2f}" in text
+        assert s["text"] in text
+    assert json.loads((run_dir / "best_passage.json").read_text())["text"] in text
+    assert f"{run['best_smooth_loss']:.2f}" in text
+    assert "pydoc_data" in text and "not comparable" in text  # says which corpus it used
+    assert "def " not in text.split("<body")[1] and "workflow." not in text  # no code cells
+    assert (run_dir / "figure2.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.skipif(shutil.which("pdftotext") is None, reason="pdftotext (poppler-utils) not installed")
+def test_report_pdf_reads_like_the_report(run_dir):
+    pdf = run_dir / "report.pdf"
+    assert pdf.is_file(), "no Chromium/Chrome found to print the PDF"
+    text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+    for needle in ("Testing the gradient", "Table 1", "Figure 2", "Update 200, smooth loss", "The best model"):
+        assert needle in text, needle
