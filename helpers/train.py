@@ -20,6 +20,7 @@ from . import optim, rnn, synth
 from .checkpoint import Checkpoint
 from .config import TrainConfig
 from .params import ParamSet, init_params
+from .progress import Progress
 
 
 @dataclass
@@ -47,6 +48,37 @@ class TrainState:
         params = init_params(cfg.m, K, cfg.sig, rng, dtype=np.dtype(cfg.dtype))
         return cls(params=params, mem=params.zeros_like(), hprev=np.zeros(cfg.m, params.flat.dtype), rng=rng,
                    best_params=params.copy())
+
+    @classmethod
+    def resume(cls, last: Checkpoint, best: Checkpoint | None, cfg: TrainConfig, chars: list[str]) -> "TrainState":
+        """The state saved in ``last`` (a "last" checkpoint) with its ``best`` companion, checked against the run.
+
+        Raises ValueError when the checkpoint cannot continue this run (other vocabulary, other m,
+        or no optimizer state).
+        """
+        meta = last.meta
+        if last.chars != chars:
+            extra, missing = sorted(set(last.chars) - set(chars)), sorted(set(chars) - set(last.chars))
+            raise ValueError(
+                f"the checkpoint's vocabulary ({len(last.chars)} characters) does not match the text's ({len(chars)}): "
+                f"only in the checkpoint {extra[:10]!r}, only in the text {missing[:10]!r}. Resume on the text it was "
+                "trained on, or train from scratch (init_from='').")
+        if last.mem is None or "rng_state" not in meta:
+            raise ValueError("this checkpoint has no optimizer or random state (a best.npz?); resume from last.npz.")
+        if last.params.m != cfg.m:
+            raise ValueError(f"the checkpoint has m={last.params.m} but the run asks for m={cfg.m}; use m={last.params.m}.")
+        dtype = np.dtype(cfg.dtype)
+        rng = np.random.default_rng()
+        rng.bit_generator.state = meta["rng_state"]
+        params = last.params.astype(dtype)
+        good_best = best is not None and best.step == meta["best_step"] and best.params.m == cfg.m
+        return cls(params=params, mem=last.mem.astype(dtype), hprev=np.asarray(last.hprev, dtype).copy(), rng=rng,
+                   step=last.step, position=meta["position"], epoch=meta["epoch"], smooth_loss=last.smooth_loss,
+                   best_params=(best.params if good_best else last.params).astype(dtype),
+                   best_smooth_loss=meta["best_smooth_loss"] if good_best else last.smooth_loss,
+                   best_step=meta["best_step"] if good_best else last.step,
+                   epoch_starts=list(meta["epoch_starts"]), log=[tuple(row) for row in meta["log"]],
+                   samples=list(meta["samples"]))
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -117,7 +149,8 @@ class Trainer:
     def checkpoint(self, which: str, meta: dict) -> Checkpoint:
         """The ``"last"`` or ``"best"`` checkpoint of the current state."""
         s = self.state
-        position = {"position": s.position, "epoch": s.epoch, "rng_state": s.rng.bit_generator.state}
+        position = {"position": s.position, "epoch": s.epoch, "rng_state": s.rng.bit_generator.state,
+                    "epoch_starts": s.epoch_starts, "log": s.log, "samples": s.samples}
         if which == "best":
             return Checkpoint(params=s.best_params, chars=self.chars, step=s.best_step,
                               smooth_loss=s.best_smooth_loss, meta={**meta, "kind": "best"})
@@ -126,24 +159,37 @@ class Trainer:
                                                           "best_step": s.best_step,
                                                           "best_smooth_loss": s.best_smooth_loss})
 
-    def run(self, n_updates: int, on_checkpoint=None, report_every: int | None = None, out=print) -> float:
+    def run(self, n_updates: int, on_checkpoint=None, report_every: int | None = None, out=None,
+            progress: bool = True) -> float:
         """Update until ``n_updates`` updates are done in total; returns the seconds taken.
 
         ``on_checkpoint()`` is called every ``cfg.checkpoint_every`` updates (the caller writes the
-        final results). Progress lines go to ``out`` every ``report_every`` updates.
+        final results). A line goes to ``out`` every ``report_every`` updates (default
+        ``sample_every``; default: printed beside the bar), and a progress bar with the smooth loss is shown when ``progress``.
         """
         start = time.perf_counter()
-        report_every = report_every or self.cfg.sample_every
-        with threadpool_limits(limits=1, user_api="blas"):  # small products: one thread is faster
-            self._loop(n_updates, on_checkpoint, report_every, out)
+        bar = Progress(n_updates, "updates", initial=self.state.step) if progress else None
+        try:
+            with threadpool_limits(limits=1, user_api="blas"):  # small products: one thread is faster
+                out = out or (bar.write if bar is not None else print)
+                self._loop(n_updates, on_checkpoint, report_every or self.cfg.sample_every, out, bar)
+        finally:
+            if bar is not None:
+                bar.close(self.smooth_history)
         return time.perf_counter() - start
 
-    def _loop(self, n_updates, on_checkpoint, report_every, out) -> None:
+    def smooth_history(self) -> list[float]:
+        """The logged smooth losses, for the live plot."""
+        return [row[2] for row in self.state.log]
+
+    def _loop(self, n_updates, on_checkpoint, report_every, out, bar) -> None:
         s, last_report = self.state, (self.state.step, time.perf_counter())
         while s.step < n_updates:
             self.update()
             if s.step % self.cfg.checkpoint_every == 0 and on_checkpoint is not None:
                 on_checkpoint()
+            if bar is not None and s.step % 100 == 0:
+                bar.update(s.step, f"smooth loss {s.smooth_loss:.2f}", self.smooth_history)
             if s.step % report_every == 0 or s.step == n_updates:
                 now = time.perf_counter()
                 rate = (s.step - last_report[0]) / max(now - last_report[1], 1e-9)

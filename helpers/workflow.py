@@ -16,6 +16,7 @@ from .config import TrainConfig, coerce
 from .data import build_vocab, encode, load_corpus
 from .params import init_params
 from .paths import resolve
+from .progress import Progress
 from .train import NonFiniteLossError, Trainer, TrainState, new_run_id
 
 
@@ -38,32 +39,47 @@ def gradient_test(data_path: str, out_dir: str, seq_lengths=(10, 25, 40), h: flo
     data = encode(corpus.text[:max(seq_lengths) + 1], chars)
     params = init_params(m, len(chars), sig, np.random.default_rng(seed))
     errors, max_errors = {}, {}
-    for T in seq_lengths:
-        result = gradcheck.check(params, data[:T], data[1:T + 1], h=h)
+    bar = Progress(params.flat.size * len(seq_lengths), "gradient entries")
+    for i, T in enumerate(seq_lengths):
+        base = i * params.flat.size
+        result = gradcheck.check(params, data[:T], data[1:T + 1], h=h,
+                                 progress=lambda done: bar.update(base + done, f"seq_length {T}"))
         errors[str(T)] = {name: r["norm"] for name, r in result.items()}
         max_errors[str(T)] = {name: r["max"] for name, r in result.items()}
-        print(f"seq_length {T}: " + "  ".join(f"{n} {e:.2e}" for n, e in errors[str(T)].items()))
+        bar.write(f"seq_length {T}: " + "  ".join(f"{n} {e:.2e}" for n, e in errors[str(T)].items()))
+    bar.update(bar.total, "done")
+    bar.close()
     result = {"h": h, "m": m, "sig": sig, "seed": seed, "dtype": "float64", "norm": "L2 (Frobenius)",
               "errors": errors, "max_errors": max_errors, "corpus": corpus_info(corpus, chars)}
     ckpt.write_json(resolve(out_dir) / "gradcheck.json", result)
     return result
 
 
-def train(data_path: str, out_dir: str, seed: int = 0, **params) -> dict:
-    """Train from scratch and write the run's result files into ``out_dir``.
+def train(data_path: str, out_dir: str, seed: int = 0, init_from: str = "", **params) -> dict:
+    """Train (from scratch, or on from the checkpoint ``init_from``) and write the results into ``out_dir``.
 
     Files: ``train_log.csv`` (step, loss, smooth_loss), ``samples.json``, ``best.npz``,
     ``last.npz`` (rewritten every ``checkpoint_every`` updates) and ``run.json`` (configuration,
-    corpus, timing, epoch starts). ``params`` are :class:`~helpers.config.TrainConfig` fields.
+    corpus, timing, epoch starts). ``params`` are :class:`~helpers.config.TrainConfig` fields;
+    ``n_updates`` counts all updates, those before ``init_from`` included. A resumed run goes on
+    exactly as the uninterrupted run would have (same parameters, samples and losses).
     Returns the contents of ``run.json``.
     """
     cfg = TrainConfig.from_kwargs(**params)
     seed = coerce("seed", seed, "int")
     corpus = load_corpus(data_path)
     chars = build_vocab(corpus.text)
-    trainer = Trainer(cfg, encode(corpus.text, chars), chars, TrainState.fresh(cfg, len(chars), np.random.default_rng(seed)))
+    if init_from:
+        last = ckpt.load(init_from)
+        best_path = resolve(init_from).with_name("best.npz")
+        state = TrainState.resume(last, ckpt.load(best_path) if best_path.is_file() else None, cfg, chars)
+        run_id = last.meta.get("run_id") or new_run_id()
+        print(f"resuming from {resolve(init_from)} at update {state.step:,}")
+    else:
+        state, run_id = TrainState.fresh(cfg, len(chars), np.random.default_rng(seed)), new_run_id()
+    trainer = Trainer(cfg, encode(corpus.text, chars), chars, state)
     out = resolve(out_dir)
-    meta = {"run_id": new_run_id(), "seed": seed, "config": cfg.as_dict(), "corpus": corpus_info(corpus, chars)}
+    meta = {"run_id": run_id, "seed": seed, "config": cfg.as_dict(), "corpus": corpus_info(corpus, chars)}
     print(f"training on {corpus.name}: {len(corpus.text):,} characters, K = {len(chars)}; writing to {out}")
 
     def write_results(seconds: float | None = None) -> dict:

@@ -128,3 +128,23 @@ def test_report_pdf_reads_like_the_report(run_dir):
     text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
     for needle in ("Testing the gradient", "Table 1", "Figure 2", "Update 200, smooth loss", "The best model"):
         assert needle in text, needle
+
+
+def _outputs(run_dir, name):
+    nb = nbformat.read(run_dir / "notebooks" / f"{name}.ipynb", as_version=4)
+    return [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+
+
+def test_batch_run_shows_static_sample_not_a_widget(run_dir):
+    outputs = _outputs(run_dir, "03_synthesis")
+    assert not any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs)
+    assert any("Static sample" in o.get("data", {}).get("text/html", "") for o in outputs)
+
+
+def test_progress_does_not_flood_the_executed_notebook(run_dir):
+    outputs = _outputs(run_dir, "02_train")
+    bars = [o for o in outputs if "<progress" in o.get("data", {}).get("text/html", "")]
+    assert len(bars) == 1 and f'value="{TINY["n_updates"]}"' in bars[0]["data"]["text/html"]
+    streamed = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+    assert len(streamed.splitlines()) < 20  # a line per sample_every updates, not per update
+    assert not any("widget-view" in str(o.get("data", {})) for o in outputs)
