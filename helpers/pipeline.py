@@ -27,6 +27,10 @@ def notebook_parameters(name: str) -> dict[str, str]:
     return {p: info["default"] for p, info in papermill.inspect_notebook(ROOT / "notebooks" / f"{name}.ipynb").items()}
 
 
+class NotebookError(RuntimeError):
+    """A notebook raised an error; the message names the notebook, the error and the executed copy."""
+
+
 def plan(out_dir, params: dict) -> list[tuple[str, dict]]:
     """The notebooks to run, in order, each with the parameters it declares.
 
@@ -66,9 +70,13 @@ def run(out_dir="output/run", params: dict | None = None, pdf: bool = True, log=
     for name, values in plan(out, params or {}):
         start = time.perf_counter()
         log(f"[{name}] " + ", ".join(f"{k}={v!r}" for k, v in values.items()))
-        papermill.execute_notebook(ROOT / "notebooks" / f"{name}.ipynb", executed / f"{name}.ipynb",
-                                   parameters=values, cwd=str(ROOT), progress_bar=False, kernel_name="python3",
-                                   log_output=log_output)
+        try:
+            papermill.execute_notebook(ROOT / "notebooks" / f"{name}.ipynb", executed / f"{name}.ipynb",
+                                       parameters=values, cwd=str(ROOT), progress_bar=False, kernel_name="python3",
+                                       log_output=log_output)
+        except papermill.PapermillExecutionError as err:
+            raise NotebookError(f"{name} stopped with {err.ename}: {err.evalue}\n"
+                                f"(the executed notebook with the traceback: {executed / f'{name}.ipynb'})") from None
         log(f"[{name}] done in {time.perf_counter() - start:.1f} s")
     files = {"html": to_html(executed / "05_report.ipynb", out / "report.html")}
     log(f"report: {files['html']}")
@@ -99,7 +107,7 @@ def main(argv=None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         run(args.out_dir, params, pdf=not args.no_pdf, log_output=True)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, NotebookError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

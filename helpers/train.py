@@ -8,7 +8,10 @@ fewer than T+1 characters remain, a new epoch starts at e = 0 with hprev = 0.
 """
 from __future__ import annotations
 
+import contextlib
 import math
+import signal
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -170,9 +173,9 @@ class Trainer:
         start = time.perf_counter()
         bar = Progress(n_updates, "updates", initial=self.state.step) if progress else None
         try:
-            with threadpool_limits(limits=1, user_api="blas"):  # small products: one thread is faster
+            with threadpool_limits(limits=1, user_api="blas"), interrupt_between_updates() as stop:
                 out = out or (bar.write if bar is not None else print)
-                self._loop(n_updates, on_checkpoint, report_every or self.cfg.sample_every, out, bar)
+                self._loop(n_updates, on_checkpoint, report_every or self.cfg.sample_every, out, bar, stop)
         finally:
             if bar is not None:
                 bar.close(self.smooth_history)
@@ -182,10 +185,12 @@ class Trainer:
         """The logged smooth losses, for the live plot."""
         return [row[2] for row in self.state.log]
 
-    def _loop(self, n_updates, on_checkpoint, report_every, out, bar) -> None:
+    def _loop(self, n_updates, on_checkpoint, report_every, out, bar, stop) -> None:
         s, last_report = self.state, (self.state.step, time.perf_counter())
         while s.step < n_updates:
             self.update()
+            if stop:
+                raise KeyboardInterrupt(f"interrupted after update {s.step}")
             if s.step % self.cfg.checkpoint_every == 0 and on_checkpoint is not None:
                 on_checkpoint()
             if bar is not None and s.step % 100 == 0:
@@ -196,6 +201,26 @@ class Trainer:
                 out(f"update {s.step:>7,}/{n_updates:,}  epoch {s.epoch}  smooth loss {s.smooth_loss:8.3f}  "
                     f"{rate:,.0f} updates/s")
                 last_report = (s.step, now)
+
+
+@contextlib.contextmanager
+def interrupt_between_updates():
+    """Turn Ctrl-C (SIGINT) into a KeyboardInterrupt between two updates, never inside one.
+
+    Yields a list that becomes non-empty once Ctrl-C was pressed; the loop checks it after each
+    update, so a checkpoint written on interrupt holds a consistent state. Outside the main thread
+    (where signals cannot be caught) nothing changes.
+    """
+    stop: list = []
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, lambda *_: stop.append(True))
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def new_run_id() -> str:

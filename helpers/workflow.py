@@ -32,9 +32,17 @@ def gradient_test(data_path: str, out_dir: str, seq_lengths=(10, 25, 40), h: flo
     Each check runs on the first ``seq_length`` characters of the text (targets shifted by one),
     with h_0 = 0, float64, no clipping, and one initialisation drawn from ``seed``.
     """
+    if isinstance(seq_lengths, (str, int)) or not len(seq_lengths):
+        raise ValueError(f"seq_lengths must be a non-empty list of whole numbers, e.g. [10, 25, 40]; got {seq_lengths!r}")
     seq_lengths = [coerce("seq_lengths", T, "int") for T in seq_lengths]
     h, m, sig = coerce("h", h, "float"), coerce("m", m, "int"), coerce("sig", sig, "float")
+    for name, value in (("seq_lengths", min(seq_lengths)), ("h", h), ("m", m), ("sig", sig)):
+        if not value > 0:
+            raise ValueError(f"{name} must be > 0, got {value!r}")
     corpus = load_corpus(data_path)
+    if len(corpus.text) < max(seq_lengths) + 1:
+        raise ValueError(f"the text has {len(corpus.text)} characters, fewer than the longest seq_length + 1 = "
+                         f"{max(seq_lengths) + 1}; use a longer text or shorter seq_lengths.")
     chars = build_vocab(corpus.text)
     data = encode(corpus.text[:max(seq_lengths) + 1], chars)
     params = init_params(m, len(chars), sig, np.random.default_rng(seed))

@@ -1,0 +1,235 @@
+"""Everything a user can hand the project gets an early error naming the problem and the fix,
+and no fault loses work."""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import signal
+import zipfile
+
+import numpy as np
+import pytest
+
+from helpers import checkpoint, data, report, workflow
+from helpers.config import TrainConfig
+from helpers.train import Trainer
+
+KW = dict(m=8, seq_length=5, sample_every=50, sample_until=100, sample_length=10, log_every=5, checkpoint_every=20)
+
+
+def quiet(fn, *args, **kwargs):
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        return fn(*args, **kwargs)
+
+
+@pytest.fixture
+def text_file(tmp_path):
+    path = tmp_path / "t.txt"
+    path.write_text("abcd efgh, ijkl.\n" * 30, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def run(tmp_path, text_file):
+    quiet(workflow.train, str(text_file), str(tmp_path / "run"), n_updates=60, **KW)
+    return tmp_path / "run"
+
+
+# --- data_path -------------------------------------------------------------------------------
+
+def test_text_shorter_than_a_sequence(tmp_path):
+    short = tmp_path / "short.txt"
+    short.write_text("abcde", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"5 characters, fewer than seq_length \+ 1 = 6.*smaller seq_length"):
+        quiet(workflow.train, str(short), str(tmp_path / "o"), n_updates=3, **KW)
+    with pytest.raises(ValueError, match="fewer than the longest seq_length"):
+        workflow.gradient_test(str(short), str(tmp_path / "o"), [10], m=4)
+
+
+def test_huge_file_is_refused_before_reading(tmp_path, monkeypatch):
+    big = tmp_path / "big.txt"
+    big.write_text("x" * 1000, encoding="utf-8")
+    monkeypatch.setattr(data, "available_memory", lambda: 10_000)
+    with pytest.raises(MemoryError, match=r"needs about .* GiB of memory but .* available"):
+        data.load_corpus(str(big))
+
+
+def test_non_bmp_text_trains_and_samples(tmp_path):
+    path = tmp_path / "emoji.txt"
+    path.write_text("I 🐍 code 😀 and 𝄞 music. " * 20, encoding="utf-8")
+    quiet(workflow.train, str(path), str(tmp_path / "o"), n_updates=30, **KW)
+    ck = checkpoint.load(tmp_path / "o" / "last.npz")
+    assert {"🐍", "😀", "𝄞"} <= set(ck.chars)
+    text = workflow.synthesize(str(tmp_path / "o" / "last.npz"), 50, prime="🐍")["text"]
+    assert set(text) <= set(ck.chars)
+
+
+# --- parameters ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name,value,message", [
+    ("m", 0, "m must be > 0"), ("eta", -0.1, "eta must be > 0"), ("seq_length", 0, "seq_length must be > 0"),
+    ("sample_every", 0, "sample_every must be > 0"), ("n_updates", -1, "n_updates must be >= 0"),
+    ("m", "abc", "m must be a number, got the text 'abc'"), ("m", 2.5, "m must be a whole number"),
+    ("eta", "nan", "eta must be a finite number"), ("dtype", "float16", "dtype must be one of float64, float32"),
+    ("m", True, "must be a number, got the boolean"),
+])
+def test_bad_training_parameters(name, value, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        TrainConfig.from_kwargs(**{name: value})
+
+
+def test_strings_from_papermill_r_are_coerced():
+    cfg = TrainConfig.from_kwargs(m="50", eta="0.05", n_updates="1e5", dtype="float32")
+    assert (cfg.m, cfg.eta, cfg.n_updates, cfg.dtype) == (50, 0.05, 100000, "float32")
+
+
+def test_unknown_parameter_names_are_listed(text_file, tmp_path):
+    with pytest.raises(TypeError, match="unknown training parameter.*learning_rate.*the parameters are .*eta"):
+        workflow.train(str(text_file), str(tmp_path), learning_rate=0.1)
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"top_p": 0}, r"top_p must be in \(0, 1\]"), ({"top_p": 1.5}, r"top_p must be in \(0, 1\]"),
+    ({"temperature": 0}, "temperature must be > 0"), ({"temperature": -1}, "temperature must be > 0"),
+    ({"length": -1}, "length must be a whole number >= 0"), ({"prime": ""}, "prime must be a non-empty text"),
+    ({"prime": "abcQ"}, r"not in the model's vocabulary of \d+: 'Q'"),
+])
+def test_bad_sampling_options(run, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        workflow.synthesize(str(run / "last.npz"), **{"length": 10, **kwargs})
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"seq_lengths": []}, "non-empty list"), ({"seq_lengths": [0]}, "seq_lengths must be > 0"),
+    ({"h": 0}, "h must be > 0"), ({"m": -3}, "m must be > 0"),
+])
+def test_bad_gradient_test_parameters(text_file, tmp_path, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        workflow.gradient_test(str(text_file), str(tmp_path), **{"seq_lengths": [3], **kwargs})
+
+
+# --- checkpoints ---------------------------------------------------------------------------
+
+def test_missing_checkpoint_says_how_to_get_one(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist; train first"):
+        workflow.synthesize(str(tmp_path / "nope.npz"))
+
+
+def test_truncated_checkpoint(run, tmp_path):
+    broken = tmp_path / "broken.npz"
+    broken.write_bytes((run / "last.npz").read_bytes()[:3000])
+    with pytest.raises(ValueError, match="unreadable or truncated"):
+        checkpoint.load(broken)
+
+
+def test_corrupted_checkpoint(run, tmp_path):
+    blob = bytearray((run / "last.npz").read_bytes())
+    blob[200:260] = b"\xff" * 60
+    broken = tmp_path / "corrupt.npz"
+    broken.write_bytes(bytes(blob))
+    with pytest.raises(ValueError, match="corrupt.npz"):
+        checkpoint.load(broken)
+
+
+def test_checkpoint_with_wrong_shapes(run, tmp_path):
+    with np.load(run / "last.npz", allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["W"] = arrays["W"][:, :-1]
+    bad = tmp_path / "shapes.npz"
+    np.savez(bad, **arrays)
+    with pytest.raises(ValueError, match=r"parameter W has shape \(8, 7\), expected \(8, 8\)"):
+        checkpoint.load(bad)
+
+
+def test_checkpoint_with_pickled_object_is_refused(run, tmp_path):
+    with np.load(run / "last.npz", allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["meta"] = np.array([{"evil": 1}], dtype=object)
+    bad = tmp_path / "pickled.npz"
+    np.savez(bad, **arrays)
+    with pytest.raises(ValueError, match="pickled.npz"):
+        checkpoint.load(bad)
+
+
+# --- training faults -----------------------------------------------------------------------
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(run, text_file, monkeypatch):
+    good = (run / "last.npz").read_bytes()
+    from helpers import rnn
+
+    real = rnn.loss_and_grads
+    calls = {"n": 0}
+
+    def poisoned(*args, **kwargs):
+        calls["n"] += 1
+        loss, h = real(*args, **kwargs)
+        return (float("nan"), h) if calls["n"] > 30 else (loss, h)
+
+    monkeypatch.setattr(rnn, "loss_and_grads", poisoned)
+    with pytest.raises(FloatingPointError, match=r"non-finite loss.*last checkpoint was kept.*Lower eta"):
+        quiet(workflow.train, str(text_file), str(run), n_updates=200, init_from=str(run / "last.npz"), **KW)
+    last = checkpoint.load(run / "last.npz")
+    assert last.step == 80 and np.isfinite(last.params.flat).all()  # checkpoint at 80 < first NaN at 91
+    assert (run / "last.npz").read_bytes() != good
+
+
+def test_ctrl_c_writes_a_resumable_checkpoint(tmp_path, text_file, monkeypatch):
+    real_update = Trainer.update
+
+    def update_then_ctrl_c(self):
+        loss = real_update(self)
+        if self.state.step == 37:
+            signal.raise_signal(signal.SIGINT)  # as if the user pressed Ctrl-C here
+        return loss
+
+    monkeypatch.setattr(Trainer, "update", update_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        quiet(workflow.train, str(text_file), str(tmp_path / "a"), seed=1, n_updates=100, **KW)
+    assert checkpoint.load(tmp_path / "a" / "last.npz").step == 37
+    monkeypatch.setattr(Trainer, "update", real_update)
+    quiet(workflow.train, str(text_file), str(tmp_path / "a"), n_updates=100, init_from=str(tmp_path / "a" / "last.npz"), **KW)
+    quiet(workflow.train, str(text_file), str(tmp_path / "b"), seed=1, n_updates=100, **KW)
+    a, b = checkpoint.load(tmp_path / "a" / "last.npz"), checkpoint.load(tmp_path / "b" / "last.npz")
+    assert np.array_equal(a.params.flat, b.params.flat)
+
+
+def test_a_crash_while_writing_keeps_the_old_file(run, monkeypatch):
+    before = (run / "run.json").read_bytes()
+
+    def crash(*_args, **_kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(json, "dumps", crash)
+    with pytest.raises(OSError, match="disk full"):
+        checkpoint.write_json(run / "run.json", {"x": 1})
+    assert (run / "run.json").read_bytes() == before
+    assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]
+
+
+# --- output --------------------------------------------------------------------------------
+
+def test_report_refuses_results_of_two_runs(run, text_file, tmp_path):
+    quiet(workflow.gradient_test, str(text_file), str(run), [3], m=4)
+    quiet(workflow.synthesize, str(run / "best.npz"), 20, out_path=str(run / "best_passage.json"))
+    report.load_results(run)  # one run: fine
+    quiet(workflow.train, str(text_file), str(run), n_updates=40, **KW)  # a second run into the same folder
+    with pytest.raises(ValueError, match="best_passage.json .* comes from run .* re-run notebooks/04_best_model"):
+        report.load_results(run)
+
+
+def test_report_refuses_a_gradient_test_on_another_text(run, tmp_path):
+    other = tmp_path / "other.txt"
+    other.write_text("zyxw vuts " * 10, encoding="utf-8")
+    quiet(workflow.gradient_test, str(other), str(run), [3], m=4)
+    quiet(workflow.synthesize, str(run / "best.npz"), 20, out_path=str(run / "best_passage.json"))
+    with pytest.raises(ValueError, match="gradcheck.json .* another text"):
+        report.load_results(run)
+
+
+def test_zip_that_is_not_a_checkpoint(tmp_path):
+    path = tmp_path / "other.npz"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("hello.txt", "hi")
+    with pytest.raises(ValueError, match="other.npz"):
+        checkpoint.load(path)
