@@ -69,7 +69,7 @@ def test_non_bmp_text_trains_and_samples(tmp_path):
 
 @pytest.mark.parametrize("name,value,message", [
     ("m", 0, "m must be > 0"), ("eta", -0.1, "eta must be > 0"), ("seq_length", 0, "seq_length must be > 0"),
-    ("sample_every", 0, "sample_every must be > 0"), ("n_updates", -1, "n_updates must be >= 0"),
+    ("sample_every", 0, "sample_every must be > 0"), ("n_updates", 0, "n_updates must be > 0"),
     ("m", "abc", "m must be a number, got the text 'abc'"), ("m", 2.5, "m must be a whole number"),
     ("eta", "nan", "eta must be a finite number"), ("dtype", "float16", "dtype must be one of float64, float32"),
     ("m", True, "must be a number, got the boolean"),

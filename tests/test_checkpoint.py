@@ -1,0 +1,231 @@
+"""Checkpoint round trips, the file format, atomic writes and broken-file errors."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import stat
+
+import numpy as np
+import pytest
+
+from conftest import random_params
+from helpers import checkpoint as ckpt
+from helpers.params import NAMES
+
+VOCAB = ["\x00", "\n", " ", "a", "z", "\u00e9", "\u4e2d", "\U0001F600"]  # NUL and a non-BMP emoji
+
+
+def make_checkpoint(dtype=np.float64, with_mem=True, chars=VOCAB, seed=0):
+    rng = np.random.default_rng(seed)
+    K = len(chars)
+    params = random_params(4, K, rng, dtype=dtype)
+    mem = None
+    if with_mem:
+        mem = params.zeros_like()
+        mem.flat[...] = np.abs(rng.standard_normal(mem.flat.size))
+    return ckpt.Checkpoint(
+        params=params, chars=list(chars), step=1234, smooth_loss=42.125,
+        hprev=np.tanh(rng.standard_normal(4)).astype(dtype), mem=mem,
+        meta={"run_id": "abc", "note": "caf\u00e9 \U0001F600", "config": {"m": 4}, "rng": 2**70},
+    )
+
+
+def assert_same(a: ckpt.Checkpoint, b: ckpt.Checkpoint):
+    assert b.chars == a.chars
+    assert b.params.flat.dtype == a.params.flat.dtype
+    np.testing.assert_array_equal(b.params.flat, a.params.flat)
+    for name in NAMES:
+        np.testing.assert_array_equal(b.params[name], a.params[name])
+    if a.mem is None:
+        assert b.mem is None
+    else:
+        np.testing.assert_array_equal(b.mem.flat, a.mem.flat)
+    np.testing.assert_array_equal(b.hprev, a.hprev)
+    assert b.step == a.step and isinstance(b.step, int)
+    assert b.smooth_loss == a.smooth_loss or (math.isnan(a.smooth_loss) and math.isnan(b.smooth_loss))
+    assert b.meta == a.meta
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_round_trip(tmp_path, dtype):
+    ck = make_checkpoint(dtype)
+    path = tmp_path / "ck.npz"
+    returned = ckpt.save(str(path), ck)
+    assert returned == path
+    loaded = ckpt.load(str(path))
+    assert_same(ck, loaded)
+    assert loaded.chars[0] == "\x00" and loaded.chars[-1] == "\U0001F600"
+    assert (loaded.params.m, loaded.params.K) == (4, len(VOCAB))
+
+
+def test_round_trip_weights_only_and_defaults(tmp_path):
+    ck = make_checkpoint(with_mem=False)
+    ck.hprev = None
+    ck.smooth_loss = float("nan")
+    ck.meta = {}
+    path = tmp_path / "w.npz"
+    ckpt.save(path, ck)
+    loaded = ckpt.load(path)
+    assert loaded.mem is None
+    np.testing.assert_array_equal(loaded.hprev, np.zeros(4))
+    assert math.isnan(loaded.smooth_loss)
+    assert loaded.meta == {}
+
+
+def test_vocab_with_trailing_nul_characters(tmp_path):
+    """numpy string arrays drop trailing NULs; the char codes must keep them exact."""
+    chars = ["\x00", "\x01", "b"]
+    assert np.array(chars, dtype=str)[0] == ""  # the numpy behaviour that makes char_codes necessary
+    ck = make_checkpoint(chars=chars)
+    ckpt.save(tmp_path / "n.npz", ck)
+    assert ckpt.load(tmp_path / "n.npz").chars == chars
+
+
+def test_file_is_plain_npz_without_pickles(tmp_path):
+    ck = make_checkpoint()
+    path = ckpt.save(tmp_path / "ck.npz", ck)
+    with np.load(path, allow_pickle=False) as z:
+        files = set(z.files)
+        expected = set(NAMES) | {"m" + n for n in NAMES} | {"hprev", "step", "smooth_loss", "chars",
+                                                              "char_codes", "meta"}
+        assert expected <= files, expected - files
+        for name in NAMES:
+            np.testing.assert_array_equal(z[name], ck.params[name])
+            np.testing.assert_array_equal(z["m" + name], ck.mem[name])
+        assert z["char_codes"].tolist() == [ord(c) for c in VOCAB]
+        assert int(z["step"]) == 1234
+        assert float(z["smooth_loss"]) == 42.125
+        assert json.loads(str(z["meta"])) == ck.meta
+        assert all(z[k].dtype != object for k in z.files)
+
+
+def test_save_creates_parent_folders_and_leaves_no_temp_files(tmp_path):
+    path = tmp_path / "a" / "b" / "ck.npz"
+    ckpt.save(path, make_checkpoint())
+    assert path.is_file()
+    assert os.listdir(path.parent) == ["ck.npz"]
+
+
+def test_atomic_write_keeps_previous_file_when_savez_fails(tmp_path, monkeypatch):
+    path = tmp_path / "last.npz"
+    good = make_checkpoint(seed=1)
+    ckpt.save(path, good)
+    good_bytes = path.read_bytes()
+    seen_tmp = []
+
+    def failing_savez(f, **arrays):
+        # the temporary file exists beside the target, and we write half a file into it
+        name = getattr(f, "name", f)
+        seen_tmp.append(str(name))
+        assert os.path.exists(name) and os.path.dirname(str(name)) == str(tmp_path)
+        f.write(good_bytes[: len(good_bytes) // 2])
+        f.flush()
+        raise OSError("No space left on device (simulated)")
+
+    monkeypatch.setattr(ckpt.np, "savez", failing_savez)
+    with pytest.raises(OSError, match="simulated"):
+        ckpt.save(path, make_checkpoint(seed=2))
+    monkeypatch.undo()
+
+    assert seen_tmp, "np.savez was not called"
+    assert path.read_bytes() == good_bytes
+    assert_same(good, ckpt.load(path))
+    assert sorted(os.listdir(tmp_path)) == ["last.npz"], "a temporary file was left behind"
+
+
+def test_atomic_write_text_interrupted(tmp_path, monkeypatch):
+    """Even a KeyboardInterrupt mid-write leaves the old file and no temporary file."""
+    path = tmp_path / "run.json"
+    ckpt.write_json(path, {"old": True})
+
+    real_write_text = type(path).write_text
+
+    def interrupted(self, *args, **kwargs):
+        real_write_text(self, '{"new": tr', encoding="utf-8")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(type(path), "write_text", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        ckpt.write_json(path, {"new": True})
+    monkeypatch.undo()
+    assert ckpt.read_json(path) == {"old": True}
+    assert os.listdir(tmp_path) == ["run.json"]
+
+
+def test_atomic_write_gives_a_file_like_a_plain_write(tmp_path):
+    """Result files should get the permissions any ordinary write gets (umask-based), not 0600.
+
+    tempfile.mkstemp creates its file with mode 0600; renaming it over the target makes every
+    result file (run.json, samples.json, *.npz) unreadable to other users / containers.
+    """
+    plain = tmp_path / "plain.json"
+    plain.write_text("{}\n", encoding="utf-8")
+    atomic = tmp_path / "atomic.json"
+    ckpt.write_json(atomic, {})
+    assert stat.S_IMODE(atomic.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode)
+
+
+def test_json_round_trip_keeps_characters(tmp_path):
+    obj = {"text": "na\u00efve \U0001F600 \x00", "n": [1, 2.5, None]}
+    path = tmp_path / "x.json"
+    ckpt.write_json(path, obj)
+    assert ckpt.read_json(str(path)) == obj
+    assert "\U0001F600" in path.read_text(encoding="utf-8")  # kept as is, not \\ud83d escapes
+
+
+def test_read_json_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        ckpt.read_json(tmp_path / "missing.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json", encoding="utf-8")
+    with pytest.raises(ValueError) as err:
+        ckpt.read_json(bad)
+    assert str(bad) in str(err.value)
+
+
+@pytest.mark.parametrize("keep", [0.0, 0.02, 0.5, 0.9, 0.99])
+def test_truncated_file_is_a_value_error_naming_the_file(tmp_path, keep):
+    path = ckpt.save(tmp_path / "good.npz", make_checkpoint())
+    raw = path.read_bytes()
+    broken = tmp_path / "broken.npz"
+    broken.write_bytes(raw[: int(len(raw) * keep)])
+    with pytest.raises(ValueError) as err:
+        ckpt.load(str(broken))
+    assert str(broken) in str(err.value)
+
+
+def test_load_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError) as err:
+        ckpt.load(tmp_path / "nothing.npz")
+    assert str(tmp_path / "nothing.npz") in str(err.value)
+
+
+def test_load_rejects_foreign_and_inconsistent_files(tmp_path):
+    foreign = tmp_path / "foreign.npz"
+    np.savez(foreign, a=np.zeros(3))
+    with pytest.raises(ValueError, match="lacks") as err:
+        ckpt.load(foreign)
+    assert str(foreign) in str(err.value)
+
+    ck = make_checkpoint()
+    arrays = {n: ck.params[n] for n in NAMES}
+    bad_shape = tmp_path / "shape.npz"
+    np.savez(bad_shape, **{**arrays, "V": np.zeros((2, 2))}, chars=np.array(VOCAB))
+    with pytest.raises(ValueError, match="inconsistent"):
+        ckpt.load(bad_shape)
+
+    wrong_vocab = tmp_path / "vocab.npz"
+    np.savez(wrong_vocab, **arrays, chars=np.array(["a", "b"]), char_codes=np.array([97, 98]))
+    with pytest.raises(ValueError, match="2 characters"):
+        ckpt.load(wrong_vocab)
+
+
+def test_pickled_object_arrays_are_not_loaded(tmp_path):
+    ck = make_checkpoint()
+    path = tmp_path / "pickle.npz"
+    arrays = {n: ck.params[n] for n in NAMES}
+    np.savez(path, **arrays, chars=np.array(VOCAB), meta=np.array({"evil": 1}, dtype=object))
+    with pytest.raises(ValueError) as err:
+        ckpt.load(path)
+    assert str(path) in str(err.value)
