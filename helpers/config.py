@@ -45,8 +45,8 @@ class TrainConfig:
     def __post_init__(self):
         for f in dataclasses.fields(self):
             object.__setattr__(self, f.name, coerce(f.name, getattr(self, f.name), f.type))
-        positive(self, "m", "eta", "seq_length", "sig", "sample_every", "log_every", "checkpoint_every")
-        at_least(self, 0, "n_updates", "sample_until", "sample_length")
+        positive(self, "m", "eta", "seq_length", "sig", "n_updates", "sample_every", "log_every", "checkpoint_every")
+        at_least(self, 0, "sample_until", "sample_length")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
 
@@ -74,17 +74,19 @@ def coerce(name: str, value, kind):
     if isinstance(value, bool):
         raise TypeError(f"{name} must be a number, got the boolean {value!r}")
     if isinstance(value, str):
+        text = value.strip().replace("_", "")
         try:
-            value = float(value.strip().replace("_", ""))
+            value = int(text) if kind == "int" and text.lstrip("+-").isdigit() else float(text)
         except ValueError:
             raise TypeError(f"{name} must be a number, got the text {value!r}") from None
     if not isinstance(value, (int, float)) and not hasattr(value, "__float__"):
         raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
-    value = float(value) if kind == "float" else value
+    if not math.isfinite(float(value)):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
     if kind == "float":
-        if not math.isfinite(value):
-            raise ValueError(f"{name} must be a finite number, got {value!r}")
-        return value
+        return float(value)
+    if hasattr(value, "__index__"):  # int, numpy integer: kept exactly
+        return int(value)
     if float(value) != int(float(value)):
         raise TypeError(f"{name} must be a whole number, got {value!r}")
     return int(float(value))

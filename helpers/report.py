@@ -218,3 +218,25 @@ def passage(result: dict) -> HTML:
         f"(update {result['step']:,}, smooth loss {result['smooth_loss']:.2f}; seed {result['seed']}, "
         f"temperature {result['temperature']:g}, top-p {result['top_p']:g}):</p>"
         f'<div class="text">{html.escape(result["text"])}</div>')
+
+
+OPTIONAL_SECTIONS = {
+    "compare": ("helpers.compare", "Comparing models"),
+    "documents": ("helpers.documents", "Learning from short documents"),
+    "sweep": ("helpers.sweep", "Parameter sweep"),
+}
+"""Report sections that appear only when their notebook ran: name -> (module with ``section(dir)``, title)."""
+
+
+def optional_section(name: str, folder: str):
+    """The report section ``name`` built from ``folder``, or nothing when ``folder`` is empty.
+
+    Each section's module provides ``section(folder) -> HTML``; the heading comes from here.
+    """
+    if not folder:
+        return None
+    import importlib
+
+    module, title = OPTIONAL_SECTIONS[name]
+    body = importlib.import_module(module).section(folder)
+    return HTML(f"<h2>{html.escape(title)}</h2>" + body.data)
