@@ -11,20 +11,42 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import rnn
+from . import cells, rnn
 from .params import NAMES, ParamSet
 
 EPS = 1e-12
 """Floor of the relative error's denominator."""
 
 
-def numerical_grads(p: ParamSet, x, y, hprev, h: float = 1e-4, progress=None) -> ParamSet:
+def loss_function(p: ParamSet, x, y, hprev, cell: str = "rnn"):
+    """A function of no arguments giving the loss of ``p`` (read in place) on one sequence.
+
+    ``hprev`` is the recurrent state: h_0 (m,) for the RNN, [h_0, s_0] (2m,) for the LSTM.
+    """
+    if cell == "rnn":
+        ws = rnn.Workspace(p.m, p.K, len(x), p.flat.dtype)
+        return lambda: rnn.loss_only(p, x, y, hprev, ws)
+    X, Y, state = np.asarray(x)[None, :], np.asarray(y)[None, :], np.asarray(hprev)[None, :]
+    return lambda: cells.loss_only(cell, p, X, Y, state)
+
+
+def analytic_grads(p: ParamSet, x, y, hprev, cell: str = "rnn") -> ParamSet:
+    """The BPTT gradients of one sequence, unclipped."""
+    grads = p.zeros_like()
+    if cell == "rnn":
+        rnn.loss_and_grads(p, x, y, hprev, grads)
+    else:
+        cells.loss_and_grads(cell, p, np.asarray(x)[None, :], np.asarray(y)[None, :], np.asarray(hprev)[None, :], grads)
+    return grads
+
+
+def numerical_grads(p: ParamSet, x, y, hprev, h: float = 1e-4, progress=None, cell: str = "rnn") -> ParamSet:
     """Centered differences (L(theta + h) - L(theta - h)) / 2h for every entry of every parameter.
 
     ``progress``, if given, is called with the number of entries done so far, every 500 entries.
     """
     grads = p.zeros_like()
-    ws = rnn.Workspace(p.m, p.K, len(x), p.flat.dtype)
+    loss = loss_function(p, x, y, hprev, cell)
     done = 0
     for name in NAMES:
         view = p[name].reshape(-1)  # a view into theta
@@ -32,9 +54,9 @@ def numerical_grads(p: ParamSet, x, y, hprev, h: float = 1e-4, progress=None) ->
         for i in range(view.size):
             old = view[i]
             view[i] = old + h
-            plus = rnn.loss_only(p, x, y, hprev, ws)
+            plus = loss()
             view[i] = old - h
-            minus = rnn.loss_only(p, x, y, hprev, ws)
+            minus = loss()
             view[i] = old
             out[i] = (plus - minus) / (2 * h)
             done += 1
@@ -51,15 +73,14 @@ def relative_errors(g_a: np.ndarray, g_n: np.ndarray, eps: float = EPS) -> dict[
     return {"norm": float(norm), "max": float(elementwise.max())}
 
 
-def check(p: ParamSet, x, y, h: float = 1e-4, progress=None) -> dict[str, dict[str, float]]:
-    """Compare analytic and numerical gradients of every parameter on one sequence, from h_0 = 0.
+def check(p: ParamSet, x, y, h: float = 1e-4, progress=None, cell: str = "rnn") -> dict[str, dict[str, float]]:
+    """Compare analytic and numerical gradients of every parameter on one sequence, from a zero state.
 
     Returns ``{name: {"norm": .., "max": ..}}`` for U, W, V, b, c.
     """
     if p.flat.dtype != np.float64:
         p = p.astype(np.float64)  # the check is always done in float64
-    hprev = np.zeros(p.m)
-    analytic = p.zeros_like()
-    rnn.loss_and_grads(p, x, y, hprev, analytic)
-    numeric = numerical_grads(p, x, y, hprev, h, progress)
+    hprev = np.zeros(p.m * cells.STATE_SIZES[cell])
+    analytic = analytic_grads(p, x, y, hprev, cell)
+    numeric = numerical_grads(p, x, y, hprev, h, progress, cell)
     return {name: relative_errors(analytic[name], numeric[name]) for name in NAMES}

@@ -11,13 +11,15 @@ NAMES = ("U", "W", "V", "b", "c")
 """The parameter names, in the order of the flat layout."""
 
 
-def param_shapes(m: int, K: int) -> dict[str, tuple[int, ...]]:
-    """Shapes of the assignment's parameters for hidden size ``m`` and vocabulary size ``K``."""
-    return {"U": (m, K), "W": (m, m), "V": (K, m), "b": (m,), "c": (K,)}
+def param_shapes(m: int, K: int, gates: int = 1) -> dict[str, tuple[int, ...]]:
+    """Shapes of the parameters for hidden size ``m``, vocabulary size ``K`` and ``gates`` stacked
+    blocks of U, W and b (1 for the vanilla RNN, 4 for the LSTM)."""
+    G = gates * m
+    return {"U": (G, K), "W": (G, m), "V": (K, m), "b": (G,), "c": (K,)}
 
 
 class ParamSet:
-    """U (m,K), W (m,m), V (K,m), b (m,), c (K,) as views of one flat array ``flat``.
+    """U (Gm,K), W (Gm,m), V (K,m), b (Gm,), c (K,) as views of one flat array ``flat``.
 
     Parameters
     ----------
@@ -27,11 +29,13 @@ class ParamSet:
         float64 by default.
     flat : ndarray, optional
         An existing flat buffer to wrap (not copied); zeros when omitted.
+    gates : int, optional
+        G, the number of stacked blocks in U, W, b: 1 (vanilla RNN, default) or 4 (LSTM).
     """
 
-    def __init__(self, m: int, K: int, dtype=np.float64, flat: np.ndarray | None = None):
-        self.m, self.K = int(m), int(K)
-        self.shapes = param_shapes(self.m, self.K)
+    def __init__(self, m: int, K: int, dtype=np.float64, flat: np.ndarray | None = None, gates: int = 1):
+        self.m, self.K, self.gates = int(m), int(K), int(gates)
+        self.shapes = param_shapes(self.m, self.K, self.gates)
         size = sum(int(np.prod(s)) for s in self.shapes.values())
         self.flat = np.zeros(size, dtype=dtype) if flat is None else flat
         if self.flat.shape != (size,):
@@ -53,15 +57,15 @@ class ParamSet:
 
     def copy(self) -> "ParamSet":
         """An independent copy with its own flat buffer."""
-        return ParamSet(self.m, self.K, flat=self.flat.copy())
+        return ParamSet(self.m, self.K, flat=self.flat.copy(), gates=self.gates)
 
     def astype(self, dtype) -> "ParamSet":
         """A copy in another floating dtype."""
-        return ParamSet(self.m, self.K, flat=self.flat.astype(dtype))
+        return ParamSet(self.m, self.K, flat=self.flat.astype(dtype), gates=self.gates)
 
     def zeros_like(self) -> "ParamSet":
         """A zero-filled ParamSet of the same layout and dtype (for gradients or optimizer state)."""
-        return ParamSet(self.m, self.K, dtype=self.flat.dtype)
+        return ParamSet(self.m, self.K, dtype=self.flat.dtype, gates=self.gates)
 
     @classmethod
     def from_arrays(cls, arrays: dict, dtype=np.float64) -> "ParamSet":
@@ -69,8 +73,10 @@ class ParamSet:
         missing = [n for n in NAMES if n not in arrays]
         if missing:
             raise KeyError(f"missing parameter array(s): {', '.join(missing)}")
-        m, K = np.shape(arrays["U"]) if np.ndim(arrays["U"]) == 2 else (0, 0)
-        out = cls(m, K, dtype=dtype)
+        rows, m = np.shape(arrays["W"]) if np.ndim(arrays["W"]) == 2 else (0, 0)
+        K = np.shape(arrays["U"])[1] if np.ndim(arrays["U"]) == 2 else 0
+        gates = rows // m if m and rows % m == 0 and rows // m in (1, 4) else 1
+        out = cls(m, K, dtype=dtype, gates=gates)
         for name, shape in out.shapes.items():
             got = np.shape(arrays[name])
             if got != shape:
@@ -79,12 +85,15 @@ class ParamSet:
         return out
 
 
-def init_params(m: int, K: int, sig: float, rng: np.random.Generator, dtype=np.float64) -> ParamSet:
+def init_params(m: int, K: int, sig: float, rng: np.random.Generator, dtype=np.float64, gates: int = 1) -> ParamSet:
     """The assignment's initialisation: U, W, V ~ N(0, sig^2); b, c = 0.
 
     Draws U, then W, then V from ``rng`` (so a seed gives the same weights in every dtype).
+    With ``gates=4`` (LSTM, gate order i, f, g, o) the forget gate's bias starts at 1.
     """
-    p = ParamSet(m, K, dtype=dtype)
+    p = ParamSet(m, K, dtype=dtype, gates=gates)
     for name in ("U", "W", "V"):
         p[name][...] = rng.standard_normal(p.shapes[name]) * sig
+    if gates == 4:
+        p.b[m:2 * m] = 1.0
     return p

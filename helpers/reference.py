@@ -68,3 +68,45 @@ def sample(U, W, V, b, c, h0, x0, n, rng):
         x = int(rng.choice(K, p=p))
         out.append(x)
     return out
+
+
+def lstm_loss_and_grads(U, W, V, b, c, x, y, h0, s0):
+    """The LSTM over one sequence, one time step at a time (gate order i, f, g, o).
+
+    U (4m,K), W (4m,m), b (4m,), V (K,m), c (K,); h0, s0 (m,) the hidden and cell state.
+    Returns (loss, grads dict keyed "U" "W" "V" "b" "c", h_T, s_T).
+    """
+    m, K = W.shape[1], U.shape[1]
+
+    def sig(v):
+        return 1.0 / (1.0 + np.exp(-v))
+
+    hs, ss, cache, loss = {-1: np.array(h0, float)}, {-1: np.array(s0, float)}, {}, 0.0
+    for t in range(len(x)):
+        xt = np.zeros(K)
+        xt[x[t]] = 1.0
+        z = W @ hs[t - 1] + U @ xt + b
+        i, f, g, o = sig(z[:m]), sig(z[m:2 * m]), np.tanh(z[2 * m:3 * m]), sig(z[3 * m:])
+        ss[t] = f * ss[t - 1] + i * g  # s_t = f s_{t-1} + i g
+        hs[t] = o * np.tanh(ss[t])  # h_t = o tanh(s_t)
+        e = np.exp(V @ hs[t] + c - (V @ hs[t] + c).max())
+        p = e / e.sum()
+        loss += -np.log(p[y[t]])
+        cache[t] = (xt, i, f, g, o, p)
+    grads = {name: np.zeros_like(arr) for name, arr in zip("UWVbc", (U, W, V, b, c))}
+    dh_next, ds_next = np.zeros(m), np.zeros(m)
+    for t in reversed(range(len(x))):
+        xt, i, f, g, o, p = cache[t]
+        do_ = p.copy()
+        do_[y[t]] -= 1.0
+        grads["V"] += np.outer(do_, hs[t])
+        grads["c"] += do_
+        dh = V.T @ do_ + dh_next
+        ds = dh * o * (1 - np.tanh(ss[t]) ** 2) + ds_next
+        dz = np.concatenate([ds * g * i * (1 - i), ds * ss[t - 1] * f * (1 - f),
+                             ds * i * (1 - g ** 2), dh * np.tanh(ss[t]) * o * (1 - o)])
+        grads["W"] += np.outer(dz, hs[t - 1])
+        grads["U"] += np.outer(dz, xt)
+        grads["b"] += dz
+        dh_next, ds_next = W.T @ dz, ds * f
+    return float(loss), grads, hs[len(x) - 1].copy(), ss[len(x) - 1].copy()
