@@ -1,6 +1,7 @@
 """Checkpoints (``.npz``, read with ``allow_pickle=False``) and atomic result files.
 
-A checkpoint holds the weights ``U W V b c``, the AdaGrad state ``mU mW mV mb mc``, ``hprev``,
+A checkpoint holds the weights ``U W V b c``, the AdaGrad state ``mU mW mV mb mc`` (and, for
+Adam, its second moment ``vU vW vV vb vc``), ``hprev``,
 ``step``, ``smooth_loss``, the vocabulary ``chars`` (in index order, with ``char_codes`` as exact code points) and a JSON string ``meta``
 (the run's configuration, corpus, text position, epoch and random state).
 
@@ -34,6 +35,7 @@ class Checkpoint:
     hprev: np.ndarray | None = None
     mem: ParamSet | None = None
     meta: dict = field(default_factory=dict)
+    mem2: ParamSet | None = None  # a second optimizer state array (Adam's second moment)
 
 
 @contextlib.contextmanager
@@ -89,6 +91,8 @@ def save(path, ck: Checkpoint) -> Path:
     arrays = {name: ck.params[name] for name in NAMES}
     if ck.mem is not None:
         arrays.update({"m" + name: ck.mem[name] for name in NAMES})
+    if ck.mem2 is not None:
+        arrays.update({"v" + name: ck.mem2[name] for name in NAMES})
     hprev = np.zeros(ck.params.m) if ck.hprev is None else ck.hprev
     arrays.update(
         hprev=np.asarray(hprev, dtype=ck.params.flat.dtype),
@@ -125,6 +129,7 @@ def load(path) -> Checkpoint:
     try:
         params = ParamSet.from_arrays(data, dtype=dtype)
         mem = ParamSet.from_arrays({n: data["m" + n] for n in NAMES}, dtype=dtype) if "mU" in data else None
+        mem2 = ParamSet.from_arrays({n: data["v" + n] for n in NAMES}, dtype=dtype) if "vU" in data else None
     except (KeyError, ValueError) as err:
         raise ValueError(f"checkpoint {str(path)!r} is inconsistent: {err}") from None
     if "char_codes" in data:
@@ -135,7 +140,7 @@ def load(path) -> Checkpoint:
         raise ValueError(f"checkpoint {str(path)!r} has {len(chars)} characters but K={params.K} columns in U.")
     meta = json.loads(str(data["meta"])) if "meta" in data else {}
     return Checkpoint(
-        params=params, chars=chars, mem=mem, meta=meta,
+        params=params, chars=chars, mem=mem, mem2=mem2, meta=meta,
         step=int(data.get("step", 0)), smooth_loss=float(data.get("smooth_loss", np.nan)),
         hprev=data.get("hprev"),
     )

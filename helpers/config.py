@@ -10,6 +10,9 @@ import math
 from dataclasses import dataclass
 
 DTYPES = ("float64", "float32")
+CELLS = ("rnn", "lstm")
+OPTIMIZERS = ("adagrad", "rmsprop", "adam")
+ENGINES = ("numpy", "numba")
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,13 @@ class TrainConfig:
     log_every : write a row of train_log.csv every this many updates.
     checkpoint_every : write last.npz and best.npz every this many updates.
     dtype : "float64" (default, exact) or "float32" (faster).
+    engine : "numpy" (default) or "numba" (JIT-compiled update for the vanilla RNN with one stream;
+        falls back to numpy, with a note, when numba is not installed).
+    cell : "rnn" (the assignment's vanilla RNN) or "lstm".
+    batch_size : B parallel streams through the text; 1 is the assignment's training.
+    val_fraction : the last part of the text held out for validation (0: none).
+    eval_every : evaluate the validation loss every this many updates (and at the end).
+    optimizer : "adagrad" (the assignment's), "rmsprop" or "adam".
     """
 
     m: int = 100
@@ -41,14 +51,24 @@ class TrainConfig:
     log_every: int = 100
     checkpoint_every: int = 10_000
     dtype: str = "float64"
+    engine: str = "numpy"
+    cell: str = "rnn"
+    batch_size: int = 1
+    val_fraction: float = 0.0
+    eval_every: int = 10_000
+    optimizer: str = "adagrad"
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
             object.__setattr__(self, f.name, coerce(f.name, getattr(self, f.name), f.type))
-        positive(self, "m", "eta", "seq_length", "sig", "n_updates", "sample_every", "log_every", "checkpoint_every")
-        at_least(self, 0, "sample_until", "sample_length")
-        if self.dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        positive(self, "m", "eta", "seq_length", "sig", "n_updates", "sample_every", "log_every", "checkpoint_every",
+                 "batch_size", "eval_every")
+        at_least(self, 0, "sample_until", "sample_length", "val_fraction")
+        for name, allowed in (("dtype", DTYPES), ("engine", ENGINES), ("cell", CELLS), ("optimizer", OPTIMIZERS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        if not self.val_fraction < 0.5:
+            raise ValueError(f"val_fraction must be in [0, 0.5), e.g. 0.05 for the last 5%, got {self.val_fraction!r}")
 
     @classmethod
     def from_kwargs(cls, **kwargs) -> "TrainConfig":

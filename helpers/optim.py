@@ -31,3 +31,49 @@ def adagrad_(theta: np.ndarray, grad: np.ndarray, mem: np.ndarray, eta: float, e
     np.divide(grad, tmp, out=tmp)  # g_t / sqrt(m_t + eps)
     tmp *= eta
     theta -= tmp
+
+
+# Optimizers with one signature: step(theta, grad, slots, eta, t, tmp), all arrays flat and updated
+# in place; ``slots`` holds the optimizer's state arrays (SLOTS[name] of them), t is the 1-based
+# update count and ``tmp`` a scratch array.
+
+def adagrad(theta, grad, slots, eta, t, tmp) -> None:
+    """AdaGrad, the assignment's optimizer: m += g^2; theta -= eta g / sqrt(m + eps)."""
+    adagrad_(theta, grad, slots[0], eta, tmp=tmp)
+
+
+def rmsprop(theta, grad, slots, eta, t, tmp, rho: float = 0.9) -> None:
+    """RMSProp: m = rho m + (1 - rho) g^2; theta -= eta g / sqrt(m + eps)."""
+    ms = slots[0]
+    np.multiply(grad, grad, out=tmp)
+    ms *= rho
+    tmp *= 1.0 - rho
+    ms += tmp
+    np.add(ms, EPS, out=tmp)
+    np.sqrt(tmp, out=tmp)
+    np.divide(grad, tmp, out=tmp)
+    tmp *= eta
+    theta -= tmp
+
+
+def adam(theta, grad, slots, eta, t, tmp, beta1: float = 0.9, beta2: float = 0.999) -> None:
+    """Adam: first and second moments with bias correction; theta -= eta m_hat / (sqrt(v_hat) + eps)."""
+    m1, m2 = slots
+    m1 *= beta1
+    m1 += (1.0 - beta1) * grad
+    np.multiply(grad, grad, out=tmp)
+    m2 *= beta2
+    tmp *= 1.0 - beta2
+    m2 += tmp
+    np.divide(m2, 1.0 - beta2 ** t, out=tmp)  # v_hat
+    np.sqrt(tmp, out=tmp)
+    tmp += EPS
+    np.divide(m1, tmp, out=tmp)
+    tmp *= eta / (1.0 - beta1 ** t)  # m_hat / (sqrt(v_hat) + eps), times eta
+    theta -= tmp
+
+
+OPTIMIZERS = {"adagrad": adagrad, "rmsprop": rmsprop, "adam": adam}
+"""Optimizer name -> step function (one signature)."""
+SLOTS = {"adagrad": 1, "rmsprop": 1, "adam": 2}
+"""Optimizer name -> number of state arrays."""

@@ -82,10 +82,15 @@ def header(run_dir) -> HTML:
     note = (" The book was not found at <code>data/goblet_book.txt</code>, so this run used the "
             "documentation text that ships with Python instead; its numbers are not comparable with the "
             "book's." if fallback else "")
+    c = run["config"]
+    model = f'{"LSTM" if c.get("cell") == "lstm" else "vanilla RNN"}, {c.get("optimizer", "adagrad")}, ' \
+            f'batch size {c.get("batch_size", 1)}'
+    speed = (f', {run["updates_per_second"]:,.0f} updates/s' if run.get("updates_per_second") else "")
     return HTML(
         f'<p class="meta">Training text: <b>{html.escape(corpus["name"])}</b>, {corpus["n_chars"]:,} characters, '
-        f'K = {corpus["K"]} distinct. Run <code>{run["run_id"]}</code>, seed {run["seed"]}, '
-        f'{run["steps_done"]:,} updates, arithmetic in {run["config"]["dtype"]}.{note}</p>')
+        f'K = {corpus["K"]} distinct. Run <code>{run["run_id"]}</code>, seed {run["seed"]}: {model}, '
+        f'{run["steps_done"]:,} updates, {c["dtype"]} arithmetic on the {run.get("engine", "numpy")} engine'
+        f'{speed}.{note}</p>')
 
 
 def gradient_section(run_dir) -> HTML:
@@ -96,7 +101,8 @@ def gradient_section(run_dir) -> HTML:
     rows_max = [[T] + [f"{g['max_errors'][T][n]:.1e}" for n in PARAM_ORDER] for T in lengths]
     formula = ('<p class="formula">rel(g<sub>a</sub>, g<sub>n</sub>) = ‖g<sub>a</sub> − g<sub>n</sub>‖ / '
                'max(eps, ‖g<sub>a</sub>‖ + ‖g<sub>n</sub>‖)</p>')
-    text = (f"<p>The analytic gradients of BPTT were compared with centered-difference estimates "
+    cell = "an LSTM" if g.get("cell") == "lstm" else "the vanilla RNN"
+    text = (f"<p>The analytic gradients of BPTT ({cell}) were compared with centered-difference estimates "
             f"(L(θ+h) − L(θ−h)) / 2h, h = {g['h']:g}, for every entry of every parameter of a network with "
             f"m = {g['m']} hidden units, initialised with sig = {g['sig']:g}. Each test uses the first "
             f"seq_length characters of the text as input (targets shifted by one), h<sub>0</sub> = 0, "
@@ -137,6 +143,12 @@ def loss_section(run_dir, figure_path) -> HTML:
     facts += [f"is {v:.2f} after {k:,} updates" for k, v in sorted(samples.items()) if k in (10_000, 100_000)]
     facts.append(f"reaches its lowest value, {run['best_smooth_loss']:.2f}, after {run['best_step']:,} updates")
     text += "<p>The smooth loss " + ", ".join(facts[:-1]) + (" and " if len(facts) > 1 else "") + facts[-1] + ".</p>"
+    per_char = run["best_smooth_loss"] / c["seq_length"]
+    text += (f"<p>Per character, the lowest smooth loss is {per_char:.3f} nats ({per_char / math.log(2):.3f} bits)"
+             + (f"; on the held-out {c['val_fraction']:.0%} of the text the best model scores "
+                f"{run['best_val_loss_per_char']:.3f} nats ({run['best_val_loss_per_char'] / math.log(2):.3f} bits) "
+                f"per character, and it was chosen by that validation loss" if run.get("best_val_loss_per_char") else "")
+             + ".</p>")
     img = base64.b64encode(Path(figure_path).read_bytes()).decode()
     caption = (f'<p class="caption">Figure 2. Smooth loss over {run["steps_done"]:,} updates; dotted lines '
                f'mark the start of each epoch.</p>')

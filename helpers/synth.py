@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import cells
 from .params import ParamSet
 
 
@@ -30,15 +31,15 @@ def _nucleus_(p: np.ndarray, top_p: float) -> None:
 
 
 def sample_indices(p: ParamSet, h0, x0: int, n: int, rng: np.random.Generator,
-                   temperature: float = 1.0, top_p: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+                   temperature: float = 1.0, top_p: float = 1.0, cell: str = "rnn") -> tuple[np.ndarray, np.ndarray]:
     """Sample ``n`` character indices.
 
     Parameters
     ----------
     p : ParamSet
         The model.
-    h0 : array (m,)
-        Hidden state to start from.
+    h0 : array (m,), or (2m,) = [h, s] for the LSTM
+        Recurrent state to start from.
     x0 : int
         Index of the first input character.
     n : int
@@ -49,12 +50,13 @@ def sample_indices(p: ParamSet, h0, x0: int, n: int, rng: np.random.Generator,
         Divides o_t before the softmax; < 1 sharpens, > 1 flattens.
     top_p : float
         Nucleus cut-off in (0, 1].
+    cell : "rnn" or "lstm"
 
     Returns
     -------
     indices : int array (n,)
-    h : array (m,)
-        The hidden state after the last step.
+    h : array
+        The recurrent state after the last step.
     """
     _check_options(n, temperature, top_p)
     h = np.array(h0, dtype=p.flat.dtype)
@@ -64,8 +66,11 @@ def sample_indices(p: ParamSet, h0, x0: int, n: int, rng: np.random.Generator,
     o = np.empty(p.K, dtype=p.flat.dtype)
     cdf = np.empty(p.K, dtype=p.flat.dtype)
     for t in range(n):
-        h = np.tanh(p.W @ h + p.U[:, x] + p.b)  # h_t = tanh(W h_{t-1} + U x_t + b)
-        np.dot(p.V, h, out=o)
+        if cell == "rnn":
+            h = np.tanh(p.W @ h + p.U[:, x] + p.b)  # h_t = tanh(W h_{t-1} + U x_t + b)
+        else:
+            h = cells.step_state(cell, p, h, x)  # [h_t, s_t]
+        np.dot(p.V, h[:p.m], out=o)
         o += p.c  # o_t = V h_t + c
         if temperature != 1.0:
             o /= temperature
@@ -80,9 +85,14 @@ def sample_indices(p: ParamSet, h0, x0: int, n: int, rng: np.random.Generator,
     return out, h
 
 
-def warm_up(p: ParamSet, h0, indices) -> np.ndarray:
-    """Run the recurrence over ``indices`` (a priming text) and return the final hidden state."""
+def warm_up(p: ParamSet, h0, indices, cell: str = "rnn") -> np.ndarray:
+    """Run the recurrence over ``indices`` (a priming text) and return the final state."""
     h = np.array(h0, dtype=p.flat.dtype)
     for x in indices:
-        h = np.tanh(p.W @ h + p.U[:, int(x)] + p.b)
+        h = np.tanh(p.W @ h + p.U[:, int(x)] + p.b) if cell == "rnn" else cells.step_state(cell, p, h, int(x))
     return h
+
+
+def cell_of(p: ParamSet) -> str:
+    """The cell a parameter set belongs to, from its number of gate blocks."""
+    return {gates: name for name, gates in cells.CELLS.items()}[p.gates]

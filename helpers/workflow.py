@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import csv
 import io
+import time
 
 import numpy as np
 
 from . import checkpoint as ckpt
-from . import gradcheck, synth
+from . import cells, evaluate, gradcheck, synth
 from .config import TrainConfig, coerce
 from .data import build_vocab, encode, load_corpus
 from .params import init_params
@@ -26,12 +27,15 @@ def corpus_info(corpus, chars) -> dict:
 
 
 def gradient_test(data_path: str, out_dir: str, seq_lengths=(10, 25, 40), h: float = 1e-4, m: int = 100,
-                  sig: float = 0.01, seed: int = 0) -> dict:
+                  sig: float = 0.01, seed: int = 0, cell: str = "rnn") -> dict:
     """Check analytic against numerical gradients for each sequence length; write ``gradcheck.json``.
 
     Each check runs on the first ``seq_length`` characters of the text (targets shifted by one),
-    with h_0 = 0, float64, no clipping, and one initialisation drawn from ``seed``.
+    with a zero state, float64, no clipping, and one initialisation drawn from ``seed``. ``cell``
+    is "rnn" (the assignment's) or "lstm".
     """
+    if cell not in cells.CELLS:
+        raise ValueError(f"cell must be one of {', '.join(cells.CELLS)}, got {cell!r}")
     if isinstance(seq_lengths, (str, int)) or not len(seq_lengths):
         raise ValueError(f"seq_lengths must be a non-empty list of whole numbers, e.g. [10, 25, 40]; got {seq_lengths!r}")
     seq_lengths = [coerce("seq_lengths", T, "int") for T in seq_lengths]
@@ -45,19 +49,19 @@ def gradient_test(data_path: str, out_dir: str, seq_lengths=(10, 25, 40), h: flo
                          f"{max(seq_lengths) + 1}; use a longer text or shorter seq_lengths.")
     chars = build_vocab(corpus.text)
     data = encode(corpus.text[:max(seq_lengths) + 1], chars)
-    params = init_params(m, len(chars), sig, np.random.default_rng(seed))
+    params = init_params(m, len(chars), sig, np.random.default_rng(seed), gates=cells.CELLS[cell])
     errors, max_errors = {}, {}
     bar = Progress(params.flat.size * len(seq_lengths), "gradient entries")
     for i, T in enumerate(seq_lengths):
         base = i * params.flat.size
-        result = gradcheck.check(params, data[:T], data[1:T + 1], h=h,
+        result = gradcheck.check(params, data[:T], data[1:T + 1], h=h, cell=cell,
                                  progress=lambda done: bar.update(base + done, f"seq_length {T}"))
         errors[str(T)] = {name: r["norm"] for name, r in result.items()}
         max_errors[str(T)] = {name: r["max"] for name, r in result.items()}
         bar.write(f"seq_length {T}: " + "  ".join(f"{n} {e:.2e}" for n, e in errors[str(T)].items()))
     bar.update(bar.total, "done")
     bar.close()
-    result = {"h": h, "m": m, "sig": sig, "seed": seed, "dtype": "float64", "norm": "L2 (Frobenius)",
+    result = {"h": h, "m": m, "sig": sig, "seed": seed, "cell": cell, "dtype": "float64", "norm": "L2 (Frobenius)",
               "errors": errors, "max_errors": max_errors, "corpus": corpus_info(corpus, chars)}
     ckpt.write_json(resolve(out_dir) / "gradcheck.json", result)
     return result
@@ -89,29 +93,44 @@ def train(data_path: str, out_dir: str, seed: int = 0, init_from: str = "", **pa
     out = resolve(out_dir)
     meta = {"run_id": run_id, "seed": seed, "config": cfg.as_dict(), "corpus": corpus_info(corpus, chars)}
     print(f"training on {corpus.name}: {len(corpus.text):,} characters, K = {len(chars)}; writing to {out}")
-
-    def write_results(seconds: float | None = None) -> dict:
-        s = trainer.state
-        ckpt.save(out / "last.npz", trainer.checkpoint("last", meta))
-        ckpt.save(out / "best.npz", trainer.checkpoint("best", meta))
-        ckpt.write_text(out / "train_log.csv", log_csv(s.log))
-        ckpt.write_json(out / "samples.json", s.samples)
-        summary = {**meta, "steps_done": s.step, "epochs": s.epoch, "epoch_starts": s.epoch_starts,
-                   "final_smooth_loss": s.smooth_loss, "best_smooth_loss": s.best_smooth_loss,
-                   "best_step": s.best_step, "seconds": seconds,
-                   "updates_per_second": s.step / seconds if seconds else None}
-        ckpt.write_json(out / "run.json", summary)
-        return summary
-
+    first_step = state.step
     try:
-        seconds = trainer.run(cfg.n_updates, on_checkpoint=write_results)
+        seconds = trainer.run(cfg.n_updates, on_checkpoint=lambda: write_run_files(trainer, out, meta))
     except KeyboardInterrupt:
-        write_results()
+        write_run_files(trainer, out, meta)
         print(f"interrupted at update {trainer.state.step}; last.npz in {out} holds the state to resume from")
         raise
     except NonFiniteLossError:
         raise  # the last checkpoint on disk is the last good one; nothing is overwritten
-    return write_results(seconds)
+    if len(trainer.val_data) and (not state.val_log or state.val_log[-1][0] != state.step):
+        trainer.validate()  # the final validation figure
+    return write_run_files(trainer, out, meta, seconds, state.step - first_step)
+
+
+def write_run_files(trainer: Trainer, out, meta: dict, seconds: float | None = None, updates: int = 0) -> dict:
+    """Write checkpoints, logs, samples, ``run.json`` and ``metrics.json``; returns run.json's contents."""
+    s, cfg = trainer.state, trainer.cfg
+    ckpt.save(out / "last.npz", trainer.checkpoint("last", meta))
+    ckpt.save(out / "best.npz", trainer.checkpoint("best", meta))
+    ckpt.write_text(out / "train_log.csv", log_csv(s.log))
+    ckpt.write_json(out / "samples.json", s.samples)
+    last_val = s.val_log[-1][3] if s.val_log else None
+    total_seconds = s.seconds + (time.perf_counter() - trainer.started)
+    metrics = {"val_loss_per_char": last_val, "val_bits_per_char": evaluate.bits(last_val) if s.val_log else None,
+               "best_val_loss_per_char": s.best_val_loss if s.val_log else None,
+               "train_smooth_loss_per_char": s.smooth_loss / cfg.seq_length,
+               "chars_seen": trainer.chars_seen, "seconds": total_seconds,
+               "val_chars": len(trainer.val_data), "history": [
+                   {"step": st, "chars_seen": ch, "seconds": sec, "val_loss_per_char": v} for st, ch, sec, v in s.val_log]}
+    ckpt.write_json(out / "metrics.json", {**metrics, "run_id": meta["run_id"]})
+    summary = {**meta, "steps_done": s.step, "epochs": s.epoch, "epoch_starts": s.epoch_starts,
+               "final_smooth_loss": s.smooth_loss, "best_smooth_loss": s.best_smooth_loss,
+               "best_step": s.best_step, "best_val_loss_per_char": metrics["best_val_loss_per_char"],
+               "val_loss_per_char": last_val, "chars_seen": trainer.chars_seen, "seconds": seconds,
+               "updates_per_second": updates / seconds if seconds else None,
+               "engine": "numba" if trainer.fast is not None else "numpy"}
+    ckpt.write_json(out / "run.json", summary)
+    return summary
 
 
 def log_csv(rows) -> str:
@@ -143,9 +162,10 @@ def synthesize(checkpoint: str, length: int = 1000, seed: int = 0, prime: str = 
         raise ValueError(f"prime must be a non-empty text (its last character starts the sample), got {prime!r}")
     ck = ckpt.load(checkpoint)
     x = encode(prime, ck.chars)
-    h0 = synth.warm_up(ck.params, np.zeros(ck.params.m), x[:-1])
+    cell = synth.cell_of(ck.params)
+    h0 = synth.warm_up(ck.params, np.zeros(ck.params.m * cells.STATE_SIZES[cell]), x[:-1], cell)
     idx, _ = synth.sample_indices(ck.params, h0, int(x[-1]), length, np.random.default_rng(seed),
-                                  temperature=temperature, top_p=top_p)
+                                  temperature=temperature, top_p=top_p, cell=cell)
     result = {"checkpoint": str(resolve(checkpoint)), "step": ck.step, "smooth_loss": ck.smooth_loss,
               "seed": seed, "prime": prime, "temperature": temperature, "top_p": top_p,
               "text": "".join(ck.chars[i] for i in idx), "run_id": ck.meta.get("run_id")}

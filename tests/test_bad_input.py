@@ -41,7 +41,7 @@ def run(tmp_path, text_file):
 def test_text_shorter_than_a_sequence(tmp_path):
     short = tmp_path / "short.txt"
     short.write_text("abcde", encoding="utf-8")
-    with pytest.raises(ValueError, match=r"5 characters, fewer than seq_length \+ 1 = 6.*smaller seq_length"):
+    with pytest.raises(ValueError, match=r"5 characters: too few for 1 stream\(s\) of at least seq_length \+ 1 = 6.*smaller seq_length"):
         quiet(workflow.train, str(short), str(tmp_path / "o"), n_updates=3, **KW)
     with pytest.raises(ValueError, match="fewer than the longest seq_length"):
         workflow.gradient_test(str(short), str(tmp_path / "o"), [10], m=4)
