@@ -35,3 +35,23 @@ lab: venv
 
 clean:
 	rm -rf output .pytest_cache .hypothesis
+
+# sweep: the grid and the parameters all of its points share, as JSON; SCHEDULER=tcp://host:8786 runs on a cluster
+GRID ?= {"eta": [0.05, 0.1], "m": [50, 100]}
+BASE ?= {"n_updates": 100000}
+SCHEDULER ?=
+SWEEP_OUT ?= output/sweep
+
+.PHONY: sweep
+
+## sweep: train once per point of GRID with papermill on Dask (a local cluster, or SCHEDULER) into $(SWEEP_OUT)
+sweep: venv
+	$(BIN)/python -m helpers.sweep --grid '$(GRID)' --base '$(BASE)' --scheduler '$(SCHEDULER)' --out-dir $(SWEEP_OUT) $(ARGS)
+
+COMPARE_OUT ?= output/compare
+.PHONY: compare
+
+## compare: train the five comparison models (notebooks/06_compare.ipynb) into $(COMPARE_OUT)
+compare: venv
+	mkdir -p $(COMPARE_OUT)
+	$(BIN)/papermill notebooks/06_compare.ipynb $(COMPARE_OUT)/06_compare.ipynb -p out_dir $(COMPARE_OUT) $(ARGS)

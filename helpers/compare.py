@@ -22,6 +22,7 @@ from matplotlib.figure import Figure
 
 from .checkpoint import read_json, write_json
 from .paths import ROOT, resolve
+from .pipeline import KERNEL_QUIET
 
 DEFAULT_RUNS = [
     {"name": "rnn-m100", "cell": "rnn", "m": 100},
@@ -72,7 +73,8 @@ def run_all(data_path: str = "auto", out_dir: str = "output/compare", runs=None,
         (out / run["name"]).mkdir(parents=True, exist_ok=True)
         try:
             papermill.execute_notebook(ROOT / "notebooks" / "02_train.ipynb", out / run["name"] / "02_train.ipynb",
-                                       parameters=params, cwd=str(ROOT), progress_bar=False, kernel_name="python3")
+                                       parameters=params, cwd=str(ROOT), progress_bar=False, kernel_name="python3",
+                                       extra_arguments=KERNEL_QUIET)
             rows.append(summary_row(run, out / run["name"]))
         except papermill.PapermillExecutionError as err:
             rows.append({"name": run["name"], "settings": run, "status": "failed", "error": f"{err.ename}: {err.evalue}"})

@@ -17,6 +17,8 @@ from pathlib import Path
 
 from .paths import ROOT, resolve
 
+KERNEL_QUIET = ["--IPKernelApp.log_level=CRITICAL"]
+"""Kernel options: no kernel chatter on the terminal (errors still land in the executed notebook)."""
 NOTEBOOKS = ("01_gradient_test", "02_train", "03_synthesis", "04_best_model", "05_report")
 
 
@@ -73,7 +75,7 @@ def run(out_dir="output/run", params: dict | None = None, pdf: bool = True, log=
         try:
             papermill.execute_notebook(ROOT / "notebooks" / f"{name}.ipynb", executed / f"{name}.ipynb",
                                        parameters=values, cwd=str(ROOT), progress_bar=False, kernel_name="python3",
-                                       log_output=log_output)
+                                       log_output=log_output, extra_arguments=KERNEL_QUIET)
         except papermill.PapermillExecutionError as err:
             raise NotebookError(f"{name} stopped with {err.ename}: {err.evalue}\n"
                                 f"(the executed notebook with the traceback: {executed / f'{name}.ipynb'})") from None

@@ -102,22 +102,32 @@ def train(data_path: str, out_dir: str, seed: int = 0, init_from: str = "", **pa
         raise
     except NonFiniteLossError:
         raise  # the last checkpoint on disk is the last good one; nothing is overwritten
+    final_val = None
     if len(trainer.val_data) and (not state.val_log or state.val_log[-1][0] != state.step):
-        trainer.validate()  # the final validation figure
-    return write_run_files(trainer, out, meta, seconds, state.step - first_step)
+        # the final model's figure, off the eval_every grid: reported, but kept out of val_log and the
+        # best-model choice, so that a run stopped here and resumed equals an uninterrupted one
+        final_val = evaluate.loss_per_char(cfg.cell, state.params, trainer.val_data)
+        if not state.val_log:  # no evaluation on the grid yet (n_updates < eval_every): the final model is best
+            state.best_val_loss = final_val
+            trainer.keep_best()
+    return write_run_files(trainer, out, meta, seconds, state.step - first_step, final_val)
 
 
-def write_run_files(trainer: Trainer, out, meta: dict, seconds: float | None = None, updates: int = 0) -> dict:
-    """Write checkpoints, logs, samples, ``run.json`` and ``metrics.json``; returns run.json's contents."""
+def write_run_files(trainer: Trainer, out, meta: dict, seconds: float | None = None, updates: int = 0,
+                    final_val: float | None = None) -> dict:
+    """Write checkpoints, logs, samples, ``run.json`` and ``metrics.json``; returns run.json's contents.
+
+    ``final_val`` is the final model's validation loss when it was not evaluated on the grid.
+    """
     s, cfg = trainer.state, trainer.cfg
     ckpt.save(out / "last.npz", trainer.checkpoint("last", meta))
     ckpt.save(out / "best.npz", trainer.checkpoint("best", meta))
     ckpt.write_text(out / "train_log.csv", log_csv(s.log))
     ckpt.write_json(out / "samples.json", s.samples)
-    last_val = s.val_log[-1][3] if s.val_log else None
+    last_val = final_val if final_val is not None else (s.val_log[-1][3] if s.val_log else None)
     total_seconds = s.seconds + (time.perf_counter() - trainer.started)
-    metrics = {"val_loss_per_char": last_val, "val_bits_per_char": evaluate.bits(last_val) if s.val_log else None,
-               "best_val_loss_per_char": s.best_val_loss if s.val_log else None,
+    metrics = {"val_loss_per_char": last_val, "val_bits_per_char": evaluate.bits(last_val) if last_val is not None else None,
+               "best_val_loss_per_char": s.best_val_loss if last_val is not None else None,
                "train_smooth_loss_per_char": s.smooth_loss / cfg.seq_length,
                "chars_seen": trainer.chars_seen, "seconds": total_seconds,
                "val_chars": len(trainer.val_data), "history": [

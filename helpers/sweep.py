@@ -1,0 +1,431 @@
+"""Parameter sweeps: notebooks/02_train.ipynb run once per point of a grid, with papermill, on Dask.
+
+    python -m helpers.sweep --grid '{"eta": [0.05, 0.1], "m": [50, 100]}' [--base '{"n_updates": 100000}']
+                            [--scheduler tcp://HOST:8786] [--n-workers N] [--out-dir output/sweep] [--redo]
+
+Without a scheduler the points run on a local Dask cluster of single-threaded worker processes,
+one per core; with one, on that scheduler's workers, which need the project's environment and
+must see the data and ``out_dir`` at the same paths as this machine.
+
+Each point trains into its own folder ``out_dir/<name>/``: the executed notebook, 02_train's
+result files and ``point.json`` (parameters, status, error), written atomically when the point
+ends. ``out_dir`` also holds ``sweep.json`` (the plan), ``sweep.csv`` (the results table) and
+``sweep.png`` (the loss curves). A re-run skips the points that finished with the same parameters
+(unless ``redo``); failed and unfinished points run again.
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import csv
+import hashlib
+import html
+import io
+import itertools
+import json
+import logging
+import re
+import sys
+import time
+from collections import Counter
+from datetime import datetime, timezone
+from pathlib import Path
+
+from . import checkpoint as ckpt
+from .paths import ROOT, resolve
+from .pipeline import KERNEL_QUIET
+
+NOTEBOOK = ROOT / "notebooks" / "02_train.ipynb"
+RESULTS = ("final_smooth_loss", "best_smooth_loss", "val_loss_per_char", "updates_per_second", "seconds")
+VAL_KEY = "val_loss_per_char"  # in a point's metrics.json, when training held out a validation text
+UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
+
+
+# --- the plan ----------------------------------------------------------------------------------
+
+def parse_mapping(value, name: str) -> dict:
+    """``value`` as a dict: a mapping as it is, a text as JSON (papermill's ``-p`` passes text)."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value) if value.strip() else {}
+        except json.JSONDecodeError as err:
+            raise ValueError(f'{name} must be a JSON object such as {{"eta": [0.05, 0.1]}}; {err}') from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{name} must map parameter names to values, got {type(value).__name__} {value!r}")
+    return dict(value)
+
+
+def grid_points(grid: dict) -> list[dict]:
+    """Every combination of the grid's values, in the grid's order (the last name varies fastest)."""
+    for name, values in grid.items():
+        if not isinstance(values, list) or not values:
+            raise ValueError(f"grid values must be non-empty lists, e.g. {{{json.dumps(name)}: [...]}}; "
+                             f"{name} has {values!r}")
+    return [dict(zip(grid, combo)) for combo in itertools.product(*grid.values())]
+
+
+def canonical(params) -> str:
+    """One text per set of parameters, whatever the order of its keys."""
+    return json.dumps(params, sort_keys=True)
+
+
+def _plain(value) -> bool:
+    """Whether a value reads back unambiguously from a folder name: a JSON scalar, or a word that is none."""
+    if not isinstance(value, str):
+        return value is None or isinstance(value, (bool, int, float))
+    try:
+        json.loads(value)  # "0.1", "true", "NaN": text that would look like a number or a constant
+        return False
+    except ValueError:
+        return re.fullmatch(r"[a-z0-9.+]*", value) is not None  # lower case: folders differ on any filesystem
+
+
+def point_name(point: dict) -> str:
+    """A stable, filesystem-safe folder name for ``point``, e.g. ``eta-0.05_m-50`` (``base`` for no values).
+
+    Names are sorted. When a value would not read back unambiguously (text with other characters
+    than lower-case letters, digits, ``.`` and ``+``, or text that looks like a number) or the name is long,
+    it is made safe, shortened and suffixed with a hash of the exact values, so that different
+    points never share a folder.
+    """
+    readable = "_".join(f"{k}-{v if isinstance(v, str) else json.dumps(v)}" for k, v in sorted(point.items()))
+    safe = UNSAFE.sub("-", readable)[:80]
+    if safe == readable and all(_plain(v) for v in point.values()):
+        return readable or "base"
+    return f"{safe}_{hashlib.sha1(canonical(point).encode()).hexdigest()[:8]}"
+
+
+def plan(grid: dict, base: dict, out_dir) -> list[dict]:
+    """The runs of a sweep: ``{"name", "point", "parameters", "folder"}`` per grid point.
+
+    Raises
+    ------
+    ValueError
+        For a name 02_train does not declare, ``out_dir`` in ``grid`` or ``base`` (the sweep sets
+        it), a name in both, or two points that would share a folder.
+    """
+    from .pipeline import notebook_parameters
+
+    known = set(notebook_parameters("02_train")) - {"out_dir"}
+    problems = {"grid": set(grid) - known, "base": set(base) - known, "both grid and base": set(grid) & set(base)}
+    for where, bad in problems.items():
+        if bad:
+            raise ValueError(f"{', '.join(sorted(bad))} in {where}: give each of 02_train's parameters at most once "
+                             f"({', '.join(sorted(known))}); out_dir is set by the sweep")
+    out = resolve(out_dir)
+    runs = [{"name": point_name(p), "point": p, "parameters": {**base, **p}} for p in grid_points(grid)]
+    names = Counter(r["name"] for r in runs)
+    if max(names.values()) > 1:
+        raise ValueError(f"several grid points would share the folder {names.most_common(1)[0][0]!r}; list each value once")
+    return [{**r, "folder": str(out / r["name"])} for r in runs]
+
+
+def _read(path) -> dict:
+    """A JSON file's contents; empty when it is missing or unreadable."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def record_for(folder, parameters: dict) -> dict | None:
+    """The point.json in ``folder`` when it is readable and was written for ``parameters``."""
+    record = _read(Path(folder) / "point.json")
+    return record if record and canonical(record.get("parameters")) == canonical(parameters) else None
+
+
+def finished(run: dict) -> bool:
+    """Whether ``run`` finished before with the same parameters and its run.json is present."""
+    record = record_for(run["folder"], run["parameters"])
+    return bool(record) and record.get("status") == "done" and (Path(run["folder"]) / "run.json").is_file()
+
+
+# --- running -----------------------------------------------------------------------------------
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def run_point(parameters: dict, folder: str) -> dict:
+    """Execute 02_train with ``parameters`` into ``folder`` and record it in point.json (the Dask task).
+
+    A notebook that fails is recorded with status "failed" and its error, not raised.
+    Returns the record.
+    """
+    import papermill
+
+    folder = Path(folder)
+    record = {"parameters": parameters, "status": "running", "error": "", "started": _now()}
+    ckpt.write_json(folder / "point.json", record)
+    start = time.perf_counter()
+    try:
+        papermill.execute_notebook(NOTEBOOK, folder / "02_train.ipynb", parameters={**parameters, "out_dir": str(folder)},
+                                   cwd=str(ROOT), kernel_name="python3", progress_bar=False,
+                                   extra_arguments=KERNEL_QUIET)
+        record["status"] = "done"
+    except papermill.PapermillExecutionError as err:
+        record.update(status="failed", error=f"{err.ename}: {err.evalue}")
+    except Exception as err:  # the kernel died, the notebook could not be written, ...
+        record.update(status="failed", error=f"{type(err).__name__}: {err}")
+    record.update(finished=_now(), wall_seconds=round(time.perf_counter() - start, 3))
+    ckpt.write_json(folder / "point.json", record)
+    return record
+
+
+def outcome(future, run: dict) -> dict:
+    """The record of a completed task; a task that raised (a lost worker, ...) is recorded as failed here."""
+    try:
+        return future.result()
+    except Exception as err:
+        record = {"parameters": run["parameters"], "status": "failed", "error": f"{type(err).__name__}: {err}",
+                  "finished": _now()}
+        ckpt.write_json(Path(run["folder"]) / "point.json", record)
+        return record
+
+
+@contextlib.contextmanager
+def connect(scheduler: str = "", n_workers: int = 1, timeout: float = 60):
+    """A Dask client, closed on exit.
+
+    To ``scheduler`` ("tcp://host:port") when given, waiting up to ``timeout`` seconds for it and
+    for a worker; else to a new local cluster of ``n_workers`` single-threaded worker processes
+    on 127.0.0.1, shut down on exit.
+    """
+    from distributed import Client, LocalCluster
+
+    if not scheduler:
+        with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                          dashboard_address=None, silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+            yield client
+        return
+    try:
+        client = Client(scheduler, timeout=timeout)
+    except OSError as err:
+        raise ConnectionError(f"no Dask scheduler answers at {scheduler} ({err}); start one with `dask scheduler`") from None
+    with client:
+        try:
+            client.wait_for_workers(1, timeout=timeout)
+        except TimeoutError:
+            raise ConnectionError(f"the scheduler at {scheduler} has no worker after {timeout:g} s; start one with "
+                                  f"`dask worker {scheduler}` in the project's environment") from None
+        yield client
+
+
+def execute(client, todo: list[dict]) -> None:
+    """Submit ``todo`` and record each point as it completes; on Ctrl-C cancel the rest and re-raise."""
+    from distributed import as_completed
+
+    from .progress import Progress
+
+    futures = {client.submit(run_point, r["parameters"], r["folder"], pure=False): r for r in todo}
+    bar, counts = Progress(len(todo), "points"), Counter()
+    try:
+        for future in as_completed(futures):
+            run = futures[future]
+            record = outcome(future, run)
+            counts[record["status"]] += 1
+            bar.write(f"{run['name']}: " + ("done" if record["status"] == "done" else f"failed, {record['error']}"))
+            if record["status"] == "done" and not finished(run):
+                bar.write(f"  but {run['folder']} is not visible here: out_dir must be on a filesystem shared with the workers")
+            bar.update(sum(counts.values()), ", ".join(f"{n} {status}" for status, n in sorted(counts.items())))
+    except KeyboardInterrupt:
+        client.cancel(list(futures))
+        bar.write("interrupted: the finished points are recorded; run the sweep again to do the rest")
+        raise
+    finally:
+        bar.close()
+
+
+def run(grid, base=None, out_dir="output/sweep", scheduler: str = "", n_workers: int = 0, redo: bool = False,
+        timeout: float = 60, log=print) -> list[dict]:
+    """Run every point of ``grid`` that has not finished yet; write sweep.csv and sweep.png.
+
+    Parameters
+    ----------
+    grid, base : dict or str
+        02_train parameters mapped to lists of values / to the value all points share (or JSON).
+    out_dir : str
+        The sweep's folder; relative paths are read from the repository root.
+    scheduler : str
+        Address of a running Dask scheduler; empty: a local cluster.
+    n_workers : int
+        Worker processes of the local cluster; 0: one per core (never more than points to run).
+    redo : bool
+        Run again the points that finished before with the same parameters.
+    timeout : float
+        Seconds to wait for the scheduler and for its first worker.
+    log : callable
+        Receives the summary lines.
+
+    Returns
+    -------
+    list of dict
+        The rows of sweep.csv (see :func:`collect`).
+    """
+    from dask.system import CPU_COUNT
+
+    grid, base = parse_mapping(grid, "grid"), parse_mapping(base or {}, "base")
+    runs, out = plan(grid, base, out_dir), resolve(out_dir)
+    ckpt.write_json(out / "sweep.json", {"notebook": "notebooks/02_train.ipynb", "grid": grid, "base": base,
+                                         "points": [{k: r[k] for k in ("name", "point", "parameters")} for r in runs]})
+    todo = runs if redo else [r for r in runs if not finished(r)]
+    log(f"sweep of {len(runs)} points into {out}: {len(runs) - len(todo)} finished before, {len(todo)} to run "
+        f"on {scheduler or 'a local cluster'}")
+    try:
+        if todo:
+            with connect(scheduler, min(n_workers or CPU_COUNT, len(todo)), timeout) as client:
+                execute(client, todo)
+    finally:
+        rows = collect(out)
+        write_results(out, rows)
+    return rows
+
+
+# --- results -----------------------------------------------------------------------------------
+
+def collect(out_dir) -> list[dict]:
+    """One row per point of the sweep in ``out_dir``: name, grid values, RESULTS, status, error.
+
+    Status is "done", "failed", "running" (or interrupted) or "pending" (not run with these
+    parameters yet). Results are None where unknown; the validation loss per character comes from
+    the point's metrics.json when training held out a validation text.
+    """
+    out = resolve(out_dir)
+    rows = []
+    for p in ckpt.read_json(out / "sweep.json")["points"]:
+        folder = out / p["name"]
+        record = record_for(folder, p["parameters"]) or {"status": "pending"}
+        row = {"name": p["name"], **p["point"], **dict.fromkeys(RESULTS), "status": record["status"],
+               "error": record.get("error", "")}
+        if record["status"] == "done":
+            summary, metrics = _read(folder / "run.json"), _read(folder / "metrics.json")
+            row.update({k: summary.get(k) for k in RESULTS if k != VAL_KEY})
+            row[VAL_KEY] = metrics.get(VAL_KEY)
+        rows.append(row)
+    return rows
+
+
+def write_results(out_dir, rows: list[dict]) -> None:
+    """Write ``rows`` to ``out_dir/sweep.csv`` (empty cells for unknown values) and the curves to sweep.png."""
+    from .plots import save_figure
+
+    out = resolve(out_dir)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, list(rows[0]) if rows else ["name", *RESULTS, "status", "error"], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({k: "" if v is None else v for k, v in row.items()} for row in rows)
+    ckpt.write_text(out / "sweep.csv", buf.getvalue())
+    save_figure(loss_figure(out), out / "sweep.png")
+
+
+def label(point: dict) -> str:
+    """A curve's legend entry: the point's grid values."""
+    return ", ".join(f"{k} {v}" for k, v in point.items()) or "base"
+
+
+def loss_figure(out_dir):
+    """The smooth loss against the update step of every finished point, labelled; a matplotlib Figure."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter
+
+    from .workflow import read_log
+
+    out = resolve(out_dir)
+    points = {p["name"]: p["point"] for p in ckpt.read_json(out / "sweep.json")["points"]}
+    done = [r["name"] for r in collect(out) if r["status"] == "done" and (out / r["name"] / "train_log.csv").is_file()]
+    fig = Figure(figsize=(7.5, 3.8), dpi=150)
+    ax = fig.subplots()
+    for i, name in enumerate(done):
+        log = read_log(out / name / "train_log.csv")
+        ax.plot(log["step"], log["smooth_loss"], lw=1.1, ls=("-", "--", ":", "-.")[i // 10 % 4], label=label(points[name]))
+    if done:
+        ax.legend(frameon=False, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), ncol=1 + len(done) // 16)
+    else:
+        ax.text(0.5, 0.5, "no point has finished yet", transform=ax.transAxes, ha="center", color="#555555")
+    ax.set_xlabel("update step")
+    ax.set_ylabel("smooth loss (per sequence)")
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+    ax.grid(alpha=0.25)
+    fig.tight_layout()
+    return fig
+
+
+def _cell(value, fmt: str = "") -> str:
+    return "" if value is None else html.escape(format(value, fmt) if fmt else str(value))
+
+
+def _table(rows: list[dict], names: list[str]) -> str:
+    """The results as a ``table.results``: grid values, losses, speed, status and error."""
+    head = [*names, "final smooth loss", "best smooth loss", "validation loss per char", "updates/s", "seconds", "status"]
+    fmts = (".3f", ".3f", ".3f", ",.0f", ".1f")
+    body = "".join("<tr>" + "".join(f"<td>{_cell(r[n])}</td>" for n in names)
+                   + "".join(f"<td>{_cell(r[k], f)}</td>" for k, f in zip(RESULTS, fmts))
+                   + f"<td>{_cell(r['status'])}{'<br/>' + _cell(r['error'][:300]) if r['error'] else ''}</td></tr>"
+                   for r in rows)
+    th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
+    return f'<table class="results"><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _summary(sweep: dict, rows: list[dict]) -> str:
+    """A paragraph: how many runs finished, what they share, which reached the lowest loss."""
+    common = ", ".join(f"{k} {v}" for k, v in sweep["base"].items()) or "the notebook defaults"
+    done = [r for r in rows if r["status"] == "done"]
+    text = (f"<p>notebooks/02_train.ipynb ran once per point of the grid: {len(rows)} runs, {len(done)} finished. "
+            f"Common to all runs: {html.escape(common)}.")
+    key, what = ((VAL_KEY, "validation loss per character") if any(r[VAL_KEY] is not None for r in done)
+                 else ("best_smooth_loss", "smooth loss of the best model"))
+    ranked = [r for r in done if r[key] is not None]
+    if ranked:
+        best = min(ranked, key=lambda r: r[key])
+        text += f" The lowest {what}, {best[key]:.3f}, came with {html.escape(label({n: best[n] for n in sweep['grid']}))}."
+    if "seq_length" in sweep["grid"]:
+        text += " The smooth loss is summed over a sequence, so runs with different seq_length are not directly comparable."
+    return text + "</p>"
+
+
+def section(out_dir):
+    """The report's sweep section (body only): the results table and the loss curves of ``out_dir``."""
+    from IPython.display import HTML
+
+    out = resolve(out_dir)
+    sweep, rows = ckpt.read_json(out / "sweep.json"), collect(out)
+    png = io.BytesIO()
+    loss_figure(out).savefig(png, format="png")
+    img = base64.b64encode(png.getvalue()).decode()
+    return HTML(_summary(sweep, rows) + _table(rows, list(sweep["grid"]))
+                + f'<p class="caption">Results of the sweep (sweep.csv in {html.escape(str(out))}).</p>'
+                f'<img class="figure" alt="Smooth loss of every run of the sweep" src="data:image/png;base64,{img}"/>'
+                '<p class="caption">Smooth loss of every finished run, labelled with its grid values.</p>')
+
+
+# --- command line ------------------------------------------------------------------------------
+
+def main(argv=None) -> int:
+    """``make sweep``: run the sweep, print one line per point; exit 0 when all finished, 1 when some failed, 2 on bad input."""
+    parser = argparse.ArgumentParser(prog="python -m helpers.sweep", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--grid", required=True, help='JSON: 02_train parameters mapped to lists, e.g. {"eta": [0.05, 0.1]}')
+    parser.add_argument("--base", default="{}", help="JSON: 02_train parameters common to all points")
+    parser.add_argument("--scheduler", default="", help="address of a Dask scheduler (default: a local cluster)")
+    parser.add_argument("--n-workers", type=int, default=0, help="workers of the local cluster (default: one per core)")
+    parser.add_argument("--out-dir", default="output/sweep", help="the sweep's folder (default: output/sweep)")
+    parser.add_argument("--redo", action="store_true", help="run again the points that finished before")
+    parser.add_argument("--timeout", type=float, default=60, help="seconds to wait for the scheduler and a worker")
+    args = parser.parse_args(argv)
+    try:
+        rows = run(args.grid, args.base, args.out_dir, args.scheduler, args.n_workers, args.redo, args.timeout)
+    except (ValueError, ConnectionError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"interrupted; the finished points are in {resolve(args.out_dir) / 'sweep.csv'}", file=sys.stderr)
+        return 130
+    for row in rows:
+        print(f"{row['status']:>8}  {row['name']}  best smooth loss {_cell(row['best_smooth_loss'], '.3f') or '-'}"
+              + (f"  {row['error']}" if row["error"] else ""))
+    print(f"results: {resolve(args.out_dir) / 'sweep.csv'}, {resolve(args.out_dir) / 'sweep.png'}")
+    return 0 if all(row["status"] == "done" for row in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
