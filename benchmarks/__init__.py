@@ -1,0 +1,1 @@
+"""Speed measurements of the training step and of synthesis: ``python -m benchmarks.bench``."""

@@ -1,0 +1,407 @@
+"""How fast is one training update, and synthesis, on this machine?
+
+    python -m benchmarks.bench [--runs 5] [--seconds 1.5] [--gradcheck] [--json PATH]
+
+One update = forward + BPTT over seq_length = 25 characters, clipping to [-5, 5] and one AdaGrad
+step, for m = 100 and the vocabulary of the text (K = 80 for the book), on consecutive chunks
+of real text with hprev carried over, as in training. Measured, each in its own state:
+
+  oracle        helpers.reference.loss_and_grads (per time step, one-hot inputs) + np.clip and
+                AdaGrad per parameter array: the min-char-rnn style baseline
+  numpy f64     helpers.rnn.loss_and_grads + optim.clip_ + optim.adagrad_ on the flat buffers
+                (plus the trainer's finiteness check): the project's default path
+  numpy f32     the same in float32
+  numba f64     helpers.fast.FastStep.update (one compiled call per update, same checks)
+  numba f32     the same in float32
+
+Times are this thread's CPU time (time.thread_time), so other processes on a busy machine
+distort the figures far less than wall-clock time would; wall-clock rates are shown beside them.
+Every path runs under threadpoolctl.threadpool_limits(1, "blas") (also the oracle, which that
+only helps): these matrices are too small for BLAS threads to pay off. The methods take turns
+within each run, so a background load spreads over all of them; the ratios are to the oracle
+measured in the same process. Synthesis of 1000 characters and (with --gradcheck) the m = 100
+gradient check are timed too.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from threadpoolctl import threadpool_info, threadpool_limits
+
+from helpers import data as data_mod
+from helpers import fast, gradcheck, optim, reference, rnn, synth
+from helpers.params import NAMES, ParamSet, init_params
+from helpers.paths import ROOT
+
+M, SEQ_LENGTH, ETA, SIG, SEED = 100, 25, 0.1, 0.01, 42
+N_SYNTH = 1000
+
+
+# ---------------------------------------------------------------------------------------------
+# machine and data
+# ---------------------------------------------------------------------------------------------
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info() -> dict:
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = os.cpu_count()
+    blas = [{k: i.get(k) for k in ("internal_api", "version", "num_threads", "architecture", "threading_layer")}
+            for i in threadpool_info() if i.get("user_api") == "blas"]
+    info = {
+        "cpu": cpu_model(),
+        "logical_cpus": os.cpu_count(),
+        "usable_cpus": usable,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "numba": getattr(fast.numba, "__version__", None) if fast.AVAILABLE else None,
+        "blas": blas,
+        "fast_path": fast.blas_info()["note"] if fast.AVAILABLE else fast.REASON,
+        "load_average_start": _loadavg(),
+    }
+    return info
+
+
+def _loadavg():
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
+def load_text() -> tuple[str, str]:
+    """The book if a copy is at data/ or ../shared/data/, else the standard-library corpus."""
+    for path in (ROOT / "data" / "goblet_book.txt", ROOT.parent / "shared" / "data" / "goblet_book.txt"):
+        if path.is_file():
+            return data_mod.read_text_file(path), str(path)
+    return data_mod.stdlib_text(), "pydoc_data (standard library; the book was not found)"
+
+
+# ---------------------------------------------------------------------------------------------
+# the update paths; each keeps its own state and walks the text like the trainer
+# ---------------------------------------------------------------------------------------------
+
+class Chunks:
+    """Consecutive (x, y) chunks of the encoded text; at the end, back to 0 with hprev = 0."""
+
+    def __init__(self, data: np.ndarray, T: int):
+        self.data, self.T, self.e = data, T, 0
+
+    def next(self):
+        """(x, y, new_epoch)."""
+        new_epoch = self.e + self.T + 1 > len(self.data)
+        if new_epoch:
+            self.e = 0
+        x, y = self.data[self.e:self.e + self.T], self.data[self.e + 1:self.e + self.T + 1]
+        self.e += self.T
+        return x, y, new_epoch
+
+
+class OracleStep:
+    """min-char-rnn style: per-step forward/BPTT, then per parameter np.clip and AdaGrad."""
+
+    label = "oracle (reference, per step)"
+
+    def __init__(self, p0: ParamSet, data):
+        self.params = {n: p0[n].copy() for n in NAMES}
+        self.mem = {n: np.zeros_like(a) for n, a in self.params.items()}
+        self.h = np.zeros(p0.m)
+        self.chunks = Chunks(data, SEQ_LENGTH)
+
+    def update(self) -> float:
+        x, y, new_epoch = self.chunks.next()
+        if new_epoch:
+            self.h = np.zeros_like(self.h)
+        p = self.params
+        loss, grads, self.h = reference.loss_and_grads(p["U"], p["W"], p["V"], p["b"], p["c"], x, y, self.h)
+        for n in NAMES:
+            g = grads[n]
+            np.clip(g, -5, 5, out=g)
+            self.mem[n] += g * g
+            p[n] += -ETA * g / np.sqrt(self.mem[n] + 1e-8)
+        return loss
+
+
+class NumpyStep:
+    """helpers.rnn + optim on flat buffers, with the trainer's finiteness check."""
+
+    def __init__(self, p0: ParamSet, data, dtype):
+        self.label = f"numpy {np.dtype(dtype).name}"
+        self.p = p0.astype(dtype)
+        self.mem, self.grads = self.p.zeros_like(), self.p.zeros_like()
+        self.tmp = np.empty_like(self.p.flat)
+        self.ws = rnn.Workspace(self.p.m, self.p.K, SEQ_LENGTH, dtype)
+        self.h = np.zeros(self.p.m, dtype)
+        self.chunks = Chunks(data, SEQ_LENGTH)
+
+    def update(self) -> float:
+        x, y, new_epoch = self.chunks.next()
+        if new_epoch:
+            self.h[...] = 0
+        loss, self.h = rnn.loss_and_grads(self.p, x, y, self.h, self.grads, self.ws)
+        if not math.isfinite(loss) or not math.isfinite(np.dot(self.grads.flat, self.grads.flat)):
+            raise FloatingPointError("non-finite loss or gradient")
+        optim.clip_(self.grads.flat)
+        optim.adagrad_(self.p.flat, self.grads.flat, self.mem.flat, ETA, tmp=self.tmp)
+        return loss
+
+
+class NumbaStep:
+    """helpers.fast.FastStep: the whole update in one compiled call."""
+
+    def __init__(self, p0: ParamSet, data, dtype):
+        self.label = f"numba {np.dtype(dtype).name}"
+        self.p = p0.astype(dtype)
+        self.step = fast.FastStep(self.p, self.p.zeros_like(), self.p.zeros_like(), SEQ_LENGTH)
+        self.h = np.zeros(self.p.m, dtype)
+        self.chunks = Chunks(data, SEQ_LENGTH)
+
+    def update(self) -> float:
+        x, y, new_epoch = self.chunks.next()
+        if new_epoch:
+            self.h[...] = 0
+        loss, self.h = self.step.update(x, y, self.h, ETA)
+        if not self.step.finite:
+            raise FloatingPointError("non-finite loss or gradient")
+        return loss
+
+
+def time_updates(step, seconds: float) -> tuple[float, float]:
+    """(updates per CPU second, updates per wall-clock second) over about ``seconds`` of CPU time.
+
+    CPU time is this thread's (time.thread_time): with BLAS limited to one thread all the work
+    runs here, and time spent waiting while other processes use the CPU does not count.
+    """
+    n, wall0, cpu0 = 0, time.perf_counter(), time.thread_time()
+    while True:
+        for _ in range(10):
+            step.update()
+        n += 10
+        cpu = time.thread_time() - cpu0
+        if cpu >= seconds:
+            return n / cpu, n / (time.perf_counter() - wall0)
+
+
+def time_call(fn, seconds: float, min_calls: int = 3) -> float:
+    """Median CPU seconds (this thread's) per call of fn() over about ``seconds`` of CPU time."""
+    times, start = [], time.thread_time()
+    while len(times) < min_calls or time.thread_time() - start < seconds:
+        t = time.thread_time()
+        fn()
+        times.append(time.thread_time() - t)
+    return statistics.median(times)
+
+
+# ---------------------------------------------------------------------------------------------
+# sections
+# ---------------------------------------------------------------------------------------------
+
+def bench_updates(p0: ParamSet, data, runs: int, seconds: float, out) -> tuple[dict, dict]:
+    steps = [OracleStep(p0, data), NumpyStep(p0, data, np.float64), NumpyStep(p0, data, np.float32)]
+    if fast.AVAILABLE:
+        steps += [NumbaStep(p0, data, np.float64), NumbaStep(p0, data, np.float32)]
+    else:
+        out(f"(numba rows skipped: {fast.REASON})")
+    for s in steps:  # warm up: caches, first-call costs
+        for _ in range(20):
+            s.update()
+    rates = {s.label: [] for s in steps}
+    wall = {s.label: [] for s in steps}
+    for r in range(runs):
+        order = steps if r % 2 == 0 else steps[::-1]  # alternate the order between runs
+        for s in order:
+            cpu_rate, wall_rate = time_updates(s, seconds)
+            rates[s.label].append(cpu_rate)
+            wall[s.label].append(wall_rate)
+    oracle = statistics.median(rates[steps[0].label])
+    out("")
+    out(f"One update (m={p0.m}, K={p0.K}, seq_length={SEQ_LENGTH}): {runs} runs of ~{seconds:g} CPU-s each, "
+        "BLAS limited to 1 thread")
+    out("updates/s = updates per second of this thread's CPU time (median over runs); "
+        "the last column is wall-clock")
+    out(f"{'path':<30} {'updates/s':>10} {'min - max':>17} {'x oracle':>9} {'us/update':>10} {'wall upd/s':>11}")
+    rows = {}
+    for s in steps:
+        v = rates[s.label]
+        med = statistics.median(v)
+        wmed = statistics.median(wall[s.label])
+        rows[s.label] = {"updates_per_cpu_s": v, "median": med, "min": min(v), "max": max(v),
+                         "ratio_to_oracle": med / oracle, "us_per_update": 1e6 / med,
+                         "updates_per_wall_s": wall[s.label], "wall_median": wmed,
+                         "wall_ratio_to_oracle": wmed / statistics.median(wall[steps[0].label])}
+        out(f"{s.label:<30} {med:>10,.0f} {min(v):>8,.0f} - {max(v):<7,.0f} {med / oracle:>8.1f}x "
+            f"{1e6 / med:>10.1f} {wmed:>11,.0f}")
+    return rows, {s.label: s for s in steps}
+
+
+def check_agreement(p0: ParamSet, data, out) -> dict:
+    """How closely the numba path reproduces the numpy path on one real chunk (float64)."""
+    if not fast.AVAILABLE:
+        return {}
+    x, y = data[:SEQ_LENGTH], data[1:SEQ_LENGTH + 1]
+    h = np.tanh(np.random.default_rng(0).standard_normal(p0.m))
+    g_np, g_fast = p0.zeros_like(), p0.zeros_like()
+    l_np, h_np = rnn.loss_and_grads(p0, x, y, h, g_np)
+    l_fast, h_fast = fast.loss_and_grads(p0, x, y, h, g_fast)
+    rel = lambda a, b: float(np.linalg.norm(a - b) / np.linalg.norm(b))  # noqa: E731
+    res = {"loss": abs(l_fast - l_np) / l_np, "grads": rel(g_fast.flat, g_np.flat), "hlast": rel(h_fast, h_np)}
+    out(f"numba vs numpy float64 on one chunk (relative): loss {res['loss']:.1e}, gradients {res['grads']:.1e}, "
+        f"h_T {res['hlast']:.1e}")
+    return res
+
+
+def bench_synthesis(p: ParamSet, x0: int, runs: int, seconds: float, out) -> dict:
+    h0 = np.zeros(p.m)
+    arrs = [p[n] for n in NAMES]
+    methods = [("np.random.choice per step (reference.sample)",
+                lambda rng: reference.sample(*arrs, h0, x0, N_SYNTH, rng)),
+               ("inverse CDF, numpy (synth.sample_indices)",
+                lambda rng: synth.sample_indices(p, h0, x0, N_SYNTH, rng))]
+    if fast.AVAILABLE:
+        methods.append(("inverse CDF, numba (fast.sample_indices)",
+                        lambda rng: fast.sample_indices(p, h0, x0, N_SYNTH, rng)))
+    for _, fn in methods:
+        fn(np.random.default_rng(0))
+    per = max(seconds / 3, 0.2)
+    times = {name: [] for name, _ in methods}
+    for r in range(runs):
+        for name, fn in methods:
+            rng = np.random.default_rng(r)
+            times[name].append(time_call(lambda: fn(rng), per))
+    base = statistics.median(times[methods[0][0]])
+    out("")
+    out(f"Synthesis of {N_SYNTH} characters (the trained numpy float64 model), {runs} runs, CPU time")
+    out(f"{'method':<46} {'ms':>8} {'min - max':>15} {'x choice':>9}")
+    res = {}
+    for name, _ in methods:
+        v = [t * 1e3 for t in times[name]]
+        med = statistics.median(v)
+        res[name] = {"ms": v, "median_ms": med, "ratio_to_choice": base * 1e3 / med}
+        out(f"{name:<46} {med:>8.2f} {min(v):>6.2f} - {max(v):<6.2f} {base * 1e3 / med:>8.1f}x")
+    if fast.AVAILABLE:
+        a, _ = synth.sample_indices(p, h0, x0, N_SYNTH, np.random.default_rng(7))
+        b, _ = fast.sample_indices(p, h0, x0, N_SYNTH, np.random.default_rng(7))
+        same = bool(np.array_equal(a, b))
+        res["numba_equals_numpy_same_seed"] = same
+        out(f"numba and numpy samplers give the same {N_SYNTH} indices from one seed: {'yes' if same else 'NO'}")
+    return res
+
+
+def bench_gradcheck(K: int, data, out) -> dict:
+    out("")
+    out(f"Gradient check at m={M} (helpers.gradcheck.check, float64, centered differences)")
+    out(f"{'seq_length':>10} {'seconds':>9} {'max rel. error (norm)':>22}")
+    p = init_params(M, K, SIG, np.random.default_rng(SEED))
+    res = {}
+    for T in (10, 25, 40):
+        x, y = data[:T], data[1:T + 1]
+        t = time.perf_counter()
+        errs = gradcheck.check(p, x, y)
+        dt = time.perf_counter() - t
+        worst = max(e["norm"] for e in errs.values())
+        res[T] = {"seconds": dt, "max_norm_rel_error": worst}
+        out(f"{T:>10} {dt:>9.2f} {worst:>22.2e}")
+    return res
+
+
+def summarize(updates: dict, synthesis: dict) -> dict:
+    """The speed-ups against the targets: numpy f64 >= 4x, numba >= 10x, synthesis >= 5x."""
+    ratio = {label: row["ratio_to_oracle"] for label, row in updates.items()}
+    synth_ratio = {name: row["ratio_to_choice"] for name, row in synthesis.items() if isinstance(row, dict)}
+    best_synth = max(synth_ratio.items(), key=lambda kv: kv[1])
+    targets = {"numpy float64 >= 4x oracle": ratio["numpy float64"] >= 4}
+    lines = [f"numpy float64 vs oracle: {ratio['numpy float64']:.1f}x (target 4x) "
+             f"{'met' if ratio['numpy float64'] >= 4 else 'NOT met'}"]
+    if "numba float64" in ratio:
+        for label in ("numba float64", "numba float32"):
+            targets[f"{label} >= 10x oracle"] = ratio[label] >= 10
+            met = "met" if ratio[label] >= 10 else "NOT met"
+            lines.append(f"{label} vs oracle: {ratio[label]:.1f}x (target 10x) {met}")
+    targets["synthesis >= 5x np.random.choice"] = best_synth[1] >= 5
+    lines.append(f"fastest synthesis vs np.random.choice: {best_synth[1]:.1f}x, {best_synth[0]} (target 5x) "
+                 f"{'met' if best_synth[1] >= 5 else 'NOT met'}")
+    return {"targets": targets, "lines": lines}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.bench", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--runs", type=int, default=5, help="timed runs per path (default 5)")
+    ap.add_argument("--seconds", type=float, default=1.5, help="CPU seconds per run and path (default 1.5)")
+    ap.add_argument("--gradcheck", action="store_true", help="also time the m=100 gradient check (~20 s)")
+    ap.add_argument("--json", metavar="PATH", help="write every figure to this JSON file")
+    args = ap.parse_args(argv)
+    if args.runs < 1 or not args.seconds > 0:
+        ap.error("--runs must be >= 1 and --seconds > 0")
+    out = print
+    t_start = time.perf_counter()
+
+    info = machine_info()
+    out(f"CPU: {info['cpu']} ({info['logical_cpus']} logical CPUs, {info['usable_cpus']} usable)")
+    out(f"Python {info['python']}, numpy {info['numpy']}, numba {info['numba'] or 'not installed'}")
+    for b in info["blas"]:
+        out(f"BLAS: {b['internal_api']} {b['version']} ({b['architecture']}, {b['num_threads']} threads by default)")
+    out(f"fast path: {info['fast_path']}")
+    out(f"load average at start: {info['load_average_start']} (other processes slow every row alike)")
+
+    text, source = load_text()
+    chars = data_mod.build_vocab(text)
+    data = data_mod.encode(text, chars)
+    out(f"text: {source}: {len(text):,} characters, K = {len(chars)}")
+    p0 = init_params(M, len(chars), SIG, np.random.default_rng(SEED))
+
+    if fast.AVAILABLE:
+        t = time.perf_counter()
+        fast.warmup()
+        out(f"numba kernels ready in {time.perf_counter() - t:.1f} s (compiled once, then loaded from the cache)")
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        updates, steps = bench_updates(p0, data, args.runs, args.seconds, out)
+        agreement = check_agreement(p0, data, out)
+        trained = steps["numpy float64"].p  # a model that has learned something: realistic samples
+        synthesis = bench_synthesis(trained, int(data[0]), args.runs, args.seconds, out)
+        grad = bench_gradcheck(len(chars), data, out) if args.gradcheck else None
+
+    summary = summarize(updates, synthesis)
+    out("")
+    for line in summary["lines"]:
+        out(line)
+
+    info["load_average_end"] = _loadavg()
+    total = time.perf_counter() - t_start
+    out("")
+    out(f"load average at end: {info['load_average_end']}; total {total:.0f} s")
+    if args.json:
+        path = Path(args.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        result = {"machine": info, "text": {"source": source, "characters": len(text), "K": len(chars)},
+                  "settings": {"m": M, "seq_length": SEQ_LENGTH, "eta": ETA, "sig": SIG, "runs": args.runs,
+                               "seconds": args.seconds, "blas_threads": 1},
+                  "updates": updates, "agreement_numba_vs_numpy_f64": agreement, "synthesis": synthesis,
+                  "gradcheck": grad, "targets": summary["targets"], "total_seconds": total}
+        path.write_text(json.dumps(result, indent=2))
+        out(f"figures written to {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
