@@ -19,6 +19,7 @@ import time
 
 from IPython.display import HTML
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
 
 from .checkpoint import read_json, write_json
 from .paths import ROOT, resolve
@@ -104,9 +105,13 @@ def figure(out_dir) -> Figure:
         for ax, key in ((left, "chars_seen"), (right, "seconds")):
             ax.plot([h[key] for h in hist], [h["val_loss_per_char"] for h in hist], marker="o", ms=2.5, lw=1.2,
                     label=r["name"])
+    later = [h["val_loss_per_char"] for r in rows for h in r["history"][1:]]
+    if later:  # the first evaluations can be far above the rest; keep the comparison readable
+        left.set_ylim(min(later) * 0.95, max(later) * 1.15)
     left.set_xlabel("characters seen")
     right.set_xlabel("seconds of training")
     left.set_ylabel("validation loss (nats / char)")
+    left.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
     for ax in (left, right):
         ax.grid(alpha=0.25)
     right.legend(frameon=False, fontsize=7)

@@ -88,6 +88,19 @@ def run(out_dir="output/run", params: dict | None = None, pdf: bool = True, log=
     return files
 
 
+class _CellOutputOnly(logging.Filter):
+    """Pass the notebooks' printed lines (training progress); drop papermill's bookkeeping."""
+
+    NOISE = ("Executing Cell", "Ending Cell", "<IPython.core.display", "Input Notebook", "Output Notebook",
+             "Working directory", "Executing notebook with kernel", "Executing:", "Black is not installed",
+             "<Figure size")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage().strip()
+        record.msg, record.args = message, ()
+        return bool(message) and not message.startswith(self.NOISE)
+
+
 def parse_value(text: str):
     """A command-line value: JSON when it parses (numbers, lists), else the text itself."""
     try:
@@ -107,6 +120,8 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     for noisy in ("traitlets", "papermill.translators"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_CellOutputOnly())
     try:
         run(args.out_dir, params, pdf=not args.no_pdf, log_output=True)
     except (ValueError, FileNotFoundError, NotebookError) as err:

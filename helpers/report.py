@@ -49,6 +49,8 @@ STYLE = """<style>
 .jp-RenderedHTMLCommon table.results th, .jp-RenderedHTMLCommon table.results td {
   border: none; border-bottom: 1px solid #bbb; padding: 3px 12px; text-align: right; }
 .jp-RenderedHTMLCommon table.results thead th { border-bottom: 2px solid #444; }
+.jp-RenderedHTMLCommon table.results td:first-child, .jp-RenderedHTMLCommon table.results th:first-child {
+  text-align: left; }
 .jp-RenderedHTMLCommon p.caption { text-align: center; font-size: 9.5pt; color: #333; margin: 0.3em 3em 1.2em 3em; }
 .jp-RenderedHTMLCommon p.formula { text-align: center; }
 .jp-RenderedHTMLCommon img.figure { display: block; margin: 0.5em auto; max-width: 100%; }
@@ -58,7 +60,12 @@ STYLE = """<style>
   font-family: "DejaVu Sans Mono", Menlo, Consolas, monospace; font-size: 8.5pt; line-height: 1.35;
   background: #f5f5f2; border-left: 3px solid #c8c8c0; padding: 5px 9px; }
 .jp-RenderedHTMLCommon p.meta { color: #444; font-size: 10pt; }
-@media print { h2 { break-after: avoid; } }
+@media print {
+  .jp-Cell, .jp-Cell-outputWrapper, .jp-OutputArea, .jp-OutputArea-child, .jp-OutputArea-output {
+    break-inside: auto !important; }
+  h2 { break-after: avoid; }
+  table.results, img.figure, p.caption, div.sample { break-inside: avoid; }
+}
 </style>"""
 
 
