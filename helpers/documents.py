@@ -189,12 +189,7 @@ def train(data_path: str = "", out_dir: str = "output/documents", text_field: st
     info = meta["corpus"]
     print(f"training on {info['name']}: {info['n_documents']:,} documents, {info['n_chars']:,} characters, "
           f"K = {len(chars)} with the end character; writing to {out}")
-    try:
-        seconds = trainer.run(cfg.n_updates, on_checkpoint=lambda: write_results(trainer, out, meta))
-    except KeyboardInterrupt:
-        write_results(trainer, out, meta)
-        print(f"interrupted at update {trainer.state.step}; the results so far are in {out}")
-        raise
+    seconds = trainer.run_saving(cfg.n_updates, lambda: write_results(trainer, out, meta))
     return write_results(trainer, out, meta, seconds)
 
 

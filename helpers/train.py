@@ -270,6 +270,18 @@ class Trainer:
                 bar.close(self.smooth_history)
         return time.perf_counter() - start
 
+    def run_saving(self, n_updates: int, save) -> float:
+        """:meth:`run` with ``save()`` at every checkpoint and once more on Ctrl-C (then re-raised).
+
+        A non-finite loss raises before anything is saved, so the files on disk stay the last good ones.
+        """
+        try:
+            return self.run(n_updates, on_checkpoint=save)
+        except KeyboardInterrupt:
+            save()
+            print(f"interrupted at update {self.state.step}; its results, last.npz included, are saved")
+            raise
+
     def smooth_history(self) -> list[float]:
         """The logged smooth losses, for the live plot."""
         return [row[2] for row in self.state.log]

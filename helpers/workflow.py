@@ -18,7 +18,7 @@ from .data import build_vocab, encode, load_corpus
 from .params import init_params
 from .paths import resolve
 from .progress import Progress
-from .train import NonFiniteLossError, Trainer, TrainState, new_run_id
+from .train import Trainer, TrainState, new_run_id
 
 
 def corpus_info(corpus, chars) -> dict:
@@ -94,14 +94,7 @@ def train(data_path: str, out_dir: str, seed: int = 0, init_from: str = "", **pa
     meta = {"run_id": run_id, "seed": seed, "config": cfg.as_dict(), "corpus": corpus_info(corpus, chars)}
     print(f"training on {corpus.name}: {len(corpus.text):,} characters, K = {len(chars)}; writing to {out}")
     first_step = state.step
-    try:
-        seconds = trainer.run(cfg.n_updates, on_checkpoint=lambda: write_run_files(trainer, out, meta))
-    except KeyboardInterrupt:
-        write_run_files(trainer, out, meta)
-        print(f"interrupted at update {trainer.state.step}; last.npz in {out} holds the state to resume from")
-        raise
-    except NonFiniteLossError:
-        raise  # the last checkpoint on disk is the last good one; nothing is overwritten
+    seconds = trainer.run_saving(cfg.n_updates, lambda: write_run_files(trainer, out, meta))
     final_val = None
     if len(trainer.val_data) and (not state.val_log or state.val_log[-1][0] != state.step):
         # the final model's figure, off the eval_every grid: reported, but kept out of val_log and the
