@@ -323,8 +323,9 @@ def test_cli_refuses_a_bad_grid(capsys):
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="make not installed")
 def test_make_sweep_passes_the_grid_to_the_cli():
-    done = subprocess.run(["make", "-n", "sweep", 'GRID={"m": [8, 16]}', "SWEEP_OUT=/tmp/x"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=30)
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")}  # under make test
+    done = subprocess.run(["make", "--no-print-directory", "-n", "sweep", 'GRID={"m": [8, 16]}', "SWEEP_OUT=/tmp/x"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=30, env=env)
     assert done.returncode == 0, done.stderr
     line = done.stdout.strip().splitlines()[-1]
     assert "-m helpers.sweep" in line and """--grid '{"m": [8, 16]}'""" in line and "--out-dir /tmp/x" in line
