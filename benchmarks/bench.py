@@ -11,7 +11,8 @@ of real text with hprev carried over, as in training. Measured, each in its own 
   numpy f64     helpers.rnn.loss_and_grads + optim.clip_ + optim.adagrad_ on the flat buffers
                 (plus the trainer's finiteness check): the project's default path
   numpy f32     the same in float32
-  numba f64     helpers.fast.FastStep.update (one compiled call per update, same checks)
+  numba f64     helpers.fast.loss_and_grads + fast.clip_adagrad_ (compiled kernels, same check):
+                what the trainer runs with engine="numba"
   numba f32     the same in float32
 
 Times are this thread's CPU time (time.thread_time), so other processes on a busy machine
@@ -76,10 +77,18 @@ def machine_info() -> dict:
         "numpy": np.__version__,
         "numba": getattr(fast.numba, "__version__", None) if fast.AVAILABLE else None,
         "blas": blas,
-        "fast_path": fast.blas_info()["note"] if fast.AVAILABLE else fast.REASON,
+        "fast_path": _fast_path_note(),
         "load_average_start": _loadavg(),
     }
     return info
+
+
+def _fast_path_note() -> str:
+    if not fast.AVAILABLE:
+        return fast.REASON
+    import scipy
+
+    return f"numba kernels (helpers.fast_kernels); matrix products by np.dot through scipy {scipy.__version__}'s BLAS"
 
 
 def _loadavg():
@@ -167,12 +176,13 @@ class NumpyStep:
 
 
 class NumbaStep:
-    """helpers.fast.FastStep: the whole update in one compiled call."""
+    """helpers.fast.loss_and_grads + fast.clip_adagrad_, with the trainer's finiteness check."""
 
     def __init__(self, p0: ParamSet, data, dtype):
         self.label = f"numba {np.dtype(dtype).name}"
         self.p = p0.astype(dtype)
-        self.step = fast.FastStep(self.p, self.p.zeros_like(), self.p.zeros_like(), SEQ_LENGTH)
+        self.mem, self.grads = self.p.zeros_like(), self.p.zeros_like()
+        self.ws = fast.Workspace(self.p.m, self.p.K, SEQ_LENGTH, dtype)
         self.h = np.zeros(self.p.m, dtype)
         self.chunks = Chunks(data, SEQ_LENGTH)
 
@@ -180,9 +190,10 @@ class NumbaStep:
         x, y, new_epoch = self.chunks.next()
         if new_epoch:
             self.h[...] = 0
-        loss, self.h = self.step.update(x, y, self.h, ETA)
-        if not self.step.finite:
+        loss, self.h = fast.loss_and_grads(self.p, x, y, self.h, self.grads, self.ws)
+        if not math.isfinite(loss) or not math.isfinite(np.dot(self.grads.flat, self.grads.flat)):
             raise FloatingPointError("non-finite loss or gradient")
+        fast.clip_adagrad_(self.p.flat, self.grads.flat, self.mem.flat, ETA)
         return loss
 
 

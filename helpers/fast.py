@@ -36,7 +36,8 @@ from .params import ParamSet
 
 try:
     import numba
-    import scipy  # noqa: F401  (numba's np.dot calls scipy's BLAS)
+    # numba's np.dot calls scipy's BLAS; loading it now lets threadpool_limits limit it too
+    import scipy.linalg.cython_blas  # noqa: F401
 
     from . import fast_kernels as _k
 except ImportError as exc:  # optional dependencies: the project's "fast" extra
@@ -61,9 +62,9 @@ class Workspace:
 
     Attributes (T = seq_length)
     ---------------------------
-    H : (T+1, m)  hidden states; after ``loss_and_grads`` on a sequence of length T', H[t] = h_t
-    P : (T, K)  probabilities p_t, then dL/do_t
-    dA : (T, m)  dL/da_t
+    H : (T+1, m)  hidden states: after ``loss_and_grads`` on a sequence of length T', H[t] = h_t
+    A : (T, m)  U x_t + b in the forward pass, reused as dL/da_t in backward
+    P : (T, K)  probabilities p_t, turned into dL/do_t in backward
     tmp : (m,)  one vector of scratch
     """
 
@@ -75,8 +76,8 @@ class Workspace:
         if self.dtype not in (np.float64, np.float32):
             raise ValueError(f"the fast path supports float64 and float32, not {self.dtype}")
         self.H = np.zeros((T + 1, self.m), dtype)
+        self.A = np.zeros((T, self.m), dtype)
         self.P = np.zeros((T, self.K), dtype)
-        self.dA = np.zeros((T, self.m), dtype)
         self.tmp = np.zeros(self.m, dtype)
 
     def fits(self, p: ParamSet, T: int) -> bool:
@@ -153,7 +154,7 @@ def loss_and_grads(p: ParamSet, x, y, hprev, grads: ParamSet, ws: Workspace | No
     T = x.shape[0]
     if ws is None or not ws.fits(p, T):
         ws = Workspace(p.m, p.K, max(T, 1), p.flat.dtype)
-    loss, ok = _k.loss_and_grads(p.flat, grads.flat, x, y, hprev, ws.H, ws.P, ws.dA, ws.tmp)
+    loss, ok = _k.loss_and_grads(p.flat, grads.flat, x, y, hprev, ws.H, ws.A, ws.P, ws.tmp)
     if not ok:
         raise _index_error(x, y, p.K)
     return float(loss), ws.H[T].copy()

@@ -8,8 +8,8 @@ scipy's BLAS, which is why the "fast" extra needs scipy). The model is that of :
     loss = sum_t -log p_t[y_t]
 
 Every kernel works in the dtype of its arrays (float64 or float32). ``fastmath=False`` keeps
-IEEE semantics: the compiler does not reorder sums, so results differ from numpy's only by
-rounding inside the matrix products.
+IEEE semantics (the compiler does not reorder sums), so results differ from numpy's by rounding
+only: in the matrix products, in numpy's pairwise sums and in the libm tanh and exp.
 
 Parameters and gradients are passed as the ``flat`` buffer of a :class:`helpers.params.ParamSet`
 (U, W, V, b, c one after the other); :func:`param_views` cuts it into the named arrays.
@@ -25,13 +25,14 @@ JIT = dict(cache=True, error_model="numpy", fastmath=False, nogil=True)
 @njit(**JIT)
 def param_views(flat, m, K):
     """U (m,K), W (m,m), V (K,m), b (m,), c (K,): views of a ParamSet's flat buffer."""
-    U = flat[:m * K].reshape((m, K))
-    W = flat[m * K:m * K + m * m].reshape((m, m))
-    start = m * K + m * m
-    V = flat[start:start + K * m].reshape((K, m))
-    b = flat[start + K * m:start + K * m + m]
-    c = flat[start + K * m + m:start + K * m + m + K]
-    return U, W, V, b, c
+    end_U = m * K
+    end_W = end_U + m * m
+    end_V = end_W + K * m
+    end_b = end_V + m
+    U = flat[:end_U].reshape((m, K))
+    W = flat[end_U:end_W].reshape((m, m))
+    V = flat[end_W:end_V].reshape((K, m))
+    return U, W, V, flat[end_V:end_b], flat[end_b:end_b + K]
 
 
 @njit(**JIT)
@@ -46,19 +47,21 @@ def indices_ok(x, y, K):
 
 
 @njit(**JIT)
-def forward(U, W, b, x, hprev, H, a):
+def forward(U, W, b, x, hprev, H, A, tmp):
     """The recurrence: H[t+1] = h_t for t < T, with H[0] = h_0 = hprev.
 
-    Shapes: U (m,K), W (m,m), b (m,), x (T,), hprev (m,), H (T+1, m); a (m,) is scratch.
+    Shapes: U (m,K), W (m,m), b (m,), x (T,), hprev (m,), H (T+1, m);
+    A (T, m) receives U x_t + b; tmp (m,) is scratch.
     """
-    m = W.shape[0]
+    m, T = W.shape[0], x.shape[0]
+    for i in range(m):  # U x_t + b for all t; U x_t is column x_t of U (read row by row)
+        for t in range(T):
+            A[t, i] = U[i, x[t]] + b[i]
     H[0] = hprev
-    for t in range(x.shape[0]):
-        np.dot(W, H[t], a)  # W h_{t-1}
-        xt = x[t]
+    for t in range(T):
+        np.dot(W, H[t], tmp)  # W h_{t-1}
         for i in range(m):
-            # h_t = tanh(a_t),  a_t = W h_{t-1} + (U x_t + b);  U x_t is column x_t of U
-            H[t + 1, i] = np.tanh(a[i] + (U[i, xt] + b[i]))
+            H[t + 1, i] = np.tanh(tmp[i] + A[t, i])  # h_t = tanh(a_t), a_t = W h_{t-1} + U x_t + b
 
 
 @njit(**JIT)
@@ -95,31 +98,34 @@ def backward(W, V, x, y, H, P, dA, tmp, dU, dW, dV, db, dc):
     parameters' shapes.
     """
     T, m = dA.shape
-    one = dA.dtype.type(1.0)
+    zero, one = dA.dtype.type(0.0), dA.dtype.type(1.0)
     for t in range(T):
         P[t, y[t]] -= one  # dL/do_t = p_t - onehot(y_t)
     np.dot(P.T, H[1:], dV)  # dL/dV = sum_t dL/do_t h_t^T
-    for k in range(dc.shape[0]):
-        dc[k] = 0.0
-    for t in range(T):
-        dc += P[t]  # dL/dc = sum_t dL/do_t
     np.dot(P, V, dA)  # dL/dh_t from the output, V^T dL/do_t, for all t at once
     for t in range(T - 1, -1, -1):
         if t < T - 1:
             np.dot(dA[t + 1], W, tmp)  # W^T dL/da_{t+1}
-            dA[t] += tmp  # dL/dh_t = V^T dL/do_t + W^T dL/da_{t+1}
+            for i in range(m):
+                dA[t, i] += tmp[i]  # dL/dh_t = V^T dL/do_t + W^T dL/da_{t+1}
         for i in range(m):
             dA[t, i] *= one - H[t + 1, i] * H[t + 1, i]  # dL/da_t = dL/dh_t * (1 - h_t^2)
     np.dot(dA.T, H[:T], dW)  # dL/dW = sum_t dL/da_t h_{t-1}^T
-    dU[:, :] = 0.0
-    db[:] = 0.0
+    dc[:] = zero
+    db[:] = zero
     for t in range(T):
-        db += dA[t]  # dL/db = sum_t dL/da_t
-        dU[:, x[t]] += dA[t]  # dL/dU = sum_t dL/da_t x_t^T: column x_t gets dL/da_t
+        for k in range(dc.shape[0]):
+            dc[k] += P[t, k]  # dL/dc = sum_t dL/do_t
+        for i in range(m):
+            db[i] += dA[t, i]  # dL/db = sum_t dL/da_t
+    for i in range(m):  # dL/dU = sum_t dL/da_t x_t^T: dL/da_t goes to column x_t (row by row)
+        dU[i, :] = zero
+        for t in range(T):
+            dU[i, x[t]] += dA[t, i]
 
 
 @njit(**JIT)
-def loss_and_grads(theta, grad, x, y, hprev, H, P, dA, tmp):
+def loss_and_grads(theta, grad, x, y, hprev, H, A, P, tmp):
     """Forward and BPTT over one sequence on ParamSet flat buffers.
 
     Parameters
@@ -127,7 +133,7 @@ def loss_and_grads(theta, grad, x, y, hprev, H, P, dA, tmp):
     theta, grad : (n,) flat buffers of the parameters and of their gradients (written)
     x, y : int64 (T,) input and target indices
     hprev : (m,) h_0
-    H (>= T+1, m), P (>= T, K), dA (>= T, m), tmp (m,) : scratch, see helpers.fast.Workspace
+    H (>= T+1, m), A (>= T, m), P (>= T, K), tmp (m,) : scratch, see helpers.fast.Workspace
 
     Returns
     -------
@@ -140,9 +146,9 @@ def loss_and_grads(theta, grad, x, y, hprev, H, P, dA, tmp):
     T = x.shape[0]
     U, W, V, b, c = param_views(theta, m, K)
     dU, dW, dV, db, dc = param_views(grad, m, K)
-    forward(U, W, b, x, hprev, H[:T + 1], tmp)
+    forward(U, W, b, x, hprev, H[:T + 1], A[:T], tmp)
     loss = softmax_loss(V, c, y, H[1:T + 1], P[:T])
-    backward(W, V, x, y, H[:T + 1], P[:T], dA[:T], tmp, dU, dW, dV, db, dc)
+    backward(W, V, x, y, H[:T + 1], P[:T], A[:T], tmp, dU, dW, dV, db, dc)  # A becomes dL/da_t
     return loss, True
 
 
@@ -177,7 +183,7 @@ def all_finite(a):
 def sample(theta, K, h0, x0, u, temperature, out):
     """Sample len(u) indices into ``out`` using the uniforms ``u``; returns h_n.
 
-    The steps and their order are those of synth.sample_indices with top_p = 1:
+    The steps are those of synth.sample_indices with top_p = 1, in the same order:
     h = tanh(W h + U x + b); o = (V h + c) / temperature; cdf = cumsum(exp(o - max o));
     x = min(searchsorted(cdf, u_t * cdf[-1], side="right"), K - 1).
     Shapes: theta (n,) a ParamSet's flat buffer, h0 (m,), u (N,) float64, out (N,) int64;
@@ -185,23 +191,27 @@ def sample(theta, K, h0, x0, u, temperature, out):
     """
     m = h0.shape[0]
     U, W, V, b, c = param_views(theta, m, K)
-    h, a, o = h0.copy(), np.empty(m, h0.dtype), np.empty(K, h0.dtype)
+    UT = U.T.copy()  # row x of UT is column x of U, i.e. U x for a one-hot x
+    WV = np.concatenate((W, V))  # (m+K, m): both W h_t and V h_t in one product
+    h, z = h0.copy(), np.empty(m + K, h0.dtype)
+    np.dot(W, h, z[:m])  # W h_0
+    o = z[m:]  # the last K entries of z = [W h_t; V h_t]
     temp = h0.dtype.type(temperature)
     x = x0
     for t in range(u.shape[0]):
-        np.dot(W, h, a)  # W h_{t-1}
         for i in range(m):
-            h[i] = np.tanh((a[i] + U[i, x]) + b[i])  # h_t = tanh(W h_{t-1} + U x_t + b)
-        np.dot(V, h, o)  # V h_t
+            h[i] = np.tanh((z[i] + UT[x, i]) + b[i])  # h_t = tanh(W h_{t-1} + U x_t + b)
+        np.dot(WV, h, z)  # z = [W h_t; V h_t]
         for k in range(K):
             o[k] += c[k]  # o_t = V h_t + c
-            if temperature != 1.0:
-                o[k] /= temp
+        if temperature != 1.0:
+            for k in range(K):
+                o[k] /= temp  # o_t / temperature
         omax = o.max()
         s = o.dtype.type(0.0)
         for k in range(K):
-            s += np.exp(o[k] - omax)
-            o[k] = s  # o now holds the unnormalised cdf of p_t
+            s += np.exp(o[k] - omax)  # exp(o_t - max o_t): p_t up to a constant factor
+            o[k] = s  # o now holds the cumulative sums, the unnormalised cdf
         x = min(np.searchsorted(o, u[t] * o[K - 1], side="right"), K - 1)  # inverse-CDF draw
         out[t] = x
     return h
