@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from hypothesis import settings
 
+from helpers import reference
 from helpers.params import NAMES, ParamSet
 
 # No example database and derandomized examples: every run is the same. Hypothesis's remaining
@@ -92,3 +93,16 @@ def text_file(tmp_path):
 
 
 __all__ = ["NAMES", "random_params", "random_sequence", "softmax", "chi2_upper", "chi2_stat"]
+
+
+def oracle(p: ParamSet, x, y, hprev):
+    """reference.loss_and_grads on float64 copies of p's arrays."""
+    arrs = [np.array(p[n], dtype=np.float64) for n in NAMES]
+    return reference.loss_and_grads(*arrs, x, y, np.asarray(hprev, dtype=np.float64))
+
+
+def assert_close(actual, desired, rtol):
+    """Relative agreement, with an absolute floor scaled to the array's magnitude."""
+    desired = np.asarray(desired, dtype=np.float64)
+    scale = max(float(np.abs(desired).max(initial=0.0)), 1e-300)
+    np.testing.assert_allclose(np.asarray(actual, dtype=np.float64), desired, rtol=rtol, atol=rtol * scale)

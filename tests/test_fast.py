@@ -13,27 +13,14 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import random_params, random_sequence
-from helpers import fast, optim, reference, rnn, synth
+from conftest import assert_close, oracle, random_params, random_sequence
+from helpers import fast, optim, rnn, synth
 from helpers.params import NAMES, ParamSet, init_params
 from helpers.paths import ROOT
 
 needs_numba = pytest.mark.skipif(not fast.AVAILABLE, reason=fast.REASON or "numba path unavailable")
 
 SIZES = [(100, 80), (5, 4), (13, 7)]  # the real size and odd small ones
-
-
-def oracle(p: ParamSet, x, y, hprev):
-    """reference.loss_and_grads on float64 copies of p's arrays."""
-    arrs = [np.array(p[n], dtype=np.float64) for n in NAMES]
-    return reference.loss_and_grads(*arrs, x, y, np.asarray(hprev, dtype=np.float64))
-
-
-def assert_close(actual, desired, rtol):
-    """Relative agreement, with an absolute floor scaled to the array's magnitude."""
-    desired = np.asarray(desired, dtype=np.float64)
-    scale = max(float(np.abs(desired).max(initial=0.0)), 1e-300)
-    np.testing.assert_allclose(np.asarray(actual, dtype=np.float64), desired, rtol=rtol, atol=rtol * scale)
 
 
 def norm_rel(actual, desired) -> float:

@@ -6,22 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import random_params, random_sequence, softmax
+from conftest import assert_close, oracle, random_params, random_sequence, softmax
 from helpers import reference, rnn
 from helpers.params import NAMES, ParamSet, init_params, param_shapes
-
-
-def oracle(p: ParamSet, x, y, hprev):
-    """reference.loss_and_grads on float64 copies of p's arrays."""
-    arrs = [np.array(p[n], dtype=np.float64) for n in NAMES]
-    return reference.loss_and_grads(*arrs, x, y, np.asarray(hprev, dtype=np.float64))
-
-
-def assert_close(actual, desired, rtol):
-    """Relative agreement, with an absolute floor scaled to the array's magnitude."""
-    desired = np.asarray(desired, dtype=np.float64)
-    scale = max(float(np.abs(desired).max(initial=0.0)), 1e-300)
-    np.testing.assert_allclose(np.asarray(actual, dtype=np.float64), desired, rtol=rtol, atol=rtol * scale)
 
 
 @pytest.mark.parametrize("T", [1, 2, 3, 7, 25])
