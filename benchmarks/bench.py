@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import statistics
@@ -39,9 +38,11 @@ import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from helpers import data as data_mod
-from helpers import fast, gradcheck, optim, reference, rnn, synth
+from helpers import fast, gradcheck, reference, rnn, synth
 from helpers.params import NAMES, ParamSet, init_params
 from helpers.paths import ROOT
+from helpers.config import TrainConfig
+from helpers.train import Trainer, TrainState
 
 M, SEQ_LENGTH, ETA, SIG, SEED = 100, 25, 0.1, 0.01, 42
 N_SYNTH = 1000
@@ -152,50 +153,21 @@ class OracleStep:
         return loss
 
 
-class NumpyStep:
-    """helpers.rnn + optim on flat buffers, with the trainer's finiteness check."""
+class TrainerStep:
+    """The trainer's own update (helpers.train.Trainer.update: the chunk, forward, BPTT, finiteness
+    check, clipping, AdaGrad, smooth loss, log and best model) with one engine and dtype."""
 
-    def __init__(self, p0: ParamSet, data, dtype):
-        self.label = f"numpy {np.dtype(dtype).name}"
-        self.p = p0.astype(dtype)
-        self.mem, self.grads = self.p.zeros_like(), self.p.zeros_like()
-        self.tmp = np.empty_like(self.p.flat)
-        self.ws = rnn.Workspace(self.p.m, self.p.K, SEQ_LENGTH, dtype)
-        self.h = np.zeros(self.p.m, dtype)
-        self.chunks = Chunks(data, SEQ_LENGTH)
-
-    def update(self) -> float:
-        x, y, new_epoch = self.chunks.next()
-        if new_epoch:
-            self.h[...] = 0
-        loss, self.h = rnn.loss_and_grads(self.p, x, y, self.h, self.grads, self.ws)
-        if not math.isfinite(loss) or not math.isfinite(np.dot(self.grads.flat, self.grads.flat)):
-            raise FloatingPointError("non-finite loss or gradient")
-        optim.clip_(self.grads.flat)
-        optim.adagrad_(self.p.flat, self.grads.flat, self.mem.flat, ETA, tmp=self.tmp)
-        return loss
-
-
-class NumbaStep:
-    """helpers.fast.loss_and_grads + fast.clip_adagrad_, with the trainer's finiteness check."""
-
-    def __init__(self, p0: ParamSet, data, dtype):
-        self.label = f"numba {np.dtype(dtype).name}"
-        self.p = p0.astype(dtype)
-        self.mem, self.grads = self.p.zeros_like(), self.p.zeros_like()
-        self.ws = fast.Workspace(self.p.m, self.p.K, SEQ_LENGTH, dtype)
-        self.h = np.zeros(self.p.m, dtype)
-        self.chunks = Chunks(data, SEQ_LENGTH)
+    def __init__(self, p0: ParamSet, data, engine: str, dtype):
+        self.label = f"{engine} {np.dtype(dtype).name}"
+        cfg = TrainConfig(m=p0.m, eta=ETA, seq_length=SEQ_LENGTH, engine=engine, dtype=np.dtype(dtype).name,
+                          sample_until=0, sample_length=1)  # one sample, before the first update
+        params = p0.astype(dtype)
+        state = TrainState(params=params, mem=params.zeros_like(), hprev=np.zeros(p0.m, dtype),
+                           rng=np.random.default_rng(SEED), best_params=params.copy())
+        self.trainer = Trainer(cfg, data, [chr(32 + k) for k in range(p0.K)], state)
 
     def update(self) -> float:
-        x, y, new_epoch = self.chunks.next()
-        if new_epoch:
-            self.h[...] = 0
-        loss, self.h = fast.loss_and_grads(self.p, x, y, self.h, self.grads, self.ws)
-        if not math.isfinite(loss) or not math.isfinite(np.dot(self.grads.flat, self.grads.flat)):
-            raise FloatingPointError("non-finite loss or gradient")
-        fast.clip_adagrad_(self.p.flat, self.grads.flat, self.mem.flat, ETA)
-        return loss
+        return self.trainer.update()
 
 
 def time_updates(step, seconds: float) -> tuple[float, float]:
@@ -229,9 +201,9 @@ def time_call(fn, seconds: float, min_calls: int = 3) -> float:
 # ---------------------------------------------------------------------------------------------
 
 def bench_updates(p0: ParamSet, data, runs: int, seconds: float, out) -> tuple[dict, dict]:
-    steps = [OracleStep(p0, data), NumpyStep(p0, data, np.float64), NumpyStep(p0, data, np.float32)]
+    steps = [OracleStep(p0, data), TrainerStep(p0, data, "numpy", np.float64), TrainerStep(p0, data, "numpy", np.float32)]
     if fast.AVAILABLE:
-        steps += [NumbaStep(p0, data, np.float64), NumbaStep(p0, data, np.float32)]
+        steps += [TrainerStep(p0, data, "numba", np.float64), TrainerStep(p0, data, "numba", np.float32)]
     else:
         out(f"(numba rows skipped: {fast.REASON})")
     for s in steps:  # warm up: caches, first-call costs
@@ -389,7 +361,7 @@ def main(argv=None) -> int:
     with threadpool_limits(limits=1, user_api="blas"):
         updates, steps = bench_updates(p0, data, args.runs, args.seconds, out)
         agreement = check_agreement(p0, data, out)
-        trained = steps["numpy float64"].p  # a model that has learned something: realistic samples
+        trained = steps["numpy float64"].trainer.state.params  # a model that has learned something: realistic samples
         synthesis = bench_synthesis(trained, int(data[0]), args.runs, args.seconds, out)
         grad = bench_gradcheck(len(chars), data, out) if args.gradcheck else None
 
