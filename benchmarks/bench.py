@@ -8,11 +8,11 @@ of real text with hprev carried over, as in training. Measured, each in its own 
 
   oracle        helpers.reference.loss_and_grads (per time step, one-hot inputs) + np.clip and
                 AdaGrad per parameter array: the min-char-rnn style baseline
-  numpy f64     helpers.rnn.loss_and_grads + optim.clip_ + optim.adagrad_ on the flat buffers
-                (plus the trainer's finiteness check): the project's default path
+  numpy f64     helpers.train.Trainer.update with engine="numpy": helpers.rnn on the flat buffers,
+                the finiteness check, optim.clip_ + optim.adagrad_, smooth loss, log, best model;
+                the project's default path
   numpy f32     the same in float32
-  numba f64     helpers.fast.loss_and_grads + fast.clip_adagrad_ (compiled kernels, same check):
-                what the trainer runs with engine="numba"
+  numba f64     Trainer.update with engine="numba": helpers.fast's compiled kernels
   numba f32     the same in float32
 
 Times are this thread's CPU time (time.thread_time), so other processes on a busy machine
@@ -20,8 +20,9 @@ distort the figures far less than wall-clock time would; wall-clock rates are sh
 Every path runs under threadpoolctl.threadpool_limits(1, "blas") (also the oracle, which that
 only helps): these matrices are too small for BLAS threads to pay off. The methods take turns
 within each run, so a background load spreads over all of them; the ratios are to the oracle
-measured in the same process. Synthesis of 1000 characters and (with --gradcheck) the m = 100
-gradient check are timed too.
+measured in the same process. Synthesis of 1000 characters, characters per second of training
+with B = 1, 4, 16, 64 streams for both cells, and (with --gradcheck) the m = 100 gradient check
+are timed too.
 """
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ from helpers import fast, gradcheck, reference, rnn, synth
 from helpers.params import NAMES, ParamSet, init_params
 from helpers.paths import ROOT
 from helpers.config import TrainConfig
-from helpers.train import Trainer, TrainState
+from helpers.train import Trainer, TrainState, initial_state
 
 M, SEQ_LENGTH, ETA, SIG, SEED = 100, 25, 0.1, 0.01, 42
 N_SYNTH = 1000
@@ -157,13 +158,16 @@ class TrainerStep:
     """The trainer's own update (helpers.train.Trainer.update: the chunk, forward, BPTT, finiteness
     check, clipping, AdaGrad, smooth loss, log and best model) with one engine and dtype."""
 
-    def __init__(self, p0: ParamSet, data, engine: str, dtype):
+    def __init__(self, p0: ParamSet, data, engine: str, dtype, cell: str = "rnn", batch_size: int = 1):
         self.label = f"{engine} {np.dtype(dtype).name}"
         cfg = TrainConfig(m=p0.m, eta=ETA, seq_length=SEQ_LENGTH, engine=engine, dtype=np.dtype(dtype).name,
-                          sample_until=0, sample_length=1)  # one sample, before the first update
-        params = p0.astype(dtype)
-        state = TrainState(params=params, mem=params.zeros_like(), hprev=np.zeros(p0.m, dtype),
-                           rng=np.random.default_rng(SEED), best_params=params.copy())
+                          cell=cell, batch_size=batch_size, sample_until=0, sample_length=1)  # one sample
+        if cell == "rnn":
+            params = p0.astype(dtype)
+            state = TrainState(params=params, mem=params.zeros_like(), hprev=initial_state(cfg, params.flat.dtype),
+                               rng=np.random.default_rng(SEED), best_params=params.copy())
+        else:
+            state = TrainState.fresh(cfg, p0.K, np.random.default_rng(SEED))
         self.trainer = Trainer(cfg, data, [chr(32 + k) for k in range(p0.K)], state)
 
     def update(self) -> float:
@@ -291,6 +295,24 @@ def bench_synthesis(p: ParamSet, x0: int, runs: int, seconds: float, out) -> dic
     return res
 
 
+def bench_batches(p0: ParamSet, data, seconds: float, out, sizes=(1, 4, 16, 64)) -> dict:
+    """Characters per second of training as the number of streams B grows, for both cells (numpy)."""
+    out("")
+    out(f"Mini-batches (numpy float64, m={p0.m}, seq_length={SEQ_LENGTH}): characters trained on per CPU second")
+    out(f"{'cell':<6}" + "".join(f"{f'B={B}':>12}" for B in sizes))
+    rows = {}
+    for cell in ("rnn", "lstm"):
+        rows[cell] = {}
+        for B in sizes:
+            step = TrainerStep(p0, data, "numpy", np.float64, cell=cell, batch_size=B)
+            for _ in range(3):
+                step.update()
+            rate, _ = time_updates(step, seconds)
+            rows[cell][B] = rate * B * SEQ_LENGTH
+        out(f"{cell:<6}" + "".join(f"{rows[cell][B]:>12,.0f}" for B in sizes))
+    return rows
+
+
 def bench_gradcheck(K: int, data, out) -> dict:
     out("")
     out(f"Gradient check at m={M} (helpers.gradcheck.check, float64, centered differences)")
@@ -363,6 +385,7 @@ def main(argv=None) -> int:
         agreement = check_agreement(p0, data, out)
         trained = steps["numpy float64"].trainer.state.params  # a model that has learned something: realistic samples
         synthesis = bench_synthesis(trained, int(data[0]), args.runs, args.seconds, out)
+        batches = bench_batches(p0, data, args.seconds, out)
         grad = bench_gradcheck(len(chars), data, out) if args.gradcheck else None
 
     summary = summarize(updates, synthesis)
@@ -381,7 +404,7 @@ def main(argv=None) -> int:
                   "settings": {"m": M, "seq_length": SEQ_LENGTH, "eta": ETA, "sig": SIG, "runs": args.runs,
                                "seconds": args.seconds, "blas_threads": 1},
                   "updates": updates, "agreement_numba_vs_numpy_f64": agreement, "synthesis": synthesis,
-                  "gradcheck": grad, "targets": summary["targets"], "total_seconds": total}
+                  "batches_chars_per_second": batches, "gradcheck": grad, "targets": summary["targets"], "total_seconds": total}
         path.write_text(json.dumps(result, indent=2))
         out(f"figures written to {path}")
     return 0
