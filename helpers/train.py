@@ -1,10 +1,15 @@
-"""The training loop: AdaGrad on consecutive seq_length chunks of the text, with smooth loss.
+"""The training loop: consecutive seq_length chunks of the text, clipping, AdaGrad, smooth loss.
 
 Each update takes x = text[e : e+T], y = text[e+1 : e+T+1], runs forward and BPTT from
 h_0 = hprev, clips the gradients to [-5, 5], takes one AdaGrad step and moves e on by T. When
 fewer than T+1 characters remain, a new epoch starts at e = 0 with hprev = 0.
 
     smooth_loss = 0.999 * smooth_loss + 0.001 * loss   (the first loss starts it)
+
+That is the assignment (the defaults). Options: B parallel streams (stream b reads the b-th of
+B equal parts of the text, the loss averaged over streams), the LSTM cell, RMSProp or Adam, and a
+held-out end of the text whose loss per character is evaluated every eval_every updates and
+then picks the best model (else the lowest smooth loss does).
 """
 from __future__ import annotations
 
