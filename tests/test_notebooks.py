@@ -5,6 +5,7 @@ import html
 import json
 import shutil
 import subprocess
+import uuid
 
 import nbformat
 import numpy as np
@@ -149,3 +150,16 @@ def test_progress_does_not_flood_the_executed_notebook(run_dir):
     streamed = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
     assert len(streamed.splitlines()) < 20  # a line per sample_every updates, not per update
     assert not any("widget-view" in str(o.get("data", {})) for o in outputs)
+
+
+def test_relative_paths_mean_the_repository_root_from_inside_notebooks():
+    """JupyterLab runs a notebook with its working directory in notebooks/; paths still mean the root."""
+    rel = f"output/test-cwd-{uuid.uuid4().hex[:8]}"
+    try:
+        papermill.execute_notebook(ROOT / "notebooks" / "01_gradient_test.ipynb", None, cwd=str(ROOT / "notebooks"),
+                                   parameters={"data_path": "pydoc_data", "out_dir": rel, "m": 4, "seq_lengths": [3]},
+                                   progress_bar=False, kernel_name="python3")
+        result = json.loads((ROOT / rel / "gradcheck.json").read_text())
+        assert result["m"] == 4 and not (ROOT / "notebooks" / rel).exists()
+    finally:
+        shutil.rmtree(ROOT / rel, ignore_errors=True)
