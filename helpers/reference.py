@@ -57,16 +57,20 @@ def loss_and_grads(U, W, V, b, c, x, y, hprev):
 
 
 def sample(U, W, V, b, c, h0, x0, n, rng):
-    """Sample ``n`` indices one step at a time with ``rng.choice``, as the assignment describes."""
+    """Sample ``n`` indices one step at a time, as the assignment describes: one-hot x_t, each
+    equation its own product, and ``rng.choice`` from p_t."""
     K = U.shape[1]
-    h, x, out = np.array(h0, dtype=float), int(x0), []
+    h, x, out = np.array(h0, dtype=float), np.zeros(K), []
+    x[int(x0)] = 1.0  # one-hot x_0
     for _ in range(n):
-        h = np.tanh(W @ h + U[:, x] + b)
-        o = V @ h + c
+        h = np.tanh(W @ h + U @ x + b)  # h_t = tanh(W h_{t-1} + U x_t + b)
+        o = V @ h + c  # o_t = V h_t + c
         p = np.exp(o - o.max())
-        p /= p.sum()
-        x = int(rng.choice(K, p=p))
-        out.append(x)
+        p /= p.sum()  # p_t = softmax(o_t)
+        i = int(rng.choice(K, p=p))
+        x = np.zeros(K)
+        x[i] = 1.0  # the drawn character is the next input
+        out.append(i)
     return out
 
 
