@@ -5,6 +5,8 @@ stays fast; the one m=100 gradient check lives in test_gradcheck.py.
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import math
 import tempfile
 from pathlib import Path
@@ -106,3 +108,9 @@ def assert_close(actual, desired, rtol):
     desired = np.asarray(desired, dtype=np.float64)
     scale = max(float(np.abs(desired).max(initial=0.0)), 1e-300)
     np.testing.assert_allclose(np.asarray(actual, dtype=np.float64), desired, rtol=rtol, atol=rtol * scale)
+
+
+def quiet(fn, *args, **kwargs):
+    """Call fn with stdout and stderr silenced (training prints progress and notes)."""
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        return fn(*args, **kwargs)

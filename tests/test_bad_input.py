@@ -2,8 +2,6 @@
 and no fault loses work."""
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import signal
 import zipfile
@@ -11,16 +9,12 @@ import zipfile
 import numpy as np
 import pytest
 
+from conftest import quiet
 from helpers import checkpoint, data, report, workflow
 from helpers.config import TrainConfig
 from helpers.train import Trainer
 
 KW = dict(m=8, seq_length=5, sample_every=50, sample_until=100, sample_length=10, log_every=5, checkpoint_every=20)
-
-
-def quiet(fn, *args, **kwargs):
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        return fn(*args, **kwargs)
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 synthesis that stops at the end character, the report section and notebook 07."""
 from __future__ import annotations
 
-import contextlib
 import csv
 import html
 import io
@@ -15,6 +14,7 @@ import papermill
 import pytest
 
 from conftest import random_params
+from conftest import quiet
 from helpers import checkpoint as ckpt
 from helpers import documents, reference, report, synth
 from helpers.collection import STDLIB_SOURCE, load_collection, stdlib_documents
@@ -27,11 +27,6 @@ from helpers.paths import ROOT
 # a doc shorter than a chunk, one of exactly seq_length (5), one just longer, one outside the BMP
 DOCS = ["tweet one is here", "hi", "abcd", "abcde", "x", "🐍 snakes & ladders", "last one, longer than a chunk or two"]
 T = 5
-
-
-def quiet(fn, *args, **kwargs):
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        return fn(*args, **kwargs)
 
 
 class SpyTrainer(DocumentTrainer):

@@ -1,22 +1,16 @@
 """JupyterLab exploration: the widget sampler, its batch fallback, progress, and exact resume."""
 from __future__ import annotations
 
-import contextlib
 import html
-import io
 
 import numpy as np
 import pytest
 
+from conftest import quiet
 from helpers import checkpoint, interactive, progress, workflow
 
 KW = dict(m=10, seq_length=6, sample_every=40, sample_until=200, sample_length=20, log_every=5,
           checkpoint_every=50)
-
-
-def quiet(fn, *args, **kwargs):
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        return fn(*args, **kwargs)
 
 
 @pytest.fixture
