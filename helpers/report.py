@@ -20,6 +20,8 @@ from .checkpoint import atomic_path, read_json
 from .paths import resolve
 
 PARAM_ORDER = ("U", "W", "V", "b", "c")
+TEMPLATES = Path(__file__).parent / "templates"
+"""nbconvert templates: ``report`` is JupyterLab's without network scripts."""
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome",
             "/Applications/Google Chrome.app/Contents/MacOS/Google Chrome",
             "/Applications/Chromium.app/Contents/MacOS/Chromium")
@@ -201,8 +203,8 @@ def to_html(executed_notebook, html_path) -> Path:
     from nbconvert import HTMLExporter
 
     nb = nbformat.read(resolve(executed_notebook), as_version=4)
-    exporter = HTMLExporter(template_name="lab", exclude_input=True, exclude_input_prompt=True,
-                            exclude_output_prompt=True)
+    exporter = HTMLExporter(template_name="report", extra_template_basedirs=[str(TEMPLATES)], exclude_input=True,
+                            exclude_input_prompt=True, exclude_output_prompt=True)
     body, _ = exporter.from_notebook_node(nb)
     html_path = resolve(html_path)
     with atomic_path(html_path) as tmp:
