@@ -123,9 +123,17 @@ def check_memory(path, size: int) -> None:
     need, have = size * BYTES_PER_BYTE, available_memory()
     if have is not None and need > 0.8 * have:
         raise MemoryError(
-            f"data_path {str(path)!r} has {size / 2**20:,.0f} MiB of text; loading and encoding it needs about "
-            f"{need / 2**30:,.1f} GiB of memory but {have / 2**30:,.1f} GiB is available. Train on a part of it "
+            f"data_path {str(path)!r} has {human_bytes(size)} of text; loading and encoding it needs about "
+            f"{human_bytes(need)} of memory but {human_bytes(have)} is available. Train on a part of it "
             "(e.g. `head -c 200M in.txt > part.txt`) or on a machine with more memory.")
+
+
+def human_bytes(n: float) -> str:
+    """A byte count for people: 512 bytes, 3.4 KiB, 120.0 MiB, 18.2 GiB."""
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:,.0f} {unit}" if unit == "bytes" else f"{n:,.1f} {unit}"
+        n /= 1024
 
 
 def build_vocab(text: str) -> list[str]:

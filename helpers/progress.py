@@ -96,7 +96,8 @@ class Progress:
 
             self.handle = display(HTML(self._html([])), display_id=True)
         else:
-            self.bar = tqdm(total=total, initial=initial, desc=desc, file=sys.stderr, mininterval=min_interval)
+            self.bar = tqdm(total=total, initial=initial, desc=desc, file=sys.stderr, mininterval=min_interval,
+                            disable=None)  # None: no bar when stderr is not a terminal (logs, CI)
 
     def _html(self, history) -> str:
         history = history() if callable(history) else history

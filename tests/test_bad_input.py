@@ -45,7 +45,7 @@ def test_huge_file_is_refused_before_reading(tmp_path, monkeypatch):
     big = tmp_path / "big.txt"
     big.write_text("x" * 1000, encoding="utf-8")
     monkeypatch.setattr(data, "available_memory", lambda: 10_000)
-    with pytest.raises(MemoryError, match=r"needs about .* GiB of memory but .* available"):
+    with pytest.raises(MemoryError, match=r"1,000 bytes of text; .* needs about 16.6 KiB of memory but 9.8 KiB is available"):
         data.load_corpus(str(big))
 
 
