@@ -94,6 +94,11 @@ class DocumentTrainer(Trainer):
                  end_char: str = END_CHAR, n_samples: int = 5):
         if not documents:
             raise ValueError("the collection holds no documents; pass at least one non-empty document.")
+        unsupported = {k: v for k, v in (("cell", cfg.cell), ("batch_size", cfg.batch_size),
+                                         ("val_fraction", cfg.val_fraction)) if v != TrainConfig().as_dict()[k]}
+        if unsupported:
+            raise ValueError(f"training on documents supports the vanilla RNN, one stream and no validation split "
+                             f"so far; drop {', '.join(f'{k}={v!r}' for k, v in unsupported.items())}.")
         check_end_char(documents, end_char)
         # the padding keeps Trainer.update's look-ahead data[position] in range after a last chunk
         data, self.starts = encode_documents(documents, chars, end_char, pad=cfg.seq_length)

@@ -77,12 +77,12 @@ class TrainState:
                 "trained on, or train from scratch (init_from='').")
         if last.mem is None or "rng_state" not in meta:
             raise ValueError("this checkpoint has no optimizer or random state (a best.npz?); resume from last.npz.")
-        saved = meta.get("config", {})
-        for name, now in (("m", cfg.m), ("cell", cfg.cell), ("batch_size", cfg.batch_size), ("optimizer", cfg.optimizer)):
-            was = last.params.m if name == "m" else saved.get(name, TrainConfig().as_dict()[name])
-            if was != now:
-                raise ValueError(f"the checkpoint was trained with {name}={was!r} but the run asks for {name}={now!r}; "
-                                 f"resume with {name}={was!r}.")
+        differ = changed_settings(meta.get("config", {}), cfg)
+        if last.params.m != cfg.m:
+            differ["m"] = last.params.m
+        if differ:
+            raise ValueError("the checkpoint was trained with other settings than this run asks for; resume with "
+                             + ", ".join(f"{k}={v!r}" for k, v in differ.items()) + " (or train from scratch).")
         dtype = np.dtype(cfg.dtype)
         rng = np.random.default_rng()
         rng.bit_generator.state = meta["rng_state"]
@@ -97,6 +97,18 @@ class TrainState:
                    epoch_starts=list(meta["epoch_starts"]), log=[tuple(row) for row in meta["log"]],
                    samples=list(meta["samples"]), val_log=[tuple(r) for r in meta.get("val_log", [])],
                    best_val_loss=meta.get("best_val_loss", math.inf), seconds=meta.get("seconds", 0.0))
+
+
+RESUME_KEYS = ("m", "cell", "batch_size", "optimizer", "seq_length", "eta", "sig", "dtype", "val_fraction", "eval_every")
+"""Settings a resumed run must share with its checkpoint to go on exactly (n_updates and the
+sampling, logging and checkpoint cadences, and the engine, may change)."""
+
+
+def changed_settings(saved: dict, cfg: TrainConfig) -> dict:
+    """``{name: saved value}`` for each of RESUME_KEYS on which ``cfg`` differs from ``saved``."""
+    defaults = TrainConfig().as_dict()
+    now = cfg.as_dict()
+    return {k: saved.get(k, defaults[k]) for k in RESUME_KEYS if saved.get(k, defaults[k]) != now[k]}
 
 
 def initial_state(cfg: TrainConfig, dtype) -> np.ndarray:
@@ -133,8 +145,9 @@ class Trainer:
             raise ValueError(
                 f"the training text has {len(self.train_data)} characters: too few for {B} stream(s) of at least "
                 f"seq_length + 1 = {T + 1}; use a longer text or a smaller seq_length or batch_size.")
-        if n_val and n_val < 2:
-            raise ValueError(f"val_fraction {cfg.val_fraction} leaves {n_val} character(s) for validation; use a larger one.")
+        if cfg.val_fraction > 0 and n_val < 2:
+            raise ValueError(f"val_fraction {cfg.val_fraction} leaves {n_val} character(s) of this {len(data)}-character "
+                             "text for validation; use a larger val_fraction (or 0 for none).")
         self.cfg, self.chars, self.state = cfg, chars, state
         self.offsets = (np.arange(B) * self.L)[:, None] + np.arange(T)[None, :]  # stream b, step t -> index
         self.grads = state.params.zeros_like()
@@ -201,12 +214,13 @@ class Trainer:
         s, cfg = self.state, self.cfg
         x, y = self.next_chunk()
         loss, hlast = self.loss_and_grads(x, y)
-        if not math.isfinite(loss) or not math.isfinite(np.dot(self.grads.flat, self.grads.flat)):
+        g = self.grads.flat  # the dot product is the fast test; it can overflow in float32, so confirm
+        if not math.isfinite(loss) or (not math.isfinite(np.dot(g, g)) and not np.isfinite(g).all()):
             raise NonFiniteLossError(
                 f"update {s.step + 1} gave a non-finite loss or gradient (loss={loss}); training stopped and "
                 "the last checkpoint was kept. Lower eta or check the data.")
         s.smooth_loss = loss if s.step == 0 else 0.999 * s.smooth_loss + 0.001 * loss
-        if s.step == 0 and cfg.sample_until >= 0:
+        if s.step == 0:
             self.record_sample(np.ravel(x)[0])  # before the first update: h0 = hprev, x0 = its first input
         self.optimizer_step()
         s.hprev, s.position, s.step = hlast, s.position + cfg.seq_length, s.step + 1

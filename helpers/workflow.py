@@ -85,6 +85,10 @@ def train(data_path: str, out_dir: str, seed: int = 0, init_from: str = "", **pa
         last = ckpt.load(init_from)
         best_path = resolve(init_from).with_name("best.npz")
         state = TrainState.resume(last, ckpt.load(best_path) if best_path.is_file() else None, cfg, chars)
+        was = last.meta.get("corpus", {})
+        if was.get("n_chars", len(corpus.text)) != len(corpus.text):
+            raise ValueError(f"the checkpoint was trained on {was.get('name')!r} ({was['n_chars']:,} characters) but "
+                             f"data_path gives {corpus.name!r} ({len(corpus.text):,}); resume on the same text.")
         run_id = last.meta.get("run_id") or new_run_id()
         print(f"resuming from {resolve(init_from)} at update {state.step:,}")
     else:
@@ -100,9 +104,6 @@ def train(data_path: str, out_dir: str, seed: int = 0, init_from: str = "", **pa
         # the final model's figure, off the eval_every grid: reported, but kept out of val_log and the
         # best-model choice, so that a run stopped here and resumed equals an uninterrupted one
         final_val = evaluate.loss_per_char(cfg.cell, state.params, trainer.val_data)
-        if not state.val_log:  # no evaluation on the grid yet (n_updates < eval_every): the final model is best
-            state.best_val_loss = final_val
-            trainer.keep_best()
     return write_run_files(trainer, out, meta, seconds, state.step - first_step, final_val)
 
 
@@ -113,22 +114,31 @@ def write_run_files(trainer: Trainer, out, meta: dict, seconds: float | None = N
     ``final_val`` is the final model's validation loss when it was not evaluated on the grid.
     """
     s, cfg = trainer.state, trainer.cfg
+    best, best_val = trainer.checkpoint("best", meta), (s.best_val_loss if s.val_log else None)
+    if final_val is not None and not s.val_log:
+        # no evaluation on the eval_every grid yet: the final model is the best one. Only best.npz and
+        # the summaries say so; the state in last.npz stays as an uninterrupted run would have it
+        best = trainer.checkpoint("last", meta)
+        best.mem = best.mem2 = best.hprev = None
+        best.meta = {**meta, "kind": "best"}
+        best_val = final_val
     ckpt.save(out / "last.npz", trainer.checkpoint("last", meta))
-    ckpt.save(out / "best.npz", trainer.checkpoint("best", meta))
+    ckpt.save(out / "best.npz", best)
     ckpt.write_text(out / "train_log.csv", log_csv(s.log))
     ckpt.write_json(out / "samples.json", s.samples)
     last_val = final_val if final_val is not None else (s.val_log[-1][3] if s.val_log else None)
     total_seconds = s.seconds + (time.perf_counter() - trainer.started)
     metrics = {"val_loss_per_char": last_val, "val_bits_per_char": evaluate.bits(last_val) if last_val is not None else None,
-               "best_val_loss_per_char": s.best_val_loss if last_val is not None else None,
+               "best_val_loss_per_char": best_val,
                "train_smooth_loss_per_char": s.smooth_loss / cfg.seq_length,
                "chars_seen": trainer.chars_seen, "seconds": total_seconds,
                "val_chars": len(trainer.val_data), "history": [
                    {"step": st, "chars_seen": ch, "seconds": sec, "val_loss_per_char": v} for st, ch, sec, v in s.val_log]}
     ckpt.write_json(out / "metrics.json", {**metrics, "run_id": meta["run_id"]})
     summary = {**meta, "steps_done": s.step, "epochs": s.epoch, "epoch_starts": s.epoch_starts,
-               "final_smooth_loss": s.smooth_loss, "best_smooth_loss": s.best_smooth_loss,
-               "best_step": s.best_step, "best_val_loss_per_char": metrics["best_val_loss_per_char"],
+               "final_smooth_loss": s.smooth_loss, "best_smooth_loss": best.smooth_loss,
+               "best_step": best.step, "best_val_loss_per_char": best_val,
+               "best_chosen_by": "validation loss" if best_val is not None else "smooth loss",
                "val_loss_per_char": last_val, "chars_seen": trainer.chars_seen, "seconds": seconds,
                "updates_per_second": updates / seconds if seconds else None,
                "engine": "numba" if trainer.fast is not None else "numpy"}

@@ -686,3 +686,44 @@ def test_synthesize_from_an_lstm_checkpoint(tmp_path):
         h, s = lstm_step_by_hand(ck.params, h, s, int(x))
     expected, _ = sample_by_hand(ck.params, np.concatenate([h, s]), int(idx[-1]), 50, 3, "lstm")
     assert r1["text"] == "".join(ck.chars[i] for i in expected)
+
+
+@pytest.mark.parametrize("name,value,other", [("seq_length", 5, 7), ("eta", 0.05, 0.1), ("val_fraction", 0.2, 0.1),
+                                              ("dtype", "float32", "float64"), ("eval_every", 10, 20)])
+def test_resume_refuses_other_settings_and_names_the_one_to_use(tmp_path, name, value, other):
+    path = tmp_path / "t.txt"
+    path.write_text(TEXT, encoding="utf-8")
+    base = {**SMALL, "val_fraction": 0.2, "eval_every": 10, name: value}
+    train_quiet(path, tmp_path / "a", seed=1, n_updates=20, **base)
+    with pytest.raises(ValueError, match=f"other settings .* resume with {name}={value!r}"):
+        train_quiet(path, tmp_path / "a", n_updates=40, init_from=str(tmp_path / "a" / "last.npz"),
+                    **{**base, name: other})
+
+
+def test_resume_refuses_another_text_of_the_same_vocabulary(tmp_path):
+    path, longer = tmp_path / "t.txt", tmp_path / "longer.txt"
+    path.write_text(TEXT, encoding="utf-8")
+    longer.write_text(TEXT + TEXT[:50], encoding="utf-8")
+    train_quiet(path, tmp_path / "a", n_updates=20, **SMALL)
+    with pytest.raises(ValueError, match=rf"trained on 't.txt' \({len(TEXT):,} characters\).*longer.txt"):
+        train_quiet(longer, tmp_path / "a", n_updates=40, init_from=str(tmp_path / "a" / "last.npz"), **SMALL)
+
+
+def test_resume_before_the_first_evaluation_is_exact(tmp_path):
+    """Stopping before eval_every leaves the final model as best.npz, but not in the resumable state."""
+    path = tmp_path / "t.txt"
+    path.write_text(TEXT, encoding="utf-8")
+    cfg = {**SMALL, "val_fraction": 0.2, "eval_every": 30, "eta": 0.3}
+    train_quiet(path, tmp_path / "whole", seed=2, n_updates=90, **cfg)
+    run = train_quiet(path, tmp_path / "part", seed=2, n_updates=20, **cfg)
+    assert run["best_step"] == 20 and run["best_chosen_by"] == "validation loss"  # the only model evaluated
+    train_quiet(path, tmp_path / "part", seed=2, n_updates=90, init_from=str(tmp_path / "part" / "last.npz"), **cfg)
+    a, b = ckpt.load(tmp_path / "whole" / "best.npz"), ckpt.load(tmp_path / "part" / "best.npz")
+    assert a.step == b.step and np.array_equal(a.params.flat, b.params.flat)
+
+
+def test_validation_split_that_rounds_to_nothing_is_refused(tmp_path):
+    path = tmp_path / "t.txt"
+    path.write_text(TEXT[:40], encoding="utf-8")
+    with pytest.raises(ValueError, match="leaves 0 character.*use a larger val_fraction"):
+        train_quiet(path, tmp_path / "a", n_updates=5, **{**SMALL, "val_fraction": 0.01})

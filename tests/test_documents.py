@@ -390,3 +390,10 @@ def test_notebook_runs_on_the_fallback_and_the_report_shows_it(tmp_path):
     for s in json.loads((out / "documents_samples.json").read_text()):
         assert f"Update {s['step']:,}, smooth loss {s['smooth_loss']:.2f}" in section
         assert all(d in section for d in s["documents"])
+
+
+@pytest.mark.parametrize("setting", [{"cell": "lstm"}, {"batch_size": 2}, {"val_fraction": 0.1}])
+def test_unsupported_training_options_are_refused(tmp_path, setting):
+    name = next(iter(setting))
+    with pytest.raises(ValueError, match=f"supports the vanilla RNN, one stream and no validation split.*{name}="):
+        quiet(documents.train, "", str(tmp_path / "run"), n_updates=5, **setting)
