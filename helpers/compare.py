@@ -22,6 +22,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
 from .checkpoint import read_json, write_json
+from .evaluate import bits
 from .paths import ROOT, resolve
 from .pipeline import KERNEL_QUIET
 
@@ -42,6 +43,10 @@ def run_parameters(run: dict, data_path: str, out_dir, chars_budget: int, seq_le
         raise ValueError(f"each run needs a 'name' and its 02_train parameters, e.g. "
                          f'{{"name": "lstm", "cell": "lstm"}}; got {run!r}')
     settings = {k: v for k, v in run.items() if k != "name"}
+    shared = sorted(set(settings) & {"data_path", "out_dir", "seed", "val_fraction", "n_updates", "seq_length"})
+    if shared:
+        raise ValueError(f"run {run['name']!r} sets {', '.join(shared)}, which every run shares (same text, split, "
+                         "seed and character budget); set them for the whole comparison instead.")
     per_update = int(settings.get("batch_size", 1)) * seq_length
     n_updates = max(1, math.ceil(chars_budget / per_update))
     return {"data_path": data_path, "out_dir": str(resolve(out_dir) / run["name"]), "seed": seed,
@@ -90,7 +95,7 @@ def summary_row(run: dict, folder) -> dict:
     r, m = read_json(folder / "run.json"), read_json(folder / "metrics.json")
     return {"name": run["name"], "settings": run, "status": "done", "chars_seen": m["chars_seen"],
             "seconds": m["seconds"], "best_val_loss_per_char": m["best_val_loss_per_char"],
-            "best_val_bits_per_char": m["best_val_loss_per_char"] / math.log(2),
+            "best_val_bits_per_char": bits(m["best_val_loss_per_char"]),
             "final_val_loss_per_char": m["val_loss_per_char"], "updates_per_second": r["updates_per_second"],
             "chars_per_second": m["chars_seen"] / m["seconds"], "history": m["history"]}
 

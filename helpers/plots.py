@@ -26,10 +26,10 @@ def smooth_loss_figure(run_dir: str):
     best = run.get("best_step")
     if best:
         ax.plot([best], [run["best_smooth_loss"]], "o", ms=4, color="#c0392b",
-                label=f"lowest: {run['best_smooth_loss']:.2f} at update {best:,}")
+                label=f"best model ({run.get('best_chosen_by', 'smooth loss')}): {run['best_smooth_loss']:.2f} "
+                      f"at update {best:,}")
     ax.set_xlabel("update step")
-    ax.set_ylabel("smooth loss (per 25-char sequence)" if run["config"]["seq_length"] == 25
-                  else f"smooth loss (per {run['config']['seq_length']}-char sequence)")
+    ax.set_ylabel(f"smooth loss (per {run['config']['seq_length']}-char sequence)")
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
     ax.grid(alpha=0.25)
     ax.legend(frameon=False, fontsize=8, loc="upper right", bbox_to_anchor=(1, 0.92))

@@ -14,12 +14,33 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 from IPython.display import HTML
 
 from .checkpoint import atomic_path, read_json
+from .evaluate import bits
+from .workflow import read_log
 from .paths import resolve
 
 PARAM_ORDER = ("U", "W", "V", "b", "c")
+CELL_NAMES = {"rnn": "vanilla RNN", "lstm": "character-level LSTM"}
+OPTIMIZER_NAMES = {"adagrad": "AdaGrad", "rmsprop": "RMSProp", "adam": "Adam"}
+OPTIMIZER_SETTINGS = {"adagrad": "AdaGrad with eps = 1e-8", "rmsprop": "RMSProp with decay 0.9 and eps = 1e-8",
+                      "adam": "Adam with beta1 = 0.9, beta2 = 0.999 and eps = 1e-8"}
+_OUT = ("o<sub>t</sub> = V h<sub>t</sub> + c,  p<sub>t</sub> = softmax(o<sub>t</sub>),  "
+        "loss = Σ<sub>t</sub> −log p<sub>t</sub>[y<sub>t</sub>].</p>")
+INTRO = {
+    "rnn": ("<p>A recurrent network with one tanh hidden layer learns to predict the next character of a text "
+            "and then writes text of its own, one character at a time. Everything is computed from scratch in "
+            "numpy:</p><p class=\"formula\">a<sub>t</sub> = W h<sub>t−1</sub> + U x<sub>t</sub> + b,  "
+            "h<sub>t</sub> = tanh(a<sub>t</sub>),  " + _OUT),
+    "lstm": ("<p>A long short-term memory network learns to predict the next character of a text and then "
+             "writes text of its own, one character at a time. Everything is computed from scratch in numpy "
+             "(gates i, f, g, o stacked in U, W and b; σ the logistic function):</p><p class=\"formula\">"
+             "[z<sub>i</sub>, z<sub>f</sub>, z<sub>g</sub>, z<sub>o</sub>] = W h<sub>t−1</sub> + U x<sub>t</sub> + b,  "
+             "s<sub>t</sub> = σ(z<sub>f</sub>) s<sub>t−1</sub> + σ(z<sub>i</sub>) tanh(z<sub>g</sub>),  "
+             "h<sub>t</sub> = σ(z<sub>o</sub>) tanh(s<sub>t</sub>),  " + _OUT),
+}
 TEMPLATES = Path(__file__).parent / "templates"
 """nbconvert templates: ``report`` is JupyterLab's without network scripts."""
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome",
@@ -92,10 +113,13 @@ def header(run_dir) -> HTML:
             "documentation text that ships with Python instead; its numbers are not comparable with the "
             "book's." if fallback else "")
     c = run["config"]
-    model = f'{"LSTM" if c.get("cell") == "lstm" else "vanilla RNN"}, {c.get("optimizer", "adagrad")}, ' \
-            f'batch size {c.get("batch_size", 1)}'
+    cell, optimizer = c.get("cell", "rnn"), c.get("optimizer", "adagrad")
+    model = f'{CELL_NAMES[cell]}, {OPTIMIZER_NAMES[optimizer]}, batch size {c.get("batch_size", 1)}'
     speed = (f', {run["updates_per_second"]:,.0f} updates/s' if run.get("updates_per_second") else "")
+    title = f"A {CELL_NAMES[cell] if cell != 'rnn' else 'vanilla character-level RNN'} trained with " \
+            f"{OPTIMIZER_NAMES[optimizer]}"
     return HTML(
+        f"<h1>{html.escape(title)}</h1>{INTRO[cell]}"
         f'<p class="meta">Training text: <b>{html.escape(corpus["name"])}</b>, {corpus["n_chars"]:,} characters, '
         f'K = {corpus["K"]} distinct. Run <code>{run["run_id"]}</code>, seed {run["seed"]}: {model}, '
         f'{run["steps_done"]:,} updates, {c["dtype"]} arithmetic on the {run.get("engine", "numpy")} engine'
@@ -119,7 +143,8 @@ def gradient_section(run_dir) -> HTML:
             f"of each whole parameter (eps = 1e-12):</p>{formula}")
     worst = max(v for row in g["errors"].values() for v in row.values())
     verdict = (f"<p>The largest relative error is {worst:.1e}: "
-               + ("well below 1e-6, so the analytic gradients are correct.</p>" if worst < 1e-6 else
+               + ("well below 1e-6, so the analytic gradients are correct.</p>" if worst < 1e-7 else
+                  "below 1e-6, so the analytic gradients agree with the numerical ones.</p>" if worst < 1e-6 else
                   "<b>above 1e-6, which points to a bug in the gradients.</b></p>"))
     caption_max = ("Table 1b. The largest elementwise relative error per parameter. It is larger than the "
                    "norm-based figure because entries whose gradient is nearly zero are dominated by the "
@@ -141,7 +166,7 @@ def loss_section(run_dir, figure_path) -> HTML:
     epochs = len(run["epoch_starts"])
     text = (f"<p>Training used m = {c['m']}, seq_length = {c['seq_length']}, eta = {c['eta']:g} and "
             f"sig = {c['sig']:g} (the standard deviation of the normal initialisation of U, W and V; b and c "
-            f"start at zero), AdaGrad with eps = 1e-8 and gradients clipped to [−5, 5], for "
+            f"start at zero), {OPTIMIZER_SETTINGS[c.get('optimizer', 'adagrad')]} and gradients clipped to [−5, 5], for "
             f"{run['steps_done']:,} updates in {epochs} epoch{'s' if epochs != 1 else ''} (the last one may be "
             f"partial). The hidden state is carried from one sequence to the next and reset to zero at the start "
             f"of each epoch; the smooth loss is 0.999 · smooth_loss + 0.001 · loss.</p>")
@@ -150,14 +175,21 @@ def loss_section(run_dir, figure_path) -> HTML:
         facts.append(f"starts at {samples[0]:.2f}, close to seq_length · ln K = {c['seq_length'] * math.log(K):.2f}, "
                      "the loss of a uniform guess")
     facts += [f"is {v:.2f} after {k:,} updates" for k, v in sorted(samples.items()) if k in (10_000, 100_000)]
-    facts.append(f"reaches its lowest value, {run['best_smooth_loss']:.2f}, after {run['best_step']:,} updates")
+    if run.get("best_val_loss_per_char") is None:  # the best model is the one with the lowest smooth loss
+        lowest, lowest_step, logged = run["best_smooth_loss"], run["best_step"], ""
+    else:  # the best model was chosen by validation loss: the lowest smooth loss comes from the log
+        log = read_log(resolve(run_dir) / "train_log.csv")
+        low = int(np.argmin(log["smooth_loss"]))
+        lowest, lowest_step, logged = float(log["smooth_loss"][low]), int(log["step"][low]), " logged"
+    facts.append(f"reaches its lowest{logged} value, {lowest:.2f}, after {lowest_step:,} updates")
     text += "<p>The smooth loss " + ", ".join(facts[:-1]) + (" and " if len(facts) > 1 else "") + facts[-1] + ".</p>"
-    per_char = run["best_smooth_loss"] / c["seq_length"]
-    text += (f"<p>Per character, the lowest smooth loss is {per_char:.3f} nats ({per_char / math.log(2):.3f} bits)"
-             + (f"; on the held-out {c['val_fraction']:.0%} of the text the best model scores "
-                f"{run['best_val_loss_per_char']:.3f} nats ({run['best_val_loss_per_char'] / math.log(2):.3f} bits) "
-                f"per character, and it was chosen by that validation loss" if run.get("best_val_loss_per_char") else "")
-             + ".</p>")
+    per_char = lowest / c["seq_length"]
+    text += f"<p>Per character, that is {per_char:.3f} nats ({bits(per_char):.3f} bits)"
+    if run.get("best_val_loss_per_char") is not None:
+        val = run["best_val_loss_per_char"]
+        text += (f". The best model is chosen by the loss on the held-out last {c['val_fraction']:.0%} of the text: "
+                 f"{val:.3f} nats ({bits(val):.3f} bits) per character, after {run['best_step']:,} updates")
+    text += ".</p>"
     img = base64.b64encode(Path(figure_path).read_bytes()).decode()
     caption = (f'<p class="caption">Figure 2. Smooth loss over {run["steps_done"]:,} updates; dotted lines '
                f'mark the start of each epoch.</p>')
@@ -180,10 +212,14 @@ def samples_section(run_dir) -> HTML:
 def best_section(run_dir) -> HTML:
     """The best model's passage, with the step and smooth loss at which it was saved."""
     b = read_json(resolve(run_dir) / "best_passage.json")
+    run = read_json(resolve(run_dir) / "run.json")
+    chosen = run.get("best_chosen_by", "smooth loss")
+    start = (f"after warming the state up on the priming text {html.escape(repr(b['prime'][:-1]))}, with x<sub>0</sub> = "
+             if len(b["prime"]) > 1 else "starting from a zero hidden state and x<sub>0</sub> = ")
     return HTML(
-        f"<p>The parameters with the lowest smooth loss, {b['smooth_loss']:.4f} after {b['step']:,} updates, "
-        f"synthesized the following {len(b['text']):,} characters (seed {b['seed']}, starting from a zero hidden "
-        f"state and the character {html.escape(repr(b['prime'][-1]))}).</p>"
+        f"<p>The best model, chosen by the lowest {chosen}, is the one after {b['step']:,} updates (smooth loss "
+        f"{b['smooth_loss']:.4f}). It synthesized the following {len(b['text']):,} characters (seed {b['seed']}, "
+        f"{start}{html.escape(repr(b['prime'][-1]))}).</p>"
         f'<div class="text">{html.escape(b["text"])}</div>')
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import time
 
 import numpy as np
@@ -36,6 +37,11 @@ def gradient_test(data_path: str, out_dir: str, seq_lengths=(10, 25, 40), h: flo
     """
     if cell not in cells.CELLS:
         raise ValueError(f"cell must be one of {', '.join(cells.CELLS)}, got {cell!r}")
+    if isinstance(seq_lengths, str):  # papermill -p passes text: '[10, 25, 40]'
+        try:
+            seq_lengths = json.loads(seq_lengths)
+        except json.JSONDecodeError:
+            raise ValueError(f"seq_lengths must be a list of whole numbers such as [10, 25, 40]; got {seq_lengths!r}") from None
     if isinstance(seq_lengths, (str, int)) or not len(seq_lengths):
         raise ValueError(f"seq_lengths must be a non-empty list of whole numbers, e.g. [10, 25, 40]; got {seq_lengths!r}")
     seq_lengths = [coerce("seq_lengths", T, "int") for T in seq_lengths]

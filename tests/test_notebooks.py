@@ -165,3 +165,15 @@ def test_relative_paths_mean_the_repository_root_from_inside_notebooks():
         assert result["m"] == 4 and not (ROOT / "notebooks" / rel).exists()
     finally:
         shutil.rmtree(ROOT / rel, ignore_errors=True)
+
+
+@pytest.mark.parametrize("name", ["out_dir", "run_dir", "checkpoint"])
+def test_pipeline_keeps_one_run_folder(tmp_path, name):
+    with pytest.raises(ValueError, match=f"{name} follow.* from --out-dir"):
+        pipeline.plan(tmp_path, {name: str(tmp_path / "elsewhere")})
+
+
+def test_pipeline_saves_figure_2_in_the_run_folder_unless_it_is_the_default_run(tmp_path):
+    steps = dict(pipeline.plan(tmp_path, {}))
+    assert steps["05_report"]["figure_path"] == str(tmp_path / "smooth_loss.png")
+    assert dict(pipeline.plan("output/run", {}))["05_report"]["figure_path"] == "figures/smooth_loss.png"
