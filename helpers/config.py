@@ -9,9 +9,11 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
+from . import cells, optim
+
 DTYPES = ("float64", "float32")
-CELLS = ("rnn", "lstm")
-OPTIMIZERS = ("adagrad", "rmsprop", "adam")
+CELLS = tuple(cells.CELLS)
+OPTIMIZERS = tuple(optim.OPTIMIZERS)
 ENGINES = ("numpy", "numba")
 
 

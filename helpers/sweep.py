@@ -37,8 +37,8 @@ from .paths import ROOT, resolve
 from .pipeline import KERNEL_QUIET
 
 NOTEBOOK = ROOT / "notebooks" / "02_train.ipynb"
-RESULTS = ("final_smooth_loss", "best_smooth_loss", "val_loss_per_char", "updates_per_second", "seconds")
-VAL_KEY = "val_loss_per_char"  # in a point's metrics.json, when training held out a validation text
+RESULTS = ("final_smooth_loss", "best_smooth_loss", "best_val_loss_per_char", "updates_per_second", "seconds")
+VAL_KEY = "best_val_loss_per_char"  # the best model's, in metrics.json, when training held out text
 UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
 
 
@@ -357,7 +357,7 @@ def _cell(value, fmt: str = "") -> str:
 
 def _table(rows: list[dict], names: list[str]) -> str:
     """The results as a ``table.results``: grid values, losses, speed, status and error."""
-    head = [*names, "final smooth loss", "best smooth loss", "validation loss per char", "updates/s", "seconds", "status"]
+    head = [*names, "final smooth loss", "best smooth loss", "best validation loss per char", "updates/s", "seconds", "status"]
     fmts = (".3f", ".3f", ".3f", ",.0f", ".1f")
     body = "".join("<tr>" + "".join(f"<td>{_cell(r[n])}</td>" for n in names)
                    + "".join(f"<td>{_cell(r[k], f)}</td>" for k, f in zip(RESULTS, fmts))
@@ -373,7 +373,7 @@ def _summary(sweep: dict, rows: list[dict]) -> str:
     done = [r for r in rows if r["status"] == "done"]
     text = (f"<p>notebooks/02_train.ipynb ran once per point of the grid: {len(rows)} runs, {len(done)} finished. "
             f"Common to all runs: {html.escape(common)}.")
-    key, what = ((VAL_KEY, "validation loss per character") if any(r[VAL_KEY] is not None for r in done)
+    key, what = ((VAL_KEY, "best validation loss per character") if any(r[VAL_KEY] is not None for r in done)
                  else ("best_smooth_loss", "smooth loss of the best model"))
     ranked = [r for r in done if r[key] is not None]
     if ranked:

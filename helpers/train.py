@@ -254,7 +254,8 @@ class Trainer:
         """Synthesize sample_length characters from stream 0's state and the input character x0."""
         s = self.state
         h0 = s.hprev if s.hprev.ndim == 1 else s.hprev[0]
-        idx, _ = synth.sample_indices(s.params, h0, int(x0), self.cfg.sample_length, s.rng, cell=self.cfg.cell)
+        sampler = self.fast.sample_indices if self.fast is not None else synth.sample_indices  # same draws
+        idx, _ = sampler(s.params, h0, int(x0), self.cfg.sample_length, s.rng, cell=self.cfg.cell)
         s.samples.append({"step": s.step, "smooth_loss": s.smooth_loss, "text": "".join(self.chars[i] for i in idx)})
 
     def checkpoint(self, which: str, meta: dict) -> Checkpoint:

@@ -168,11 +168,13 @@ def read_log(path) -> dict[str, np.ndarray]:
 
 
 def synthesize(checkpoint: str, length: int = 1000, seed: int = 0, prime: str = "\n",
-               temperature: float = 1.0, top_p: float = 1.0, out_path: str | None = None) -> dict:
+               temperature: float = 1.0, top_p: float = 1.0, out_path: str | None = None,
+               engine: str = "numpy") -> dict:
     """Synthesize ``length`` characters from a checkpoint, with the vocabulary it carries.
 
     The hidden state starts at zero and is run over ``prime`` but its last character, which is
-    x_0. Writes the result as JSON to ``out_path`` when given. Returns
+    x_0. ``engine="numba"`` draws with the compiled sampler (the same draws; numpy when numba is
+    missing). Writes the result as JSON to ``out_path`` when given. Returns
     ``{"checkpoint", "step", "smooth_loss", "seed", "prime", "temperature", "top_p", "text"}``.
     """
     length, seed = coerce("length", length, "int"), coerce("seed", seed, "int")
@@ -183,8 +185,15 @@ def synthesize(checkpoint: str, length: int = 1000, seed: int = 0, prime: str = 
     x = encode(prime, ck.chars)
     cell = synth.cell_of(ck.params)
     h0 = synth.warm_up(ck.params, np.zeros(ck.params.m * cells.STATE_SIZES[cell]), x[:-1], cell)
-    idx, _ = synth.sample_indices(ck.params, h0, int(x[-1]), length, np.random.default_rng(seed),
-                                  temperature=temperature, top_p=top_p, cell=cell)
+    sampler = synth.sample_indices
+    if engine == "numba":
+        from . import fast
+
+        sampler = fast.sample_indices if fast.AVAILABLE else sampler
+    elif engine != "numpy":
+        raise ValueError(f"engine must be numpy or numba, got {engine!r}")
+    idx, _ = sampler(ck.params, h0, int(x[-1]), length, np.random.default_rng(seed),
+                     temperature=temperature, top_p=top_p, cell=cell)
     result = {"checkpoint": str(resolve(checkpoint)), "step": ck.step, "smooth_loss": ck.smooth_loss,
               "seed": seed, "prime": prime, "temperature": temperature, "top_p": top_p,
               "text": "".join(ck.chars[i] for i in idx), "run_id": ck.meta.get("run_id")}

@@ -7,6 +7,7 @@ a few seconds.
 """
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -335,3 +336,25 @@ print("ok")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
+
+
+@pytest.mark.skipif(not fast.AVAILABLE, reason="numba is not installed")
+def test_synthesis_and_training_samples_with_the_numba_engine_draw_the_same_text(tmp_path):
+    from conftest import quiet
+    from helpers import workflow
+
+    text = tmp_path / "t.txt"
+    text.write_text("the quick brown fox jumps over the lazy dog.\n" * 30, encoding="utf-8")
+    kw = dict(m=12, seq_length=8, n_updates=200, sample_every=100, sample_until=200, sample_length=60)
+    quiet(workflow.train, str(text), str(tmp_path / "a"), seed=3, **kw)
+    quiet(workflow.train, str(text), str(tmp_path / "b"), seed=3, engine="numba", **kw)
+    a = json.loads((tmp_path / "a" / "samples.json").read_text())
+    b = json.loads((tmp_path / "b" / "samples.json").read_text())
+    assert [s["step"] for s in a] == [s["step"] for s in b] == [0, 100, 200]
+    assert a[0]["text"] == b[0]["text"]  # same parameters before any update: the same draws
+    ck = str(tmp_path / "a" / "best.npz")
+    for seed in (0, 1):
+        assert (workflow.synthesize(ck, 300, seed, engine="numba")["text"]
+                == workflow.synthesize(ck, 300, seed, engine="numpy")["text"])
+    with pytest.raises(ValueError, match="engine must be numpy or numba"):
+        workflow.synthesize(ck, 10, engine="gpu")

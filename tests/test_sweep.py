@@ -180,10 +180,10 @@ def test_changed_parameters_make_points_pending(local_sweep, tmp_path):
     assert all(sweep.finished(r) for r in sweep.plan({"eta": [0.05, 0.1]}, {**TRAIN, "m": 8}, out))
     record = json.loads((out / "eta-0.1" / "point.json").read_text())
     (out / "eta-0.1" / "point.json").write_text(json.dumps({**record, "status": "running"}))  # killed mid-run
-    (out / "eta-0.05" / "metrics.json").write_text(json.dumps({"val_loss_per_char": 1.625, "run_id": "x"}))
+    (out / "eta-0.05" / "metrics.json").write_text(json.dumps({"best_val_loss_per_char": 1.625, "run_id": "x"}))
     rows = {r["name"]: r for r in sweep.collect(out)}
     assert rows["eta-0.1"]["status"] == "running" and rows["eta-0.1"]["best_smooth_loss"] is None
-    assert rows["eta-0.05"]["val_loss_per_char"] == 1.625 and rows["eta-0.05"]["status"] == "done"
+    assert rows["eta-0.05"]["best_val_loss_per_char"] == 1.625 and rows["eta-0.05"]["status"] == "done"
 
 
 # --- a real scheduler and worker -------------------------------------------------------------
@@ -249,7 +249,7 @@ def test_failing_point_is_recorded_and_the_others_finish(remote_sweep):
 def test_sweep_csv_holds_each_points_results(remote_sweep):
     out, _ = remote_sweep
     table = read_csv(out / "sweep.csv")
-    assert list(table[0]) == ["name", "m", "final_smooth_loss", "best_smooth_loss", "val_loss_per_char",
+    assert list(table[0]) == ["name", "m", "final_smooth_loss", "best_smooth_loss", "best_val_loss_per_char",
                               "updates_per_second", "seconds", "status", "error"]
     for row in table:
         folder = out / row["name"]
@@ -259,7 +259,7 @@ def test_sweep_csv_holds_each_points_results(remote_sweep):
             for key in ("final_smooth_loss", "best_smooth_loss", "updates_per_second", "seconds"):
                 assert float(row[key]) == pytest.approx(run[key])
             assert float(row["best_smooth_loss"]) <= float(row["final_smooth_loss"])
-            assert row["val_loss_per_char"] == "" and row["error"] == ""
+            assert row["best_val_loss_per_char"] == "" and row["error"] == ""
         else:
             assert row["final_smooth_loss"] == row["seconds"] == "" and "m must be > 0" in row["error"]
 
