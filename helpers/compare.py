@@ -23,6 +23,7 @@ from matplotlib.ticker import FuncFormatter
 
 from .checkpoint import read_json, write_json
 from .evaluate import bits
+from .report import text_block
 from .paths import ROOT, resolve
 from .pipeline import KERNEL_QUIET
 
@@ -151,7 +152,7 @@ def samples(out_dir, length: int = 300, seed: int = 0) -> HTML:
         if r["status"] == "done":
             text = synthesize(str(resolve(out_dir) / r["name"] / "best.npz"), length, seed)["text"]
             blocks += (f'<div class="sample"><p class="sample-head">{html.escape(r["name"])}</p>'
-                       f'<div class="text">{html.escape(text)}</div></div>')
+                       f'{text_block(text)}</div>')
     return HTML(blocks)
 
 

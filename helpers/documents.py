@@ -36,6 +36,7 @@ from .config import TrainConfig, coerce
 from .data import build_vocab, encode
 from .params import ParamSet
 from .paths import resolve
+from .report import text_block
 from .train import Trainer, TrainState, new_run_id
 from .workflow import log_csv
 
@@ -251,7 +252,7 @@ def _plural(n: int, word: str) -> str:
 
 
 def _document_blocks(documents: list[str]) -> str:
-    return "".join(f'<div class="text">{html.escape(d)}</div>' for d in documents)
+    return "".join(text_block(d) for d in documents)
 
 
 def _stages(samples: list, k: int) -> list:

@@ -24,10 +24,10 @@ def find_checkpoints(folder: str = "output") -> list[str]:
 
 def sample_html(result: dict) -> str:
     """A synthesized text as HTML (monospace, line breaks kept) with its source."""
+    from .report import text_block
+
     return (f'<div style="font-size:12px;color:#555">update {result["step"]:,}, smooth loss '
-            f'{result["smooth_loss"]:.2f}, {len(result["text"]):,} characters</div>'
-            f'<div style="white-space:pre-wrap;font-family:monospace;font-size:12px;background:#f5f5f2;'
-            f'padding:6px 9px">{html.escape(result["text"])}</div>')
+            f'{result["smooth_loss"]:.2f}, {len(result["text"]):,} characters</div>' + text_block(result["text"]))
 
 
 class Sampler:

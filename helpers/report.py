@@ -79,9 +79,6 @@ STYLE = """<style>
 .jp-RenderedHTMLCommon img.figure { display: block; margin: 0.5em auto; max-width: 100%; }
 .jp-RenderedHTMLCommon div.sample { break-inside: avoid; margin-bottom: 0.7em; }
 .jp-RenderedHTMLCommon p.sample-head { font-weight: bold; margin: 0.2em 0; }
-.jp-RenderedHTMLCommon div.text { white-space: pre-wrap; overflow-wrap: break-word; word-break: normal;
-  font-family: "DejaVu Sans Mono", Menlo, Consolas, monospace; font-size: 8.5pt; line-height: 1.35;
-  background: #f5f5f2; border-left: 3px solid #c8c8c0; padding: 5px 9px; }
 .jp-RenderedHTMLCommon p.meta { color: #444; font-size: 10pt; }
 @media print {
   .jp-Cell, .jp-Cell-outputWrapper, .jp-OutputArea, .jp-OutputArea-child, .jp-OutputArea-output {
@@ -90,6 +87,16 @@ STYLE = """<style>
   table.results, img.figure, p.caption, div.sample { break-inside: avoid; }
 }
 </style>"""
+
+
+TEXT_STYLE = ("white-space: pre-wrap; overflow-wrap: break-word; font-family: 'DejaVu Sans Mono', Menlo, Consolas, "
+              "monospace; font-size: 8.5pt; line-height: 1.35; background: #f5f5f2; border-left: 3px solid #c8c8c0; "
+              "padding: 5px 9px")
+
+
+def text_block(text: str) -> str:
+    """A synthesized text as HTML, line breaks kept; styled inline so it reads the same in a notebook."""
+    return f'<div class="text" style="{TEXT_STYLE}">{html.escape(text)}</div>'
 
 
 def style() -> HTML:
@@ -205,7 +212,7 @@ def samples_section(run_dir) -> HTML:
              f"character. The first text was drawn before any update.</p>" if len(samples) > 1 else "")
     blocks = "".join(
         f'<div class="sample"><p class="sample-head">Update {s["step"]:,}, smooth loss {s["smooth_loss"]:.2f}</p>'
-        f'<div class="text">{html.escape(s["text"])}</div></div>' for s in samples)
+        f'{text_block(s["text"])}</div>' for s in samples)
     return HTML(intro + blocks)
 
 
@@ -220,7 +227,7 @@ def best_section(run_dir) -> HTML:
         f"<p>The best model, chosen by the lowest {chosen}, is the one after {b['step']:,} updates (smooth loss "
         f"{b['smooth_loss']:.4f}). It synthesized the following {len(b['text']):,} characters (seed {b['seed']}, "
         f"{start}{html.escape(repr(b['prime'][-1]))}).</p>"
-        f'<div class="text">{html.escape(b["text"])}</div>')
+        + text_block(b["text"]))
 
 
 def find_browser() -> str | None:
@@ -274,7 +281,7 @@ def passage(result: dict) -> HTML:
         f"<p>{len(result['text']):,} characters from <code>{html.escape(result['checkpoint'])}</code> "
         f"(update {result['step']:,}, smooth loss {result['smooth_loss']:.2f}; seed {result['seed']}, "
         f"temperature {result['temperature']:g}, top-p {result['top_p']:g}):</p>"
-        f'<div class="text">{html.escape(result["text"])}</div>')
+        + text_block(result["text"]))
 
 
 OPTIONAL_SECTIONS = {
