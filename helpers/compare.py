@@ -10,9 +10,7 @@ character against characters seen and against wall-clock time.
 """
 from __future__ import annotations
 
-import base64
 import html
-import io
 import json
 import math
 import time
@@ -23,6 +21,7 @@ from matplotlib.ticker import FuncFormatter
 
 from .checkpoint import read_json, write_json
 from .evaluate import bits
+from .plots import img_tag, show
 from .report import text_block
 from .paths import ROOT, resolve
 from .pipeline import KERNEL_QUIET
@@ -125,6 +124,11 @@ def figure(out_dir) -> Figure:
     return fig
 
 
+def figure_image(out_dir):
+    """The comparison figure for a notebook cell."""
+    return show(figure(out_dir))
+
+
 def table(out_dir) -> HTML:
     """The final figures of every run as an HTML table."""
     data = read_json(resolve(out_dir) / "compare.json")
@@ -158,11 +162,8 @@ def samples(out_dir, length: int = 300, seed: int = 0) -> HTML:
 
 def section(out_dir) -> HTML:
     """The comparison for the report: the figure, the table and one sample of each run."""
-    buf = io.BytesIO()
-    figure(out_dir).savefig(buf, format="png")
-    img = base64.b64encode(buf.getvalue()).decode()
     intro = ("<p>Each model trained on the same text with the same budget of characters; the best model of "
              "each is the one with the lowest validation loss.</p>")
-    return HTML(intro + f'<img class="figure" alt="validation loss" src="data:image/png;base64,{img}"/>'
+    return HTML(intro + img_tag(figure(out_dir), "validation loss")
                 + '<p class="caption">Validation loss per character against characters seen and wall-clock time.</p>'
                 + table(out_dir).data + samples(out_dir).data)

@@ -1,6 +1,10 @@
 """Figure 2: the smooth loss over all updates, with the start of each epoch marked."""
 from __future__ import annotations
 
+import base64
+import html
+import io
+
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
@@ -36,6 +40,30 @@ def smooth_loss_figure(run_dir: str):
     ax.set_xlim(left=0)
     fig.tight_layout()
     return fig
+
+
+def png(fig) -> bytes:
+    """A figure as PNG bytes."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def img_tag(fig, alt: str) -> str:
+    """A figure as an ``<img>`` with the PNG inside (the report stays one self-contained file)."""
+    return f'<img class="figure" alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png(fig)).decode()}"/>'
+
+
+def show(fig):
+    """A figure for a notebook cell (figures made without pyplot have no inline display of their own)."""
+    from IPython.display import Image
+
+    return Image(png(fig))
+
+
+def smooth_loss_image(run_dir):
+    """Figure 2 of ``run_dir`` for a notebook cell."""
+    return show(smooth_loss_figure(run_dir))
 
 
 def save_figure(fig, path) -> str:

@@ -16,7 +16,6 @@ ends. ``out_dir`` also holds ``sweep.json`` (the plan), ``sweep.csv`` (the resul
 from __future__ import annotations
 
 import argparse
-import base64
 import contextlib
 import csv
 import hashlib
@@ -390,13 +389,12 @@ def section(out_dir):
 
     out = resolve(out_dir)
     sweep, rows = ckpt.read_json(out / "sweep.json"), collect(out)
-    png = io.BytesIO()
-    loss_figure(out).savefig(png, format="png")
-    img = base64.b64encode(png.getvalue()).decode()
+    from .plots import img_tag
+
     return HTML(_summary(sweep, rows) + _table(rows, list(sweep["grid"]))
                 + f'<p class="caption">Results of the sweep (sweep.csv in {html.escape(str(out))}).</p>'
-                f'<img class="figure" alt="Smooth loss of every run of the sweep" src="data:image/png;base64,{img}"/>'
-                '<p class="caption">Smooth loss of every finished run, labelled with its grid values.</p>')
+                + img_tag(loss_figure(out), "Smooth loss of every run of the sweep")
+                + '<p class="caption">Smooth loss of every finished run, labelled with its grid values.</p>')
 
 
 # --- command line ------------------------------------------------------------------------------

@@ -177,3 +177,10 @@ def test_pipeline_saves_figure_2_in_the_run_folder_unless_it_is_the_default_run(
     steps = dict(pipeline.plan(tmp_path, {}))
     assert steps["05_report"]["figure_path"] == str(tmp_path / "smooth_loss.png")
     assert dict(pipeline.plan("output/run", {}))["05_report"]["figure_path"] == "figures/smooth_loss.png"
+
+
+def test_training_notebook_shows_figure_2_as_an_image(run_dir):
+    outputs = _outputs(run_dir, "02_train")
+    assert any(o.get("data", {}).get("image/png") for o in outputs)
+    assert not any("<Figure size" in o.get("data", {}).get("text/plain", "") and "image/png" not in o.get("data", {})
+                   for o in outputs)
