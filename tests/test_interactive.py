@@ -103,3 +103,14 @@ def test_resume_refuses_another_vocabulary(tmp_path, trained):
 def test_resume_refuses_a_best_checkpoint(tmp_path, text_file, trained):
     with pytest.raises(ValueError, match="resume from last.npz"):
         quiet(workflow.train, str(text_file), str(tmp_path / "x"), n_updates=200, init_from=str(trained / "best.npz"), **KW)
+
+
+def test_synthesized_text_keeps_its_line_breaks_wherever_it_is_shown(trained):
+    """Notebook cells lack the report's CSS, so the text block carries its own pre-wrap style."""
+    from helpers import report
+
+    result = workflow.synthesize(str(trained / "last.npz"), 80, seed=0, prime="the ")
+    for shown in (report.passage(result).data, interactive.sample_html(result)):
+        block = shown[shown.index('<div class="text"'):]
+        assert "white-space: pre-wrap" in block.split(">", 1)[0]
+        assert html.escape(result["text"]) in block
