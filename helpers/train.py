@@ -65,8 +65,8 @@ class TrainState:
     def resume(cls, last: Checkpoint, best: Checkpoint | None, cfg: TrainConfig, chars: list[str]) -> "TrainState":
         """The state saved in ``last`` (a "last" checkpoint) with its ``best`` companion, checked against the run.
 
-        Raises ValueError when the checkpoint cannot continue this run (other vocabulary, m, cell,
-        batch size or optimizer, or no optimizer state).
+        Raises ValueError when the checkpoint cannot continue this run exactly (another vocabulary,
+        a setting of RESUME_KEYS that differs, or no optimizer state).
         """
         meta = last.meta
         if last.chars != chars:
@@ -86,7 +86,7 @@ class TrainState:
         dtype = np.dtype(cfg.dtype)
         rng = np.random.default_rng()
         rng.bit_generator.state = meta["rng_state"]
-        good_best = best is not None and best.step == meta["best_step"] and best.params.m == cfg.m
+        good_best = best is not None and best.step == meta["best_step"]  # m is checked above
         return cls(params=last.params.astype(dtype), mem=last.mem.astype(dtype),
                    mem2=last.mem2.astype(dtype) if last.mem2 is not None else None,
                    hprev=np.asarray(last.hprev, dtype).copy(), rng=rng,
@@ -111,9 +111,14 @@ def changed_settings(saved: dict, cfg: TrainConfig) -> dict:
     return {k: saved.get(k, defaults[k]) for k in RESUME_KEYS if saved.get(k, defaults[k]) != now[k]}
 
 
+def one_rnn_stream(cfg: TrainConfig) -> bool:
+    """Whether the run is the assignment's shape, one vanilla-RNN stream (helpers.rnn's fast path)."""
+    return cfg.cell == "rnn" and cfg.batch_size == 1
+
+
 def initial_state(cfg: TrainConfig, dtype) -> np.ndarray:
     """The zero recurrent state: (m,) for one vanilla-RNN stream, else (B, S m)."""
-    if cfg.cell == "rnn" and cfg.batch_size == 1:
+    if one_rnn_stream(cfg):
         return np.zeros(cfg.m, dtype)
     return np.zeros((cfg.batch_size, cells.STATE_SIZES[cfg.cell] * cfg.m), dtype)
 
@@ -153,7 +158,7 @@ class Trainer:
         self.grads = state.params.zeros_like()
         self.tmp = np.empty_like(state.params.flat)
         self.slots = [s.flat for s in (state.mem, state.mem2) if s is not None]
-        self.one_rnn_stream = cfg.cell == "rnn" and B == 1
+        self.one_rnn_stream = one_rnn_stream(cfg)
         self.fast = self._fast_engine()
         workspace = self.fast.Workspace if self.fast is not None else rnn.Workspace
         self.ws = workspace(cfg.m, len(chars), T, state.params.flat.dtype) if self.one_rnn_stream else None
