@@ -96,6 +96,7 @@ def train(data_path: str, out_dir: str, seed: int = 0, init_from: str = "", **pa
             raise ValueError(f"the checkpoint was trained on {was.get('name')!r} ({was['n_chars']:,} characters) but "
                              f"data_path gives {corpus.name!r} ({len(corpus.text):,}); resume on the same text.")
         run_id = last.meta.get("run_id") or new_run_id()
+        seed = last.meta.get("seed", seed)  # the run's own seed (its random state comes from the checkpoint)
         print(f"resuming from {resolve(init_from)} at update {state.step:,}")
     else:
         state, run_id = TrainState.fresh(cfg, len(chars), np.random.default_rng(seed)), new_run_id()

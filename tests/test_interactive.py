@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import html
+import json
 
 import numpy as np
 import pytest
@@ -114,3 +115,10 @@ def test_synthesized_text_keeps_its_line_breaks_wherever_it_is_shown(trained):
         block = shown[shown.index('<div class="text"'):]
         assert "white-space: pre-wrap" in block.split(">", 1)[0]
         assert html.escape(result["text"]) in block
+
+
+def test_a_resumed_run_records_the_seed_it_was_started_with(tmp_path, text_file):
+    quiet(workflow.train, str(text_file), str(tmp_path / "r"), seed=7, n_updates=50, **KW)
+    quiet(workflow.train, str(text_file), str(tmp_path / "r"), seed=0, n_updates=80,
+          init_from=str(tmp_path / "r" / "last.npz"), **KW)
+    assert json.loads((tmp_path / "r" / "run.json").read_text())["seed"] == 7
