@@ -19,10 +19,11 @@ $(VENV)/.installed: pyproject.toml
 
 ## report: run the five notebooks with papermill into $(OUT) and render report.html and report.pdf
 report: venv
-	$(BIN)/python -m helpers.pipeline --out-dir $(OUT) $(ARGS)
+	$(BIN)/python -m helpers.runs.pipeline --out-dir $(OUT) $(ARGS)
 
-## test: the test suite (unit tests, notebook smoke runs, report rendering)
+## test: the layer contracts (import-linter), then the test suite (unit tests, notebook smoke runs, report rendering)
 test: venv
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 
 ## bench: training and synthesis speed, printed as a table
@@ -46,7 +47,7 @@ SWEEP_OUT ?= output/sweep
 
 ## sweep: train once per point of GRID with papermill on Dask (a local cluster, or SCHEDULER) into $(SWEEP_OUT)
 sweep: venv
-	$(BIN)/python -m helpers.sweep --grid '$(GRID)' --base '$(BASE)' --scheduler '$(SCHEDULER)' --out-dir $(SWEEP_OUT) $(ARGS)
+	$(BIN)/python -m helpers.runs.sweep --grid '$(GRID)' --base '$(BASE)' --scheduler '$(SCHEDULER)' --out-dir $(SWEEP_OUT) $(ARGS)
 
 COMPARE_OUT ?= output/compare
 .PHONY: compare

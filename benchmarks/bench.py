@@ -38,12 +38,16 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from helpers import data as data_mod
-from helpers import fast, gradcheck, reference, rnn, synth
-from helpers.params import NAMES, ParamSet, init_params
-from helpers.paths import ROOT
-from helpers.config import TrainConfig
-from helpers.train import Trainer, TrainState, initial_state
+from helpers.data import text as data_mod
+from helpers.model import fast
+from helpers.model import gradcheck
+from helpers.model import reference
+from helpers.model import rnn
+from helpers.model import sample as synth
+from helpers.model.params import NAMES, ParamSet, init_params
+from helpers.common.paths import ROOT
+from helpers.train.config import TrainConfig
+from helpers.train.trainer import Trainer, TrainState, initial_state
 
 M, SEQ_LENGTH, ETA, SIG, SEED = 100, 25, 0.1, 0.01, 42
 N_SYNTH = 1000

@@ -1,14 +1,13 @@
 """A character-level RNN in numpy, trained with AdaGrad, and the pieces of its report.
 
-Modules by role:
+The sub-packages are layers; imports point down only (checked by import-linter in ``make test``):
 
-- text: ``data`` (loading, vocabulary, encoding), ``collection`` (collections of short documents)
-- model: ``params`` (U, W, V, b, c in one flat buffer), ``rnn`` (vanilla RNN forward + BPTT,
-  vectorized), ``cells`` (RNN and LSTM on mini-batches), ``reference`` (per-step oracles),
-  ``fast`` + ``fast_kernels`` (optional numba path), ``gradcheck``
-- training: ``config``, ``optim`` (clipping, AdaGrad, RMSProp, Adam), ``train`` (the loop, smooth
-  loss, streams, validation), ``evaluate``, ``checkpoint``, ``progress``, ``documents``
-- output: ``synth`` (sampling), ``interactive`` (ipywidgets sampler), ``plots``, ``report``
-- running: ``workflow`` (one function per notebook), ``pipeline`` (``make report``), ``compare``
-  (``make compare``), ``sweep`` (``make sweep``, Dask), ``paths``
+    runs      one function per notebook step, the pipeline, comparison, documents, Dask sweeps
+    report    HTML toolkit, figures, sections, rendering    |  train   config, optimizers, engines,
+              (reads result files only)                     |          trainer, checkpoints
+    model     parameters, cells, oracles, gradient check,   |  data    the text, document collections
+              sampling, numba engine                        |
+    common    paths, atomic result files, progress display, units
+
+``report`` and ``train`` never import each other; ``model`` and ``data`` neither.
 """

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from hypothesis import settings
 
-from helpers import reference
-from helpers.params import NAMES, ParamSet
+from helpers.model import reference
+from helpers.model.params import NAMES, ParamSet
 
 # No example database and derandomized examples: every run is the same. Hypothesis's remaining
 # cache goes to the temp folder rather than a .hypothesis/ folder in the repository.

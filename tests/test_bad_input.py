@@ -10,9 +10,13 @@ import numpy as np
 import pytest
 
 from conftest import quiet
-from helpers import checkpoint, data, report, workflow
-from helpers.config import TrainConfig
-from helpers.train import Trainer
+from helpers.common import files
+from helpers.train import checkpoint
+from helpers.data import text as data
+from helpers.report import sections as report
+from helpers.runs import steps as workflow
+from helpers.train.config import TrainConfig
+from helpers.train.trainer import Trainer
 
 KW = dict(m=8, seq_length=5, sample_every=50, sample_until=100, sample_length=10, log_every=5, checkpoint_every=20)
 
@@ -151,17 +155,17 @@ def test_checkpoint_with_pickled_object_is_refused(run, tmp_path):
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(run, text_file, monkeypatch):
     good = (run / "last.npz").read_bytes()
-    from helpers import rnn
+    from helpers.model import rnn
 
-    real = rnn.loss_and_grads
+    real = rnn.forward  # the vanilla RNN's one-stream forward pass, which training calls
     calls = {"n": 0}
 
     def poisoned(*args, **kwargs):
         calls["n"] += 1
-        loss, h = real(*args, **kwargs)
-        return (float("nan"), h) if calls["n"] > 30 else (loss, h)
+        loss, ws = real(*args, **kwargs)
+        return (float("nan"), ws) if calls["n"] > 30 else (loss, ws)
 
-    monkeypatch.setattr(rnn, "loss_and_grads", poisoned)
+    monkeypatch.setattr(rnn, "forward", poisoned)
     with pytest.raises(FloatingPointError, match=r"non-finite loss.*last checkpoint was kept.*Lower eta"):
         quiet(workflow.train, str(text_file), str(run), n_updates=200, init_from=str(run / "last.npz"), **KW)
     last = checkpoint.load(run / "last.npz")
@@ -197,7 +201,7 @@ def test_a_crash_while_writing_keeps_the_old_file(run, monkeypatch):
 
     monkeypatch.setattr(json, "dumps", crash)
     with pytest.raises(OSError, match="disk full"):
-        checkpoint.write_json(run / "run.json", {"x": 1})
+        files.write_json(run / "run.json", {"x": 1})
     assert (run / "run.json").read_bytes() == before
     assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]
 

@@ -15,12 +15,19 @@ import math
 import numpy as np
 import pytest
 
-from helpers import cells, evaluate, gradcheck, optim, reference, rnn, synth, workflow
-from helpers import checkpoint as ckpt
-from helpers.config import TrainConfig
-from helpers.data import build_vocab, encode
-from helpers.params import NAMES, ParamSet, init_params
-from helpers.train import Trainer, TrainState
+from helpers.model import cells
+from helpers.train import evaluate
+from helpers.model import gradcheck
+from helpers.train import optim
+from helpers.model import reference
+from helpers.model import rnn
+from helpers.model import sample as synth
+from helpers.runs import steps as workflow
+from helpers.train import checkpoint as ckpt
+from helpers.train.config import TrainConfig
+from helpers.data.text import build_vocab, encode
+from helpers.model.params import NAMES, ParamSet, init_params
+from helpers.train.trainer import Trainer, TrainState
 
 TEXT = ("It was a bright cold day in April, and the clocks were striking thirteen. "
         "Winston Smith, his chin nuzzled into his breast in an effort to escape the vile wind, "
@@ -187,19 +194,19 @@ def test_gradcheck_lstm_detects_a_wrong_gradient(monkeypatch):
     rng = np.random.default_rng(3)
     p = init_params(4, 5, 0.5, rng, gates=4)
     x, y = rng.integers(0, 5, 8), rng.integers(0, 5, 8)
-    real = cells.backward
+    real = cells.get("lstm").backward
 
-    def broken(cell, p_, cache, grads):
-        real(cell, p_, cache, grads)
+    def broken(p_, cache, grads):
+        real(p_, cache, grads)
         grads.W[p_.m:2 * p_.m] *= 1.1  # forget-gate rows of dW off by 10%
 
-    monkeypatch.setattr(cells, "backward", broken)
+    monkeypatch.setattr(cells.get("lstm"), "backward", broken)
     assert gradcheck.check(p, x, y, cell="lstm")["W"]["norm"] > 1e-3
 
 
 def test_init_params_lstm_forget_bias_and_shapes():
     m, K = 5, 7
-    p = init_params(m, K, 0.3, np.random.default_rng(0), gates=4)
+    p = cells.init_params("lstm", m, K, 0.3, np.random.default_rng(0))
     assert p.gates == 4
     assert p.U.shape == (4 * m, K) and p.W.shape == (4 * m, m) and p.b.shape == (4 * m,)
     assert p.V.shape == (K, m) and p.c.shape == (K,)
@@ -262,9 +269,9 @@ def test_sample_indices_lstm_reproducible_in_vocabulary_and_as_documented():
 
 
 def test_cell_of():
-    assert synth.cell_of(ParamSet(3, 4)) == "rnn"
-    assert synth.cell_of(ParamSet(3, 4, gates=4)) == "lstm"
-    assert synth.cell_of(init_params(3, 4, 0.1, np.random.default_rng(0), gates=4)) == "lstm"
+    assert cells.of(ParamSet(3, 4)) == "rnn"
+    assert cells.of(ParamSet(3, 4, gates=4)) == "lstm"
+    assert cells.of(init_params(3, 4, 0.1, np.random.default_rng(0), gates=4)) == "lstm"
 
 
 # --- optimizers --------------------------------------------------------------------------------
@@ -648,7 +655,7 @@ def test_numba_engine_for_lstm_falls_back_to_numpy_with_a_note(tmp_path):
 
 
 def test_numba_engine_for_the_rnn_is_used(tmp_path):
-    from helpers import fast
+    from helpers.model import fast
 
     if not fast.AVAILABLE:
         pytest.skip(fast.REASON or "numba unavailable")

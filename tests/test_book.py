@@ -12,10 +12,11 @@ import math
 import numpy as np
 import pytest
 
-from helpers import gradcheck, workflow
-from helpers.data import build_vocab, encode, load_corpus
-from helpers.params import init_params
-from helpers.paths import ROOT
+from helpers.model import gradcheck
+from helpers.runs import steps as workflow
+from helpers.data.text import build_vocab, encode, load_corpus
+from helpers.model.params import init_params
+from helpers.common.paths import ROOT
 
 CANDIDATES = [ROOT / "data" / "goblet_book.txt", ROOT.parent / "shared" / "data" / "goblet_book.txt"]
 BOOK = next((p for p in CANDIDATES if p.is_file()), None)
@@ -37,7 +38,7 @@ def test_book_size_and_vocabulary(book):
 def test_initial_loss_is_uniform_guessing(book):
     _, chars, data = book
     p = init_params(100, 80, 0.01, np.random.default_rng(0))
-    from helpers import rnn
+    from helpers.model import rnn
 
     loss = rnn.loss_only(p, data[:25], data[1:26], np.zeros(100))
     assert loss == pytest.approx(25 * math.log(80), abs=0.05)  # 109.55

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from conftest import random_params
-from helpers import checkpoint as ckpt
-from helpers.params import NAMES
+from helpers.common import files
+from helpers.train import checkpoint as ckpt
+from helpers.model.params import NAMES
 
 VOCAB = ["\x00", "\n", " ", "a", "z", "\u00e9", "\u4e2d", "\U0001F600"]  # NUL and a non-BMP emoji
 
@@ -137,7 +138,7 @@ def test_atomic_write_keeps_previous_file_when_savez_fails(tmp_path, monkeypatch
 def test_atomic_write_text_interrupted(tmp_path, monkeypatch):
     """Even a KeyboardInterrupt mid-write leaves the old file and no temporary file."""
     path = tmp_path / "run.json"
-    ckpt.write_json(path, {"old": True})
+    files.write_json(path, {"old": True})
 
     real_write_text = type(path).write_text
 
@@ -147,9 +148,9 @@ def test_atomic_write_text_interrupted(tmp_path, monkeypatch):
 
     monkeypatch.setattr(type(path), "write_text", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        ckpt.write_json(path, {"new": True})
+        files.write_json(path, {"new": True})
     monkeypatch.undo()
-    assert ckpt.read_json(path) == {"old": True}
+    assert files.read_json(path) == {"old": True}
     assert os.listdir(tmp_path) == ["run.json"]
 
 
@@ -162,25 +163,25 @@ def test_atomic_write_gives_a_file_like_a_plain_write(tmp_path):
     plain = tmp_path / "plain.json"
     plain.write_text("{}\n", encoding="utf-8")
     atomic = tmp_path / "atomic.json"
-    ckpt.write_json(atomic, {})
+    files.write_json(atomic, {})
     assert stat.S_IMODE(atomic.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode)
 
 
 def test_json_round_trip_keeps_characters(tmp_path):
     obj = {"text": "na\u00efve \U0001F600 \x00", "n": [1, 2.5, None]}
     path = tmp_path / "x.json"
-    ckpt.write_json(path, obj)
-    assert ckpt.read_json(str(path)) == obj
+    files.write_json(path, obj)
+    assert files.read_json(str(path)) == obj
     assert "\U0001F600" in path.read_text(encoding="utf-8")  # kept as is, not \\ud83d escapes
 
 
 def test_read_json_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        ckpt.read_json(tmp_path / "missing.json")
+        files.read_json(tmp_path / "missing.json")
     bad = tmp_path / "bad.json"
     bad.write_text("{not json", encoding="utf-8")
     with pytest.raises(ValueError) as err:
-        ckpt.read_json(bad)
+        files.read_json(bad)
     assert str(bad) in str(err.value)
 
 

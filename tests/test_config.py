@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from helpers.config import TrainConfig, coerce
+from helpers.train.config import TrainConfig, coerce
 
 
 def test_defaults_are_the_assignments():

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from helpers import data
-from helpers.paths import ROOT, resolve
+from helpers.data import text as data
+from helpers.common.paths import ROOT, resolve
 
 
 # --- vocabulary and encoding -------------------------------------------------------------

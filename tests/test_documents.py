@@ -16,14 +16,19 @@ import pytest
 
 from conftest import random_params
 from conftest import quiet
-from helpers import checkpoint as ckpt
-from helpers import documents, reference, report, synth
-from helpers.collection import STDLIB_SOURCE, load_collection, stdlib_documents
-from helpers.config import TrainConfig
-from helpers.data import build_vocab, decode
-from helpers.documents import END_CHAR, DocumentState, DocumentTrainer
-from helpers.params import NAMES
-from helpers.paths import ROOT
+from helpers.common import files
+from helpers.train import checkpoint as ckpt
+from helpers.runs import documents
+from helpers.model import reference
+from helpers.report import sections as report
+from helpers.model import sample as synth
+from helpers.data.collection import STDLIB_SOURCE, load_collection, stdlib_documents
+from helpers.train.config import TrainConfig
+from helpers.data.text import build_vocab, decode
+from helpers.train.documents import DocumentState, DocumentTrainer
+from helpers.data.collection import END_CHAR
+from helpers.model.params import NAMES
+from helpers.common.paths import ROOT
 
 # a doc shorter than a chunk, one of exactly seq_length (5), one just longer, one outside the BMP
 DOCS = ["tweet one is here", "hi", "abcd", "abcde", "x", "🐍 snakes & ladders", "last one, longer than a chunk or two"]
@@ -41,7 +46,7 @@ class SpyTrainer(DocumentTrainer):
         x, y = super().next_chunk()
         s = self.state
         self.seen.append(
-            {"x": x.copy(), "y": y.copy(), "h": s.hprev.copy(), "params": s.params.copy(), "epoch": s.epoch})
+            {"x": x[0].copy(), "y": y[0].copy(), "h": s.hprev[0].copy(), "params": s.params.copy(), "epoch": s.epoch})
         return x, y
 
 
@@ -258,7 +263,7 @@ def test_a_document_is_sample_indices_cut_at_the_end_character(chunk, temperatur
     for seed in range(40):
         full, _ = synth.sample_indices(p, np.zeros(8), end, L, np.random.default_rng(seed), temperature, top_p)
         cut = int(np.argmax(full == end)) if (full == end).any() else L
-        got, ended = documents.sample_document(p, end, L, np.random.default_rng(seed), temperature, top_p, chunk)
+        got, ended = synth.sample_document(p, end, L, np.random.default_rng(seed), temperature, top_p, chunk)
         assert got.tolist() == full[:cut].tolist() and ended == (cut < L)
         outcomes.add(ended)
     assert outcomes == {True, False}  # both ways of stopping were exercised
@@ -268,19 +273,19 @@ def test_documents_stop_at_max_length_or_at_once():
     p, end = random_params(8, 5, np.random.default_rng(1), sig=0.5), 0
     chars = ["\x03", "a", "b", "c", "d"]
     p.c[end] = -60.0  # the end character is (almost) never drawn
-    docs, ended = documents.sample_documents(p, chars, end, 7, 23, np.random.default_rng(0))
+    docs, ended = synth.sample_documents(p, chars, end, 7, 23, np.random.default_rng(0))
     assert len(docs) == 7 and all(len(d) == 23 for d in docs) and not any(ended)
     assert len(set(docs)) > 1 and all(set(d) <= set("abcd") for d in docs)
     p.c[end] = 60.0  # the end character comes first
-    docs, ended = documents.sample_documents(p, chars, end, 4, 23, np.random.default_rng(0))
+    docs, ended = synth.sample_documents(p, chars, end, 4, 23, np.random.default_rng(0))
     assert docs == [""] * 4 and all(ended)
 
 
 def test_n_documents_at_once_are_n_single_draws_from_one_rng():
     p, chars = random_params(8, 5, np.random.default_rng(2), sig=0.6), ["\x03", "a", "b", "c", "d"]
-    docs, ended = documents.sample_documents(p, chars, 0, 6, 30, np.random.default_rng(9))
+    docs, ended = synth.sample_documents(p, chars, 0, 6, 30, np.random.default_rng(9))
     rng = np.random.default_rng(9)
-    one_by_one = [documents.sample_document(p, 0, 30, rng) for _ in range(6)]
+    one_by_one = [synth.sample_document(p, 0, 30, rng) for _ in range(6)]
     assert docs == [decode(idx, chars) for idx, _ in one_by_one] and ended == [e for _, e in one_by_one]
 
 
@@ -355,8 +360,8 @@ def test_section_reads_only_its_files_and_picks_spread_stages(tmp_path):
                 "config": {"m": 16, "eta": 0.05, "sig": 0.01, "seq_length": 20, "max_length": 140}}
     samples = [{"step": 100 * i, "smooth_loss": 50.0 - i, "documents": [f"<b>doc {i}</b> & co", f"two {i}"],
                 "ended": [True, i % 2 == 0]} for i in range(10)]
-    ckpt.write_json(tmp_path / "documents_run.json", run_file)
-    ckpt.write_json(tmp_path / "documents_samples.json", samples)
+    files.write_json(tmp_path / "documents_run.json", run_file)
+    files.write_json(tmp_path / "documents_samples.json", samples)
     raw = documents.section(tmp_path).data
     assert "<b>doc" not in raw and "&lt;b&gt;doc 0&lt;/b&gt; &amp; co" in raw  # documents are escaped
     heads = [s["step"] for s in samples if f"Update {s['step']:,}, smooth loss" in raw]

@@ -15,9 +15,13 @@ import numpy as np
 import pytest
 
 from conftest import assert_close, oracle, random_params, random_sequence
-from helpers import fast, optim, rnn, synth
-from helpers.params import NAMES, ParamSet, init_params
-from helpers.paths import ROOT
+from helpers.model import fast
+from helpers.train import engine
+from helpers.train import optim
+from helpers.model import rnn
+from helpers.model import sample as synth
+from helpers.model.params import NAMES, ParamSet, init_params
+from helpers.common.paths import ROOT
 
 needs_numba = pytest.mark.skipif(not fast.AVAILABLE, reason=fast.REASON or "numba path unavailable")
 
@@ -144,7 +148,7 @@ def test_clip_adagrad_is_bit_identical_to_optim(dtype):
     for eta in (0.1, 0.05):
         optim.clip_(g1)
         optim.adagrad_(t1, g1, m1, eta)
-        fast.clip_adagrad_(t2, g2, m2, eta)
+        engine.clip_adagrad_(t2, g2, m2, eta)
         np.testing.assert_array_equal(g2, g1)
         np.testing.assert_array_equal(m2, m1)
         np.testing.assert_array_equal(t2, t1)
@@ -154,14 +158,14 @@ def test_clip_adagrad_is_bit_identical_to_optim(dtype):
 @needs_numba
 def test_clip_adagrad_keeps_nan_and_checks_arguments():
     theta, mem, g = np.zeros(3), np.zeros(3), np.array([np.nan, 7.0, -np.inf])
-    fast.clip_adagrad_(theta, g, mem, 0.1)
+    engine.clip_adagrad_(theta, g, mem, 0.1)
     assert np.isnan(g[0]) and g[1] == 5.0 and g[2] == -5.0 and np.isnan(theta[0])
     with pytest.raises(ValueError, match="one dtype"):
-        fast.clip_adagrad_(theta, g.astype(np.float32), mem, 0.1)
+        engine.clip_adagrad_(theta, g.astype(np.float32), mem, 0.1)
     with pytest.raises(ValueError, match="one shape"):
-        fast.clip_adagrad_(theta, g[:2], mem, 0.1)
+        engine.clip_adagrad_(theta, g[:2], mem, 0.1)
     with pytest.raises(ValueError, match="C-contiguous"):
-        fast.clip_adagrad_(np.zeros(6)[::2], g, mem, 0.1)
+        engine.clip_adagrad_(np.zeros(6)[::2], g, mem, 0.1)
 
 
 @needs_numba
@@ -199,7 +203,7 @@ def train_both(m, K, n_updates, dtype, eta, seed):
         optim.adagrad_(p_np.flat, g_np.flat, mem_np.flat, eta)
         loss_fast, h_fast = fast.loss_and_grads(p_fast, x, y, h_fast, g_fast, ws_fast)
         assert fast.all_finite(g_fast.flat)
-        fast.clip_adagrad_(p_fast.flat, g_fast.flat, mem_fast.flat, eta)
+        engine.clip_adagrad_(p_fast.flat, g_fast.flat, mem_fast.flat, eta)
         yield (loss_np, h_np, p_np, g_np, mem_np), (loss_fast, h_fast, p_fast, g_fast, mem_fast)
 
 
@@ -250,7 +254,7 @@ def test_sampler_matches_synth_given_the_same_rng(temperature):
 
 @needs_numba
 def test_sampler_kernel_with_given_uniforms():
-    from helpers import fast_kernels
+    from helpers.model import fast_kernels
 
     p, h0 = sampling_params(m=13, K=7, seed=1, sig=0.2)
     u = np.random.default_rng(9).random(500)
@@ -305,7 +309,7 @@ def test_every_function_raises_the_reason_when_numba_is_missing(monkeypatch):
     monkeypatch.setattr(fast, "REASON", "numba is not installed (test)")
     p, x, y, hprev = case(5, 4, 3, seed=0)
     calls = [lambda: fast.loss_and_grads(p, x, y, hprev, p.zeros_like()),
-             lambda: fast.clip_adagrad_(p.flat, p.flat.copy(), p.flat.copy(), 0.1),
+             lambda: engine.clip_adagrad_(p.flat, p.flat.copy(), p.flat.copy(), 0.1),
              lambda: fast.all_finite(p.flat),
              lambda: fast.sample_indices(p, hprev, 0, 5, np.random.default_rng(0)),
              lambda: fast.warmup()]
@@ -320,8 +324,8 @@ def test_import_without_numba_in_a_subprocess():
 import sys
 sys.modules["numba"] = None  # makes `import numba` raise ImportError
 import numpy as np
-from helpers import fast
-from helpers.params import ParamSet
+from helpers.model import fast
+from helpers.model.params import ParamSet
 assert fast.AVAILABLE is False and fast.numba is None
 assert "numba" in fast.REASON and "pip install" in fast.REASON, fast.REASON
 p = ParamSet(3, 4)
@@ -341,7 +345,7 @@ print("ok")
 @pytest.mark.skipif(not fast.AVAILABLE, reason="numba is not installed")
 def test_synthesis_and_training_samples_with_the_numba_engine_draw_the_same_text(tmp_path):
     from conftest import quiet
-    from helpers import workflow
+    from helpers.runs import steps as workflow
 
     text = tmp_path / "t.txt"
     text.write_text("the quick brown fox jumps over the lazy dog.\n" * 30, encoding="utf-8")

@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 
 from conftest import random_params, random_sequence
-from helpers import gradcheck, reference, workflow
-from helpers.params import NAMES, init_params, param_shapes
+from helpers.model import gradcheck
+from helpers.model import reference
+from helpers.runs import steps as workflow
+from helpers.model.params import NAMES, init_params, param_shapes
 
 
 # --- relative_errors on hand-made vectors ---------------------------------------------
@@ -109,16 +111,15 @@ def test_check_small_models(m, K, T):
 
 def test_check_detects_a_wrong_gradient(monkeypatch):
     """The checker must be able to fail: corrupt dW in the analytic pass and see it flagged."""
-    from helpers import rnn
+    from helpers.model import rnn
 
-    real = rnn.loss_and_grads
+    real = rnn.backward  # the one-stream BPTT the check's analytic pass runs
 
-    def broken(p, x, y, hprev, grads, ws=None):
-        out = real(p, x, y, hprev, grads, ws)
+    def broken(p, x, y, ws, grads):
+        real(p, x, y, ws, grads)
         grads.W *= 1.01
-        return out
 
-    monkeypatch.setattr(gradcheck.rnn, "loss_and_grads", broken)
+    monkeypatch.setattr(rnn, "backward", broken)
     rng = np.random.default_rng(5)
     p = random_params(5, 4, rng)
     x, y = random_sequence(4, 5, rng)

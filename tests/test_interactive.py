@@ -8,7 +8,10 @@ import numpy as np
 import pytest
 
 from conftest import quiet
-from helpers import checkpoint, interactive, progress, workflow
+from helpers.train import checkpoint
+from helpers.runs import interactive
+from helpers.common import progress
+from helpers.runs import steps as workflow
 
 KW = dict(m=10, seq_length=6, sample_every=40, sample_until=200, sample_length=20, log_every=5,
           checkpoint_every=50)
@@ -108,7 +111,7 @@ def test_resume_refuses_a_best_checkpoint(tmp_path, text_file, trained):
 
 def test_synthesized_text_keeps_its_line_breaks_wherever_it_is_shown(trained):
     """Notebook cells lack the report's CSS, so the text block carries its own pre-wrap style."""
-    from helpers import report
+    from helpers.report import sections as report
 
     result = workflow.synthesize(str(trained / "last.npz"), 80, seed=0, prime="the ")
     for shown in (report.passage(result).data, interactive.sample_html(result)):

@@ -12,8 +12,9 @@ import numpy as np
 import papermill
 import pytest
 
-from helpers import checkpoint, pipeline
-from helpers.paths import ROOT
+from helpers.train import checkpoint
+from helpers.runs import pipeline
+from helpers.common.paths import ROOT
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 TINY = {"data_path": "pydoc_data", "m": 16, "seq_lengths": [4, 7], "n_updates": 600, "sample_every": 200,
@@ -25,7 +26,7 @@ TINY = {"data_path": "pydoc_data", "m": 16, "seq_lengths": [4, 7], "n_updates": 
 def run_dir(tmp_path_factory):
     """One tiny end-to-end run of ``make report``'s pipeline (HTML and, with a browser, PDF)."""
     out = tmp_path_factory.mktemp("run")
-    from helpers.report import find_browser
+    from helpers.report.render import find_browser
 
     pipeline.run(out, {**TINY, "figure_path": str(out / "figure2.png")}, pdf=find_browser() is not None,
                  log=lambda *_: None)

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from helpers import optim
+from helpers.train import optim
 
 
 def adagrad_by_hand(theta, grad, mem, eta, eps=1e-8):

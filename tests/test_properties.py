@@ -5,10 +5,12 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from helpers import checkpoint, gradcheck, synth
-from helpers.checkpoint import Checkpoint
-from helpers.data import build_vocab, decode, encode
-from helpers.params import ParamSet, init_params
+from helpers.train import checkpoint
+from helpers.model import gradcheck
+from helpers.model import sample as synth
+from helpers.train.checkpoint import Checkpoint
+from helpers.data.text import build_vocab, decode, encode
+from helpers.model.params import ParamSet, init_params
 
 # any code point but lone surrogates, which no UTF-8 file can hold
 chars_st = st.characters(blacklist_categories=("Cs",))

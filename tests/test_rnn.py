@@ -7,8 +7,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import assert_close, oracle, random_params, random_sequence, softmax
-from helpers import reference, rnn
-from helpers.params import NAMES, ParamSet, init_params, param_shapes
+from helpers.model import reference
+from helpers.model import rnn
+from helpers.model.params import NAMES, ParamSet, init_params, param_shapes
 
 
 @pytest.mark.parametrize("T", [1, 2, 3, 7, 25])

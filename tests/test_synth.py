@@ -5,9 +5,12 @@ import numpy as np
 import pytest
 
 from conftest import chi2_stat, chi2_upper, random_params, softmax
-from helpers import checkpoint as ckpt
-from helpers import reference, synth, workflow
-from helpers.params import NAMES
+from helpers.common import files
+from helpers.train import checkpoint as ckpt
+from helpers.model import reference
+from helpers.model import sample as synth
+from helpers.runs import steps as workflow
+from helpers.model.params import NAMES
 
 M, K = 8, 6
 
@@ -262,7 +265,7 @@ def test_synthesize_from_checkpoint(tmp_path, model):
     r2 = workflow.synthesize(str(path), length=40, seed=3, prime="ab")
     assert r1["text"] == r2["text"] and len(r1["text"]) == 40
     assert set(r1["text"]) <= set(chars)
-    assert ckpt.read_json(out)["text"] == r1["text"]
+    assert files.read_json(out)["text"] == r1["text"]
     assert r1["step"] == 7 and r1["smooth_loss"] == 3.5
     # by hand: warm up on the prime but its last character, which is x0
     h0 = synth.warm_up(model, np.zeros(M), [2])

@@ -10,13 +10,16 @@ import os
 import numpy as np
 import pytest
 
-from helpers import checkpoint as ckpt
-from helpers import reference, synth, workflow
-from helpers import train as train_mod
-from helpers.config import TrainConfig
-from helpers.data import build_vocab, encode
-from helpers.params import NAMES, init_params
-from helpers.train import NonFiniteLossError, Trainer, TrainState
+from helpers.train import checkpoint as ckpt
+from helpers.model import reference
+from helpers.model import sample as synth
+from helpers.common import files
+from helpers.runs import steps as workflow
+from helpers.train import trainer as train_mod
+from helpers.train.config import TrainConfig
+from helpers.data.text import build_vocab, encode
+from helpers.model.params import NAMES, init_params
+from helpers.train.trainer import NonFiniteLossError, Trainer, TrainState
 
 LONG_TEXT = "the quick brown fox jumps over the lazy dog.\nPack my box with five dozen liquor jugs!\n" * 12
 
@@ -89,7 +92,7 @@ def test_trainer_equals_hand_written_loop_with_clipping_and_epoch_resets(N, star
     for k in NAMES:
         np.testing.assert_allclose(s.params[k], p[k], rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(s.mem[k], mem[k], rtol=1e-9, atol=1e-12)
-    np.testing.assert_allclose(s.hprev, h, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(s.hprev[0], h, rtol=1e-9, atol=1e-12)  # the state of the one stream
     np.testing.assert_allclose([row[1] for row in s.log], losses, rtol=1e-10)
     assert s.step == n and s.position == e
     assert expected_epoch_starts(N, T, n) == starts  # the hand-listed starts agree with the formula
@@ -154,8 +157,8 @@ def test_epoch_reset():
     assert s.position == 0 and s.epoch == 2
     np.testing.assert_array_equal(s.hprev, 0)
     assert s.epoch_starts == [0, 4]
-    np.testing.assert_array_equal(x, tr.data[0:5])
-    np.testing.assert_array_equal(y, tr.data[1:6])
+    np.testing.assert_array_equal(x[0], tr.data[0:5])  # chunks are (B, T), one stream here
+    np.testing.assert_array_equal(y[0], tr.data[1:6])
     # the update after the reset starts from h0 = 0 on the first chunk
     params_before = s.params.copy()
     loss = tr.update()
@@ -212,7 +215,7 @@ def test_samples_schedule_and_contents(monkeypatch):
         calls.append((p.flat.copy(), np.array(h0, copy=True), int(x0), n))
         return real(p, h0, x0, n, rng, *args, **kwargs)
 
-    monkeypatch.setattr(train_mod.synth, "sample_indices", spy)
+    monkeypatch.setattr(synth, "sample_indices", spy)  # the engine takes the sampler when it is made
     seed, T = 4, 5
     tr = make_trainer(seed=seed, seq_length=T, n_updates=200, sample_every=40, sample_until=130, sample_length=17)
     initial = tr.state.params.flat.copy()
@@ -236,7 +239,7 @@ def test_samples_schedule_and_contents(monkeypatch):
     np.testing.assert_array_equal(h0, 0)
     assert x0 == tr.data[0] and n == 17
     for (_, h, x, _), step in zip(calls[1:], (40, 80, 120)):
-        np.testing.assert_array_equal(h, hprevs[step])
+        np.testing.assert_array_equal(h, hprevs[step][0])  # stream 0's state
         assert x == tr.data[step * T]
     # the step-0 sample by hand: the rng continues after drawing U, W, V
     rng = np.random.default_rng(seed)
@@ -333,7 +336,7 @@ def test_workflow_train_writes_results(tmp_path, text_file):
     assert float(rows[1][1]) == pytest.approx(5 * math.log(len(chars)), rel=1e-3)
     assert float(rows[1][2]) == float(rows[1][1])
     assert float(rows[-1][2]) == pytest.approx(run["final_smooth_loss"], abs=1e-6)
-    log = workflow.read_log(out / "train_log.csv")
+    log = files.read_log(out / "train_log.csv")
     assert log["step"].tolist() == [1, 50, 100, 150, 200, 250, 300]
 
     samples = json.loads((out / "samples.json").read_text(encoding="utf-8"))

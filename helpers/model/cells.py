@@ -1,0 +1,68 @@
+"""The cell registry: every recurrent cell by name, and the calls the rest of the package makes.
+
+    cells.get("lstm").forward(p, X, Y, state, ws)       or    cells.forward("lstm", p, X, Y, state, ws)
+
+A new cell is a subclass of :class:`helpers.model.base.Cell` in its own module (forward and
+backward side by side), one line in ``REGISTRY`` and a per-step oracle in
+:mod:`helpers.model.reference`; nothing else in the package names a cell.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .base import Cell
+from .lstm import LSTM
+from .params import ParamSet
+from .rnn import RNN
+
+REGISTRY: dict[str, Cell] = {cell.name: cell for cell in (RNN(), LSTM())}
+"""Cell name -> the cell."""
+CELLS = {name: cell.gates for name, cell in REGISTRY.items()}
+"""Cell name -> number of gate blocks G."""
+STATE_SIZES = {name: cell.state_size for name, cell in REGISTRY.items()}
+"""Cell name -> number of m-sized state vectors S."""
+
+
+def get(name: str) -> Cell:
+    """The cell called ``name``, or a ValueError listing the cells."""
+    if name not in REGISTRY:
+        raise ValueError(f"cell must be one of {', '.join(REGISTRY)}, got {name!r}")
+    return REGISTRY[name]
+
+
+def of(p: ParamSet) -> str:
+    """The name of the cell a parameter set belongs to, from its number of gate blocks."""
+    return {cell.gates: name for name, cell in REGISTRY.items()}[p.gates]
+
+
+def init_params(cell: str, m: int, K: int, sig: float, rng: np.random.Generator, dtype=np.float64) -> ParamSet:
+    """The initial parameters of ``cell`` (see :meth:`Cell.init_params`)."""
+    return get(cell).init_params(m, K, sig, rng, dtype)
+
+
+def forward(cell: str, p: ParamSet, X, Y, state, ws=None):
+    """``get(cell).forward``: (mean loss over the B streams, cache)."""
+    return get(cell).forward(p, X, Y, state, ws)
+
+
+def backward(cell: str, p: ParamSet, cache: dict, grads: ParamSet) -> None:
+    """``get(cell).backward``: the unclipped mean gradients into ``grads``."""
+    get(cell).backward(p, cache, grads)
+
+
+def loss_and_grads(cell: str, p: ParamSet, X, Y, state, grads: ParamSet, ws=None):
+    """Forward and backward over a mini-batch; returns (mean loss, state after the last step)."""
+    c = get(cell)
+    loss, cache = c.forward(p, X, Y, state, ws)
+    c.backward(p, cache, grads)
+    return loss, cache["state"]
+
+
+def loss_only(cell: str, p: ParamSet, X, Y, state, ws=None) -> float:
+    """The mean loss over a mini-batch (forward only)."""
+    return get(cell).forward(p, X, Y, state, ws)[0]
+
+
+def step_state(cell: str, p: ParamSet, state: np.ndarray, x: int) -> np.ndarray:
+    """One recurrence step of a single stream (state (S m,)) on input index x, for sampling."""
+    return get(cell).step(p, state, x)

@@ -1,0 +1,85 @@
+"""An interactive sampler for JupyterLab (ipywidgets), with a static fallback for batch runs.
+
+    from helpers.runs import interactive
+    interactive.sampler("output/run/best.npz")
+
+Pick a checkpoint, temperature, top-p, length, priming text and seed; the text is synthesized
+again whenever a control moves. Under papermill, nbconvert or ``make report`` the same call
+shows one static sample with the given settings instead of a widget.
+"""
+from __future__ import annotations
+
+import html
+
+from IPython.display import HTML, display
+
+from ..common.paths import ROOT, resolve
+from ..common.progress import is_interactive
+from ..report.html import text_block
+from .steps import synthesize
+
+
+def find_checkpoints(folder: str = "output") -> list[str]:
+    """Checkpoints (``*.npz``) under ``folder``, as paths relative to the repository root."""
+    base = resolve(folder)
+    found = sorted(base.rglob("*.npz")) if base.is_dir() else []
+    return [str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(p) for p in found]
+
+
+def sample_html(result: dict) -> str:
+    """A synthesized text as HTML (monospace, line breaks kept) with its source."""
+    return (f'<div style="font-size:12px;color:#555">update {result["step"]:,}, smooth loss '
+            f'{result["smooth_loss"]:.2f}, {len(result["text"]):,} characters</div>' + text_block(result["text"]))
+
+
+class Sampler:
+    """The widget: controls plus an HTML area refreshed on every change.
+
+    Attributes ``checkpoint``, ``temperature``, ``top_p``, ``length``, ``prime``, ``seed`` are the
+    controls; ``output`` holds the text (``output.value``); ``widget`` is what to display.
+    """
+
+    def __init__(self, checkpoint: str, length: int = 300, temperature: float = 1.0, top_p: float = 1.0,
+                 prime: str = "\n", seed: int = 0):
+        import ipywidgets as w
+
+        options = find_checkpoints()
+        if checkpoint not in options:
+            options = [checkpoint, *options]
+        style = {"description_width": "90px"}
+        self.checkpoint = w.Dropdown(options=options, value=checkpoint, description="checkpoint", style=style,
+                                     layout=w.Layout(width="520px"))
+        self.temperature = w.FloatLogSlider(value=temperature, base=10, min=-2, max=0.7, step=0.01,
+                                            description="temperature", style=style)
+        self.top_p = w.FloatSlider(value=top_p, min=0.01, max=1.0, step=0.01, description="top-p", style=style)
+        self.length = w.IntSlider(value=length, min=0, max=2000, step=10, description="length", style=style)
+        self.prime = w.Text(value=prime, description="prime", style=style)
+        self.seed = w.IntText(value=seed, description="seed", style=style, layout=w.Layout(width="200px"))
+        self.output = w.HTML()
+        controls = (self.checkpoint, self.temperature, self.top_p, self.length, self.prime, self.seed)
+        for control in controls:
+            control.observe(self.refresh, names="value")
+        self.widget = w.VBox([w.HBox([self.checkpoint, self.seed]), w.HBox([self.temperature, self.top_p]),
+                              w.HBox([self.length, self.prime]), self.output])
+        self.refresh()
+
+    def refresh(self, _change=None) -> None:
+        """Synthesize with the current settings; a bad setting shows its message instead of text."""
+        try:
+            result = synthesize(self.checkpoint.value, self.length.value, self.seed.value, self.prime.value or "\n",
+                                self.temperature.value, self.top_p.value)
+            self.output.value = sample_html(result)
+        except (ValueError, FileNotFoundError) as err:
+            self.output.value = f'<div style="color:#b00020">{html.escape(str(err))}</div>'
+
+    def _ipython_display_(self):
+        display(self.widget)
+
+
+def sampler(checkpoint: str = "output/run/last.npz", length: int = 300, temperature: float = 1.0,
+            top_p: float = 1.0, prime: str = "\n", seed: int = 0):
+    """The interactive sampler in a live notebook; one static sample (HTML) in a batch run."""
+    if is_interactive():
+        return Sampler(checkpoint, length, temperature, top_p, prime, seed)
+    result = synthesize(checkpoint, length, seed, prime, temperature, top_p)
+    return HTML("<p>Static sample (the interactive sampler needs a live notebook):</p>" + sample_html(result))

@@ -1,0 +1,118 @@
+"""The one command behind ``make report``: run the notebooks with papermill, then render the report.
+
+    python -m helpers.runs.pipeline [--out-dir output/run] [-p NAME VALUE ...] [--no-pdf]
+
+Each ``-p NAME VALUE`` goes to every notebook that declares ``NAME`` in its parameters cell
+(VALUE is read as JSON when it parses, else as text). The executed notebooks go to
+``OUT_DIR/notebooks/``; the report to ``OUT_DIR/report.html`` and ``OUT_DIR/report.pdf``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+from ..common.paths import resolve
+from ..report.render import to_html, to_pdf
+from .notebooks import NotebookError, notebook_parameters, run_notebook
+
+NOTEBOOKS = ("01_gradient_test", "02_train", "03_synthesis", "04_best_model", "05_report")
+
+def plan(out_dir, params: dict) -> list[tuple[str, dict]]:
+    """The notebooks to run, in order, each with the parameters it declares.
+
+    Raises ValueError for a parameter that no notebook declares.
+    """
+    out = resolve(out_dir)
+    wired = sorted(set(params) & {"out_dir", "run_dir", "checkpoint"})
+    if wired:
+        raise ValueError(f"{', '.join(wired)} follow(s) from --out-dir (checkpoints and results of one run stay "
+                         "together); pass --out-dir instead.")
+    # Figure 2 goes to figures/ for the default run folder, else into the run folder itself
+    figure = "figures/smooth_loss.png" if out == resolve("output/run") else str(out / "smooth_loss.png")
+    wiring = {"out_dir": str(out), "run_dir": str(out), "figure_path": figure}
+    declared = {name: notebook_parameters(name) for name in NOTEBOOKS}
+    known = set().union(*declared.values())
+    unknown = sorted(set(params) - known)
+    if unknown:
+        raise ValueError(f"no notebook has the parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    steps = []
+    for name in NOTEBOOKS:
+        given = {**wiring, **params}
+        if name == "03_synthesis":
+            given["checkpoint"] = str(out / "last.npz")
+        if name == "04_best_model":
+            given["checkpoint"] = str(out / "best.npz")
+        steps.append((name, {k: v for k, v in given.items() if k in declared[name]}))
+    return steps
+
+
+def run(out_dir="output/run", params: dict | None = None, pdf: bool = True, log=print,
+        log_output: bool = False) -> dict[str, Path]:
+    """Execute the notebooks into ``out_dir`` and render ``report.html`` (and ``report.pdf``).
+
+    ``log_output`` streams the notebooks' printed output (training progress) to the log.
+    """
+    out = resolve(out_dir)
+    executed = out / "notebooks"
+    executed.mkdir(parents=True, exist_ok=True)
+    for name, values in plan(out, params or {}):
+        start = time.perf_counter()
+        log(f"[{name}] " + ", ".join(f"{k}={v!r}" for k, v in values.items()))
+        run_notebook(name, executed / f"{name}.ipynb", values, log_output=log_output)
+        log(f"[{name}] done in {time.perf_counter() - start:.1f} s")
+    files = {"html": to_html(executed / "05_report.ipynb", out / "report.html")}
+    log(f"report: {files['html']}")
+    if pdf:
+        files["pdf"] = to_pdf(files["html"], out / "report.pdf")
+        log(f"report: {files['pdf']}")
+    return files
+
+
+class _CellOutputOnly(logging.Filter):
+    """Pass the notebooks' printed lines (training progress); drop papermill's bookkeeping."""
+
+    NOISE = ("Executing Cell", "Ending Cell", "<IPython.core.display", "Input Notebook", "Output Notebook",
+             "Working directory", "Executing notebook with kernel", "Executing:", "Black is not installed",
+             "<Figure size")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage().strip()
+        record.msg, record.args = message, ()
+        return bool(message) and not message.startswith(self.NOISE)
+
+
+def parse_value(text: str):
+    """A command-line value: JSON when it parses (numbers, lists), else the text itself."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m helpers.runs.pipeline", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out-dir", default="output/run", help="run folder (default: output/run)")
+    parser.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                        help="a notebook parameter, e.g. -p n_updates 100000 (repeatable)")
+    parser.add_argument("--no-pdf", action="store_true", help="render HTML only")
+    args = parser.parse_args(argv)
+    params = {name: parse_value(value) for name, value in args.param}
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    for noisy in ("traitlets", "papermill.translators"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_CellOutputOnly())
+    try:
+        run(args.out_dir, params, pdf=not args.no_pdf, log_output=True)
+    except (ValueError, FileNotFoundError, NotebookError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,189 @@
+"""One function per notebook step: each reads its inputs from paths and writes its result files.
+
+Notebooks call these with their papermill parameters; they pass paths (checkpoints, result
+files) to one another, never in-memory state.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from ..common import files
+from ..common.paths import resolve
+from ..common.progress import Progress
+from ..common.units import bits
+from ..data.text import build_vocab, encode, load_corpus
+from ..model import cells, fast, gradcheck, sample
+from ..train import checkpoint as ckpt
+from ..train import evaluate, optim
+from ..train.config import TrainConfig, coerce
+from ..train.trainer import SMOOTHING, Trainer, TrainState, new_run_id
+
+
+def corpus_info(corpus, chars) -> dict:
+    """What result files record about the text they came from."""
+    return {"name": corpus.name, "source": corpus.source, "n_chars": len(corpus.text), "K": len(chars)}
+
+
+def gradient_test(data_path: str, out_dir: str, seq_lengths=(10, 25, 40), h: float = 1e-4, m: int = 100,
+                  sig: float = 0.01, seed: int = 0, cell: str = "rnn") -> dict:
+    """Check analytic against numerical gradients for each sequence length; write ``gradcheck.json``.
+
+    Each check runs on the first ``seq_length`` characters of the text (targets shifted by one),
+    with a zero state, float64, no clipping, and one initialisation drawn from ``seed``. ``cell``
+    is "rnn" (the assignment's) or "lstm".
+    """
+    cells.get(cell)  # an unknown cell is refused before any work
+    if isinstance(seq_lengths, str):  # papermill -p passes text: '[10, 25, 40]'
+        try:
+            seq_lengths = json.loads(seq_lengths)
+        except json.JSONDecodeError:
+            raise ValueError(f"seq_lengths must be a list of whole numbers such as [10, 25, 40]; got {seq_lengths!r}") from None
+    if isinstance(seq_lengths, (str, int)) or not len(seq_lengths):
+        raise ValueError(f"seq_lengths must be a non-empty list of whole numbers, e.g. [10, 25, 40]; got {seq_lengths!r}")
+    seq_lengths = [coerce("seq_lengths", T, "int") for T in seq_lengths]
+    h, m, sig = coerce("h", h, "float"), coerce("m", m, "int"), coerce("sig", sig, "float")
+    for name, value in (("seq_lengths", min(seq_lengths)), ("h", h), ("m", m), ("sig", sig)):
+        if not value > 0:
+            raise ValueError(f"{name} must be > 0, got {value!r}")
+    corpus = load_corpus(data_path)
+    if len(corpus.text) < max(seq_lengths) + 1:
+        raise ValueError(f"the text has {len(corpus.text)} characters, fewer than the longest seq_length + 1 = "
+                         f"{max(seq_lengths) + 1}; use a longer text or shorter seq_lengths.")
+    chars = build_vocab(corpus.text)
+    data = encode(corpus.text[:max(seq_lengths) + 1], chars)
+    params = cells.init_params(cell, m, len(chars), sig, np.random.default_rng(seed))
+    errors, max_errors = {}, {}
+    bar = Progress(params.flat.size * len(seq_lengths), "gradient entries")
+    for i, T in enumerate(seq_lengths):
+        base = i * params.flat.size
+        result = gradcheck.check(params, data[:T], data[1:T + 1], h=h, cell=cell,
+                                 progress=lambda done: bar.update(base + done, f"seq_length {T}"))
+        errors[str(T)] = {name: r["norm"] for name, r in result.items()}
+        max_errors[str(T)] = {name: r["max"] for name, r in result.items()}
+        bar.write(f"seq_length {T}: " + "  ".join(f"{n} {e:.2e}" for n, e in errors[str(T)].items()))
+    bar.update(bar.total, "done")
+    bar.close()
+    result = {"h": h, "m": m, "sig": sig, "seed": seed, "cell": cell, "dtype": "float64", "norm": "L2 (Frobenius)",
+              "errors": errors, "max_errors": max_errors, "corpus": corpus_info(corpus, chars)}
+    files.write_json(resolve(out_dir) / "gradcheck.json", result)
+    return result
+
+
+def train(data_path: str, out_dir: str, seed: int = 0, init_from: str = "", **params) -> dict:
+    """Train (from scratch, or on from the checkpoint ``init_from``) and write the results into ``out_dir``.
+
+    Files: ``train_log.csv`` (step, loss, smooth_loss), ``samples.json``, ``best.npz``,
+    ``last.npz`` (rewritten every ``checkpoint_every`` updates) and ``run.json`` (configuration,
+    corpus, timing, epoch starts). ``params`` are :class:`~helpers.config.TrainConfig` fields;
+    ``n_updates`` counts all updates, those before ``init_from`` included. A resumed run goes on
+    exactly as the uninterrupted run would have (same parameters, samples and losses).
+    Returns the contents of ``run.json``.
+    """
+    cfg = TrainConfig.from_kwargs(**params)
+    seed = coerce("seed", seed, "int")
+    corpus = load_corpus(data_path)
+    chars = build_vocab(corpus.text)
+    if init_from:
+        last = ckpt.load(init_from)
+        best_path = resolve(init_from).with_name("best.npz")
+        state = TrainState.resume(last, ckpt.load(best_path) if best_path.is_file() else None, cfg, chars)
+        was = last.meta.get("corpus", {})
+        if was.get("n_chars", len(corpus.text)) != len(corpus.text):
+            raise ValueError(f"the checkpoint was trained on {was.get('name')!r} ({was['n_chars']:,} characters) but "
+                             f"data_path gives {corpus.name!r} ({len(corpus.text):,}); resume on the same text.")
+        run_id = last.meta.get("run_id") or new_run_id()
+        seed = last.meta.get("seed", seed)  # the run's own seed (its random state comes from the checkpoint)
+        print(f"resuming from {resolve(init_from)} at update {state.step:,}")
+    else:
+        state, run_id = TrainState.fresh(cfg, len(chars), np.random.default_rng(seed)), new_run_id()
+    trainer = Trainer(cfg, encode(corpus.text, chars), chars, state)
+    out = resolve(out_dir)
+    meta = {"run_id": run_id, "seed": seed, "config": cfg.as_dict(), "corpus": corpus_info(corpus, chars)}
+    print(f"training on {corpus.name}: {len(corpus.text):,} characters, K = {len(chars)}; writing to {out}")
+    first_step = state.step
+    seconds = trainer.run_saving(cfg.n_updates, lambda: write_run_files(trainer, out, meta))
+    final_val = None
+    if len(trainer.val_data) and (not state.val_log or state.val_log[-1][0] != state.step):
+        # the final model's figure, off the eval_every grid: reported, but kept out of val_log and the
+        # best-model choice, so that a run stopped here and resumed equals an uninterrupted one
+        final_val = evaluate.loss_per_char(cfg.cell, state.params, trainer.val_data)
+    return write_run_files(trainer, out, meta, seconds, state.step - first_step, final_val)
+
+
+def write_run_files(trainer: Trainer, out, meta: dict, seconds: float | None = None, updates: int = 0,
+                    final_val: float | None = None) -> dict:
+    """Write checkpoints, logs, samples, ``run.json`` and ``metrics.json``; returns run.json's contents.
+
+    ``last.npz`` goes first: it holds the best model too, so it alone resumes the run whatever
+    happens before ``best.npz`` is written. ``final_val`` is the final model's validation loss when
+    it was not evaluated on the grid. ``seconds`` is this session's training time (``updates``
+    updates); run.json's and metrics.json's ``seconds`` count every session of the run.
+    """
+    s, cfg = trainer.state, trainer.cfg
+    best, best_val = trainer.checkpoint("best", meta), (s.best_val_loss if s.val_log else None)
+    if final_val is not None and not s.val_log:
+        # no evaluation on the eval_every grid yet: the final model is the best one. Only best.npz and
+        # the summaries say so; the state in last.npz stays as an uninterrupted run would have it
+        best = ckpt.Checkpoint(params=s.params, chars=trainer.chars, step=s.step, smooth_loss=s.smooth_loss,
+                               meta={**meta, "kind": "best"})
+        best_val = final_val
+    ckpt.save(out / "last.npz", trainer.checkpoint("last", meta))
+    ckpt.save(out / "best.npz", best)
+    files.write_text(out / "train_log.csv", files.log_csv(s.log))
+    files.write_json(out / "samples.json", s.samples)
+    last_val = final_val if final_val is not None else (s.val_log[-1][3] if s.val_log else None)
+    total_seconds = trainer.seconds
+    metrics = {"val_loss_per_char": last_val, "val_bits_per_char": bits(last_val) if last_val is not None else None,
+               "best_val_loss_per_char": best_val,
+               "train_smooth_loss_per_char": s.smooth_loss / cfg.seq_length,
+               "chars_seen": trainer.chars_seen, "seconds": total_seconds,
+               "val_chars": len(trainer.val_data), "history": [
+                   {"step": st, "chars_seen": ch, "seconds": sec, "val_loss_per_char": v} for st, ch, sec, v in s.val_log]}
+    files.write_json(out / "metrics.json", {**metrics, "run_id": meta["run_id"]})
+    constants = {"clip": optim.CLIP, "smoothing": SMOOTHING, "optimizer": cfg.optimizer,
+                 "optimizer_settings": optim.SETTINGS[cfg.optimizer]}
+    summary = {**meta, "steps_done": s.step, "epochs": s.epoch, "epoch_starts": s.epoch_starts,
+               "final_smooth_loss": s.smooth_loss, "best_smooth_loss": best.smooth_loss,
+               "best_step": best.step, "best_val_loss_per_char": best_val,
+               "best_chosen_by": "validation loss" if best_val is not None else "smooth loss",
+               "val_loss_per_char": last_val, "chars_seen": trainer.chars_seen, "seconds": total_seconds,
+               "session_seconds": seconds, "session_updates": updates,
+               "updates_per_second": updates / seconds if seconds else None,
+               "engine": trainer.engine.name, "constants": constants}
+    files.write_json(out / "run.json", summary)
+    return summary
+
+
+def synthesize(checkpoint: str, length: int = 1000, seed: int = 0, prime: str = "\n",
+               temperature: float = 1.0, top_p: float = 1.0, out_path: str | None = None,
+               engine: str = "numpy") -> dict:
+    """Synthesize ``length`` characters from a checkpoint, with the vocabulary it carries.
+
+    The hidden state starts at zero and is run over ``prime`` but its last character, which is
+    x_0. ``engine="numba"`` draws with the compiled sampler (the same draws; numpy when numba is
+    missing). Writes the result as JSON to ``out_path`` when given. Returns
+    ``{"checkpoint", "step", "smooth_loss", "seed", "prime", "temperature", "top_p", "text"}``.
+    """
+    length, seed = coerce("length", length, "int"), coerce("seed", seed, "int")
+    temperature, top_p = coerce("temperature", temperature, "float"), coerce("top_p", top_p, "float")
+    if not isinstance(prime, str) or not prime:
+        raise ValueError(f"prime must be a non-empty text (its last character starts the sample), got {prime!r}")
+    ck = ckpt.load(checkpoint)
+    x = encode(prime, ck.chars)
+    cell = cells.of(ck.params)
+    h0 = sample.warm_up(ck.params, cells.get(cell).initial_state(ck.params.m, 1)[0], x[:-1], cell)
+    sampler = sample.sample_indices
+    if engine == "numba":
+        sampler = fast.sample_indices if fast.AVAILABLE else sampler
+    elif engine != "numpy":
+        raise ValueError(f"engine must be numpy or numba, got {engine!r}")
+    idx, _ = sampler(ck.params, h0, int(x[-1]), length, np.random.default_rng(seed),
+                     temperature=temperature, top_p=top_p, cell=cell)
+    result = {"checkpoint": str(resolve(checkpoint)), "step": ck.step, "smooth_loss": ck.smooth_loss,
+              "seed": seed, "prime": prime, "temperature": temperature, "top_p": top_p,
+              "text": "".join(ck.chars[i] for i in idx), "run_id": ck.meta.get("run_id")}
+    if out_path:
+        files.write_json(resolve(out_path), result)
+    return result

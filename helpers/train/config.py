@@ -1,0 +1,129 @@
+"""Training configuration: defaults, type coercion and range checks with helpful messages.
+
+Values may arrive from papermill as strings (``-r m 100``) or from Python; each is coerced to
+its declared type or rejected with a message that names the parameter and what it accepts.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+from ..model import cells
+from . import optim
+
+DTYPES = ("float64", "float32")
+CELLS = tuple(cells.CELLS)
+OPTIMIZERS = tuple(optim.OPTIMIZERS)
+ENGINES = ("numpy", "numba")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyper-parameters of one training run (the assignment's defaults).
+
+    Attributes
+    ----------
+    m : hidden state size.
+    eta : AdaGrad learning rate.
+    seq_length : characters per update (T).
+    sig : standard deviation of the initial U, W, V.
+    n_updates : total number of updates.
+    sample_every, sample_until, sample_length : synthesize ``sample_length`` characters before
+        the first update and every ``sample_every`` updates up to ``sample_until``.
+    log_every : write a row of train_log.csv every this many updates.
+    checkpoint_every : write last.npz and best.npz every this many updates.
+    dtype : "float64" (default, exact) or "float32" (faster).
+    engine : "numpy" (default) or "numba" (JIT-compiled update for the vanilla RNN with one stream;
+        falls back to numpy, with a note, when numba is not installed).
+    cell : "rnn" (the assignment's vanilla RNN) or "lstm".
+    batch_size : B parallel streams through the text; 1 is the assignment's training.
+    val_fraction : the last part of the text held out for validation (0: none).
+    eval_every : evaluate the validation loss every this many updates (and at the end).
+    optimizer : "adagrad" (the assignment's), "rmsprop" or "adam".
+    """
+
+    m: int = 100
+    eta: float = 0.1
+    seq_length: int = 25
+    sig: float = 0.01
+    n_updates: int = 300_000
+    sample_every: int = 10_000
+    sample_until: int = 100_000
+    sample_length: int = 200
+    log_every: int = 100
+    checkpoint_every: int = 10_000
+    dtype: str = "float64"
+    engine: str = "numpy"
+    cell: str = "rnn"
+    batch_size: int = 1
+    val_fraction: float = 0.0
+    eval_every: int = 10_000
+    optimizer: str = "adagrad"
+
+    def __post_init__(self):
+        for f in dataclasses.fields(self):
+            object.__setattr__(self, f.name, coerce(f.name, getattr(self, f.name), f.type))
+        positive(self, "m", "eta", "seq_length", "sig", "n_updates", "sample_every", "log_every", "checkpoint_every",
+                 "batch_size", "eval_every")
+        at_least(self, 0, "sample_until", "sample_length", "val_fraction")
+        for name, allowed in (("dtype", DTYPES), ("engine", ENGINES), ("cell", CELLS), ("optimizer", OPTIMIZERS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        if not self.val_fraction < 0.5:
+            raise ValueError(f"val_fraction must be in [0, 0.5), e.g. 0.05 for the last 5%, got {self.val_fraction!r}")
+
+    @classmethod
+    def from_kwargs(cls, **kwargs) -> "TrainConfig":
+        """Build from keyword arguments, rejecting unknown names (with the known ones listed)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(kwargs) - known)
+        if unknown:
+            raise TypeError(f"unknown training parameter(s) {', '.join(unknown)}; "
+                            f"the parameters are {', '.join(sorted(known))}")
+        return cls(**kwargs)
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def coerce(name: str, value, kind):
+    """Return ``value`` as ``kind`` ("int", "float" or "str"), accepting numeric strings."""
+    kind = getattr(kind, "__name__", kind)
+    if kind == "str":
+        if not isinstance(value, str):
+            raise TypeError(f"{name} must be a string, got {type(value).__name__} {value!r}")
+        return value
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be a number, got the boolean {value!r}")
+    if isinstance(value, str):
+        text = value.strip().replace("_", "")
+        try:
+            value = int(text) if kind == "int" and text.lstrip("+-").isdigit() else float(text)
+        except ValueError:
+            raise TypeError(f"{name} must be a number, got the text {value!r}") from None
+    if not isinstance(value, (int, float)) and not hasattr(value, "__float__"):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
+    if not math.isfinite(float(value)):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    if kind == "float":
+        return float(value)
+    if hasattr(value, "__index__"):  # int, numpy integer: kept exactly
+        return int(value)
+    if float(value) != int(float(value)):
+        raise TypeError(f"{name} must be a whole number, got {value!r}")
+    return int(float(value))
+
+
+def positive(obj, *names: str) -> None:
+    """Raise ValueError naming the first attribute that is not > 0."""
+    for name in names:
+        if not getattr(obj, name) > 0:
+            raise ValueError(f"{name} must be > 0, got {getattr(obj, name)!r}")
+
+
+def at_least(obj, low, *names: str) -> None:
+    """Raise ValueError naming the first attribute that is below ``low``."""
+    for name in names:
+        if getattr(obj, name) < low:
+            raise ValueError(f"{name} must be >= {low}, got {getattr(obj, name)!r}")

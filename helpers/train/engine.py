@@ -1,0 +1,94 @@
+"""Training engines: the numpy path (every cell, any batch) and the numba path (the vanilla RNN
+with one stream), behind one small interface the trainer calls.
+
+An engine computes ``loss_and_grads(p, X, Y, state, grads)`` on mini-batches (B, T) with state
+(B, S m), takes the clipped optimizer step, and names the sampler it draws training samples
+with. The numba engine gives the same results to rounding (its fused clip + AdaGrad step is
+bit-identical to :func:`helpers.train.optim.clip_` + :func:`~helpers.train.optim.adagrad_`).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..model import cells, fast, sample
+from . import optim
+from .config import TrainConfig
+
+
+class NumpyEngine:
+    """Every cell and batch size, on numpy; reuses the cell's workspace between updates."""
+
+    name = "numpy"
+
+    def __init__(self, cfg: TrainConfig, K: int, dtype):
+        self.cfg, self.cell = cfg, cells.get(cfg.cell)
+        self.ws = self.cell.workspace(cfg.m, K, cfg.seq_length, dtype) if cfg.batch_size == 1 else None
+        self.sampler = sample.sample_indices
+
+    def loss_and_grads(self, p, X, Y, state, grads):
+        """Mean loss over the streams and the state after the last step; gradients into ``grads``."""
+        loss, cache = self.cell.forward(p, X, Y, state, self.ws)
+        self.cell.backward(p, cache, grads)
+        return loss, cache["state"]
+
+    def step(self, theta, g, slots, t: int, tmp) -> None:
+        """Clip the gradients to [-CLIP, CLIP], then one optimizer step (update number ``t``)."""
+        optim.clip_(g)
+        optim.OPTIMIZERS[self.cfg.optimizer](theta, g, slots, self.cfg.eta, t, tmp)
+
+
+class NumbaEngine(NumpyEngine):
+    """The compiled vanilla RNN for one stream (:mod:`helpers.model.fast`)."""
+
+    name = "numba"
+
+    def __init__(self, cfg: TrainConfig, K: int, dtype):
+        super().__init__(cfg, K, dtype)
+        self.ws = fast.Workspace(cfg.m, K, cfg.seq_length, dtype)
+        self.sampler = fast.sample_indices
+
+    def loss_and_grads(self, p, X, Y, state, grads):
+        loss, hlast = fast.loss_and_grads(p, X[0], Y[0], state[0], grads, self.ws)
+        return loss, hlast[None, :]
+
+    def step(self, theta, g, slots, t: int, tmp) -> None:
+        if self.cfg.optimizer == "adagrad":
+            clip_adagrad_(theta, g, slots[0], self.cfg.eta)
+        else:
+            super().step(theta, g, slots, t, tmp)
+
+
+def make(cfg: TrainConfig, K: int, dtype, out=print) -> NumpyEngine:
+    """The engine ``cfg.engine`` names, or numpy with a note when numba cannot serve the run."""
+    if cfg.engine == "numba":
+        if fast.AVAILABLE and cfg.cell == "rnn" and cfg.batch_size == 1:
+            return NumbaEngine(cfg, K, dtype)
+        why = fast.REASON if not fast.AVAILABLE else "it serves the vanilla RNN with batch_size 1 only"
+        out(f"engine 'numba' unavailable ({why}); using numpy")
+    return NumpyEngine(cfg, K, dtype)
+
+
+def clip_adagrad_(theta: np.ndarray, g: np.ndarray, mem: np.ndarray, eta: float, eps: float = optim.EPS,
+                  limit: float = optim.CLIP) -> None:
+    """Clip ``g`` to [-limit, limit], then one AdaGrad step on ``theta`` and ``mem``; all in place, compiled.
+
+    Bit-identical to ``optim.clip_(g, limit); optim.adagrad_(theta, g, mem, eta, eps)``.
+
+    Parameters
+    ----------
+    theta, g, mem : (n,) arrays
+        Flat, C-contiguous, one dtype (float64 or float32), e.g. the ``flat`` buffers of ParamSets.
+    eta, eps, limit : float
+        Learning rate, AdaGrad's epsilon, clipping limit (used in the arrays' dtype).
+    """
+    fast.require()
+    if not (theta.ndim == 1 and theta.shape == g.shape == mem.shape):
+        raise ValueError(f"theta, g and mem must be flat arrays of one shape, got {theta.shape}, {g.shape}, "
+                         f"{mem.shape}")
+    if not (theta.dtype == g.dtype == mem.dtype) or theta.dtype not in (np.float64, np.float32):
+        raise ValueError(f"theta, g and mem must share one dtype, float64 or float32; got "
+                         f"{theta.dtype}, {g.dtype}, {mem.dtype}")
+    if not (theta.flags.c_contiguous and g.flags.c_contiguous and mem.flags.c_contiguous):
+        raise ValueError("theta, g and mem must be C-contiguous (e.g. ParamSet.flat)")
+    f = theta.dtype.type
+    fast.kernels().clip_adagrad(theta, g, mem, f(eta), f(eps), f(limit))
