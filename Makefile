@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 OUT ?= output/run
 ARGS ?=
+# the PDF engine: weasyprint (default) or chromium
+PDF_ENGINE ?=
 
 .PHONY: venv report test bench lab clean
 
@@ -19,7 +21,7 @@ $(VENV)/.installed: pyproject.toml
 
 ## report: run the five notebooks with papermill into $(OUT) and render report.html and report.pdf
 report: venv
-	$(BIN)/python -m helpers.runs.pipeline --out-dir $(OUT) $(ARGS)
+	$(BIN)/python -m helpers.runs.pipeline --out-dir $(OUT) $(if $(PDF_ENGINE),--pdf-engine '$(PDF_ENGINE)') $(ARGS)
 
 ## test: the layer contracts (import-linter), then the test suite (unit tests, notebook smoke runs, report rendering)
 test: venv

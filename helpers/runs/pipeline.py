@@ -1,10 +1,13 @@
 """The one command behind ``make report``: run the notebooks with papermill, then render the report.
 
-    python -m helpers.runs.pipeline [--out-dir output/run] [-p NAME VALUE ...] [--no-pdf]
+    python -m helpers.runs.pipeline [--out-dir output/run] [-p NAME VALUE ...] [--no-pdf] [--pdf-engine NAME]
 
 Each ``-p NAME VALUE`` goes to every notebook that declares ``NAME`` in its parameters cell
 (VALUE is read as JSON when it parses, else as text). The executed notebooks go to
-``OUT_DIR/notebooks/``; the report to ``OUT_DIR/report.html`` and ``OUT_DIR/report.pdf``.
+``OUT_DIR/notebooks/``; the report to ``OUT_DIR/report.html`` and ``OUT_DIR/report.pdf``
+(printed by :mod:`helpers.report.pdf`: WeasyPrint, or ``--pdf-engine chromium`` / ``PDF_ENGINE=chromium``).
+Exit status 2: a notebook or a parameter failed; 3: no PDF, the message says why (the HTML report is
+written, unless the engine's name was unknown: that is refused before any notebook runs).
 """
 from __future__ import annotations
 
@@ -16,7 +19,8 @@ import time
 from pathlib import Path
 
 from ..common.paths import resolve
-from ..report.render import to_html, to_pdf
+from ..report.pdf import PdfError, choose_engine, to_pdf
+from ..report.render import to_html
 from .notebooks import NotebookError, notebook_parameters, run_notebook
 
 NOTEBOOKS = ("01_gradient_test", "02_train", "03_synthesis", "04_best_model", "05_report")
@@ -51,11 +55,15 @@ def plan(out_dir, params: dict) -> list[tuple[str, dict]]:
 
 
 def run(out_dir="output/run", params: dict | None = None, pdf: bool = True, log=print,
-        log_output: bool = False) -> dict[str, Path]:
+        log_output: bool = False, pdf_engine: str | None = None) -> dict[str, Path]:
     """Execute the notebooks into ``out_dir`` and render ``report.html`` (and ``report.pdf``).
 
     ``log_output`` streams the notebooks' printed output (training progress) to the log.
+    ``pdf_engine`` goes to :func:`helpers.report.pdf.to_pdf` (None: ``$PDF_ENGINE``, else WeasyPrint);
+    a PDF that cannot be made raises :class:`helpers.report.pdf.PdfError` after the HTML is written.
     """
+    if pdf:
+        pdf_engine = choose_engine(pdf_engine)  # an unknown name fails now, not after training
     out = resolve(out_dir)
     executed = out / "notebooks"
     executed.mkdir(parents=True, exist_ok=True)
@@ -67,7 +75,7 @@ def run(out_dir="output/run", params: dict | None = None, pdf: bool = True, log=
     files = {"html": to_html(executed / "05_report.ipynb", out / "report.html")}
     log(f"report: {files['html']}")
     if pdf:
-        files["pdf"] = to_pdf(files["html"], out / "report.pdf")
+        files["pdf"] = to_pdf(files["html"], out / "report.pdf", engine=pdf_engine)
         log(f"report: {files['pdf']}")
     return files
 
@@ -99,6 +107,8 @@ def main(argv=None) -> int:
     parser.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                         help="a notebook parameter, e.g. -p n_updates 100000 (repeatable)")
     parser.add_argument("--no-pdf", action="store_true", help="render HTML only")
+    parser.add_argument("--pdf-engine", default=None, metavar="NAME",
+                        help="weasyprint or chromium (default: $PDF_ENGINE, else weasyprint)")
     args = parser.parse_args(argv)
     params = {name: parse_value(value) for name, value in args.param}
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -107,10 +117,13 @@ def main(argv=None) -> int:
     for handler in logging.getLogger().handlers:
         handler.addFilter(_CellOutputOnly())
     try:
-        run(args.out_dir, params, pdf=not args.no_pdf, log_output=True)
+        run(args.out_dir, params, pdf=not args.no_pdf, log_output=True, pdf_engine=args.pdf_engine)
     except (ValueError, FileNotFoundError, NotebookError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except PdfError as err:
+        print(f"error: no PDF: {err}", file=sys.stderr)
+        return 3
     return 0
 
 
