@@ -238,9 +238,9 @@ def test_step_state_chained_equals_forward_states(cell):
     state = state0.copy()
     for t in range(T):
         state = cells.step_state(cell, p, state, int(x[t]))
-        np.testing.assert_allclose(state[:m], cache["H"][t + 1, 0], rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(state[:m], cache["layers"][0]["H"][t + 1, 0], rtol=1e-12, atol=1e-14)
         if cell == "lstm":
-            np.testing.assert_allclose(state[m:], cache["S"][t + 1, 0], rtol=1e-12, atol=1e-14)
+            np.testing.assert_allclose(state[m:], cache["layers"][0]["S"][t + 1, 0], rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(state, cache["state"][0], rtol=1e-12, atol=1e-14)
     if cell == "lstm":  # and against the step written out here
         h, s = state0[:m], state0[m:]
@@ -606,7 +606,7 @@ def test_resume_with_another_setting_is_refused(tmp_path, name, other):
 
 
 @pytest.mark.parametrize("kwargs,name", [
-    ({"cell": "gru"}, "cell"),
+    ({"cell": "transformer"}, "cell"),
     ({"cell": "LSTM"}, "cell"),
     ({"optimizer": "sgd"}, "optimizer"),
     ({"engine": "cuda"}, "engine"),

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Cell
+from .base import Cell, dropout_masks  # noqa: F401 (dropout_masks: for the trainer)
+from .gru import GRU
 from .lstm import LSTM
 from .params import ParamSet
 from .rnn import RNN
 
-REGISTRY: dict[str, Cell] = {cell.name: cell for cell in (RNN(), LSTM())}
+REGISTRY: dict[str, Cell] = {cell.name: cell for cell in (RNN(), LSTM(), GRU())}
 """Cell name -> the cell."""
 CELLS = {name: cell.gates for name, cell in REGISTRY.items()}
 """Cell name -> number of gate blocks G."""
@@ -35,14 +36,20 @@ def of(p: ParamSet) -> str:
     return {cell.gates: name for name, cell in REGISTRY.items()}[p.gates]
 
 
-def init_params(cell: str, m: int, K: int, sig: float, rng: np.random.Generator, dtype=np.float64) -> ParamSet:
-    """The initial parameters of ``cell`` (see :meth:`Cell.init_params`)."""
-    return get(cell).init_params(m, K, sig, rng, dtype)
+def init_params(cell: str, m: int, K: int, sig: float, rng: np.random.Generator, dtype=np.float64,
+                layers: int = 1) -> ParamSet:
+    """The initial parameters of ``cell`` with ``layers`` layers (see :meth:`Cell.init_params`)."""
+    return get(cell).init_params(m, K, sig, rng, dtype, layers)
 
 
-def forward(cell: str, p: ParamSet, X, Y, state, ws=None):
+def initial_state(cell: str, p: ParamSet, B: int = 1) -> np.ndarray:
+    """The zero state of B streams for the model ``p``, (B, L S m)."""
+    return get(cell).initial_state(p.m, B, p.flat.dtype, p.layers)
+
+
+def forward(cell: str, p: ParamSet, X, Y, state, ws=None, masks=None):
     """``get(cell).forward``: (mean loss over the B streams, cache)."""
-    return get(cell).forward(p, X, Y, state, ws)
+    return get(cell).forward(p, X, Y, state, ws, masks)
 
 
 def backward(cell: str, p: ParamSet, cache: dict, grads: ParamSet) -> None:
@@ -50,10 +57,10 @@ def backward(cell: str, p: ParamSet, cache: dict, grads: ParamSet) -> None:
     get(cell).backward(p, cache, grads)
 
 
-def loss_and_grads(cell: str, p: ParamSet, X, Y, state, grads: ParamSet, ws=None):
+def loss_and_grads(cell: str, p: ParamSet, X, Y, state, grads: ParamSet, ws=None, masks=None):
     """Forward and backward over a mini-batch; returns (mean loss, state after the last step)."""
     c = get(cell)
-    loss, cache = c.forward(p, X, Y, state, ws)
+    loss, cache = c.forward(p, X, Y, state, ws, masks)
     c.backward(p, cache, grads)
     return loss, cache["state"]
 
@@ -64,5 +71,5 @@ def loss_only(cell: str, p: ParamSet, X, Y, state, ws=None) -> float:
 
 
 def step_state(cell: str, p: ParamSet, state: np.ndarray, x: int) -> np.ndarray:
-    """One recurrence step of a single stream (state (S m,)) on input index x, for sampling."""
-    return get(cell).step(p, state, x)
+    """One recurrence step of every layer of a single stream (state (L S m,)) on input index x."""
+    return get(cell).model_step(p, state, x)

@@ -93,8 +93,9 @@ class Workspace:
 # ---- argument checks (the kernels trust their arguments) ----
 
 def _check_params(p: ParamSet) -> None:
-    if getattr(p, "gates", 1) != 1:
-        raise ValueError(f"the fast path serves the vanilla RNN (gates=1); these parameters have gates={p.gates}")
+    if getattr(p, "gates", 1) != 1 or getattr(p, "layers", 1) != 1:
+        raise ValueError(f"the fast path serves the one-layer vanilla RNN (gates=1); these parameters have "
+                         f"gates={p.gates}, layers={p.layers}")
     if p.flat.dtype not in (np.float64, np.float32):
         raise ValueError(f"the fast path supports float64 and float32 parameters, not {p.flat.dtype}")
     if not p.flat.flags.c_contiguous:
@@ -153,7 +154,7 @@ def loss_and_grads(p: ParamSet, x, y, hprev, grads: ParamSet, ws: Workspace | No
     """
     require()
     _check_params(p)
-    if grads.flat.dtype != p.flat.dtype or grads.m != p.m or grads.K != p.K or grads.gates != 1:
+    if grads.flat.dtype != p.flat.dtype or grads.flat.shape != p.flat.shape or grads.m != p.m or grads.K != p.K:
         raise ValueError("grads must have the parameters' layout and dtype (use p.zeros_like())")
     x, y, hprev = _indices(x), _indices(y), _vector(hprev, p, "hprev")
     T = x.shape[0]
@@ -177,8 +178,8 @@ def sample_indices(p: ParamSet, h0, x0: int, n: int, rng: np.random.Generator,
 
     Draws ``u = rng.random(n)`` up front as sample_indices does, so from one ``rng`` state both give the
     same indices (unless the recurrence is chaotic enough to amplify rounding differences in
-    the matrix products, as random weights with sig = 0.3 are). ``top_p < 1`` and cells other
-    than the vanilla RNN are handed to sample.sample_indices.
+    the matrix products, as random weights with sig = 0.3 are). ``top_p < 1``, cells other
+    than the vanilla RNN and stacked layers are handed to sample.sample_indices.
 
     Returns
     -------
@@ -187,7 +188,7 @@ def sample_indices(p: ParamSet, h0, x0: int, n: int, rng: np.random.Generator,
         The hidden state after the last step.
     """
     sample.check_options(n, temperature, top_p)
-    if top_p < 1.0 or cell != "rnn":
+    if top_p < 1.0 or cell != "rnn" or p.layers != 1:
         return sample.sample_indices(p, h0, x0, n, rng, temperature, top_p, cell)
     require()
     _check_params(p)

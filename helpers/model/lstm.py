@@ -18,10 +18,11 @@ from .params import ParamSet
 class LSTM(Cell):
     name, gates, state_size = "lstm", 4, 2
 
-    def init_params(self, m, K, sig, rng, dtype=np.float64) -> ParamSet:
-        """As every cell, and the forget gate's bias starts at 1 (remember by default)."""
-        p = super().init_params(m, K, sig, rng, dtype)
-        p.b[m:2 * m] = 1.0
+    def init_params(self, m, K, sig, rng, dtype=np.float64, layers=1) -> ParamSet:
+        """As every cell, and the forget gate's bias starts at 1 in every layer (remember by default)."""
+        p = super().init_params(m, K, sig, rng, dtype, layers)
+        for l in range(1, layers + 1):
+            p.layer(l).b[m:2 * m] = 1.0
         return p
 
     def recur(self, p, Z, H, state):
@@ -56,9 +57,9 @@ class LSTM(Cell):
             dh_next = dZ[t] @ p.W
         return dZ
 
-    def step(self, p, state, x):
+    def step_in(self, p, state, ux):
         m = p.m
-        z = p.W @ state[:m] + p.U[:, x] + p.b
+        z = p.W @ state[:m] + ux + p.b
         i, f, o = (sigmoid(z[k * m:(k + 1) * m]) for k in (0, 1, 3))
         s = f * state[m:] + i * np.tanh(z[2 * m:3 * m])
         return np.concatenate([o * np.tanh(s), s])

@@ -1,25 +1,61 @@
-"""The model's parameters U, W, V, b, c kept in one flat buffer with named views.
+"""The model's parameters kept in one flat buffer with named views.
 
-One flat buffer makes gradient clipping and AdaGrad a handful of whole-array calls, and lets
-parameters, gradients and the optimizer's state share one layout.
+One layer (the assignment): U (G m, K), W (G m, m), V (K, m), b (G m,), c (K,), in that order.
+L stacked layers append, for l = 2 .. L, the input weights U_l (G m, m) (the input of layer l is
+h_t of layer l - 1), W_l (G m, m) and b_l (G m,), named ``U2 W2 b2 U3 ...``; V and c read the top
+layer. Layer 1 keeps its plain names and its place at the front, so a one-layer ParamSet (and
+checkpoint) is exactly the assignment's, and older checkpoints load unchanged.
+
+One flat buffer makes gradient clipping and the optimizers a handful of whole-array calls, and
+lets parameters, gradients and the optimizer's state share one layout.
 """
 from __future__ import annotations
 
 import numpy as np
 
 NAMES = ("U", "W", "V", "b", "c")
-"""The parameter names, in the order of the flat layout."""
+"""The parameter names of one layer, in the order of the flat layout."""
 
 
-def param_shapes(m: int, K: int, gates: int = 1) -> dict[str, tuple[int, ...]]:
-    """Shapes of the parameters for hidden size ``m``, vocabulary size ``K`` and ``gates`` stacked
-    blocks of U, W and b (1 for the vanilla RNN, 4 for the LSTM)."""
+def layer_names(layers: int) -> tuple[str, ...]:
+    """Every parameter name of an ``layers``-layer model, in flat order: U W V b c U2 W2 b2 ..."""
+    return NAMES + tuple(f"{n}{l}" for l in range(2, layers + 1) for n in ("U", "W", "b"))
+
+
+def count_layers(names) -> int:
+    """The number of layers L whose parameters ``names`` holds (U2 ... UL present)."""
+    L = 1
+    while f"U{L + 1}" in names:
+        L += 1
+    return L
+
+
+def param_shapes(m: int, K: int, gates: int = 1, layers: int = 1) -> dict[str, tuple[int, ...]]:
+    """Shapes of the parameters for hidden size ``m``, vocabulary size ``K``, ``gates`` stacked
+    blocks of U, W and b (1 for the vanilla RNN, 3 for the GRU, 4 for the LSTM) and ``layers`` layers."""
     G = gates * m
-    return {"U": (G, K), "W": (G, m), "V": (K, m), "b": (G,), "c": (K,)}
+    shapes = {"U": (G, K), "W": (G, m), "V": (K, m), "b": (G,), "c": (K,)}
+    for l in range(2, layers + 1):
+        shapes.update({f"U{l}": (G, m), f"W{l}": (G, m), f"b{l}": (G,)})
+    return shapes
+
+
+class Layer:
+    """The recurrent weights of one layer as views: U (G m, K or m), W (G m, m), b (G m,).
+
+    ``m``, ``gates`` and ``flat`` (the whole buffer, for its dtype) as in the ParamSet, so a cell
+    reads a layer exactly as it reads a one-layer ParamSet.
+    """
+
+    __slots__ = ("U", "W", "b", "m", "gates", "flat")
+
+    def __init__(self, U, W, b, m: int, gates: int, flat):
+        self.U, self.W, self.b, self.m, self.gates, self.flat = U, W, b, m, gates, flat
 
 
 class ParamSet:
-    """U (Gm,K), W (Gm,m), V (K,m), b (Gm,), c (K,) as views of one flat array ``flat``.
+    """U (Gm,K), W (Gm,m), V (K,m), b (Gm,), c (K,) (and U_l, W_l, b_l of layers l >= 2) as views
+    of one flat array ``flat``.
 
     Parameters
     ----------
@@ -30,12 +66,18 @@ class ParamSet:
     flat : ndarray, optional
         An existing flat buffer to wrap (not copied); zeros when omitted.
     gates : int, optional
-        G, the number of stacked blocks in U, W, b: 1 (vanilla RNN, default), 4 (LSTM), ...
+        G, the number of stacked blocks in U, W, b: 1 (vanilla RNN, default), 3 (GRU), 4 (LSTM).
+    layers : int, optional
+        L, the number of stacked recurrent layers (1, the assignment's, by default).
     """
 
-    def __init__(self, m: int, K: int, dtype=np.float64, flat: np.ndarray | None = None, gates: int = 1):
-        self.m, self.K, self.gates = int(m), int(K), int(gates)
-        self.shapes = param_shapes(self.m, self.K, self.gates)
+    def __init__(self, m: int, K: int, dtype=np.float64, flat: np.ndarray | None = None, gates: int = 1,
+                 layers: int = 1):
+        self.m, self.K, self.gates, self.layers = int(m), int(K), int(gates), int(layers)
+        if self.layers < 1:
+            raise ValueError(f"layers must be >= 1, got {layers!r}")
+        self.shapes = param_shapes(self.m, self.K, self.gates, self.layers)
+        self.names = tuple(self.shapes)
         size = sum(int(np.prod(s)) for s in self.shapes.values())
         self.flat = np.zeros(size, dtype=dtype) if flat is None else flat
         if self.flat.shape != (size,):
@@ -47,36 +89,48 @@ class ParamSet:
             start += n
 
     def __getitem__(self, name: str) -> np.ndarray:
-        if name not in NAMES:
-            raise KeyError(f"unknown parameter {name!r}; the parameters are {', '.join(NAMES)}")
+        if name not in self.names:
+            raise KeyError(f"unknown parameter {name!r}; the parameters are {', '.join(self.names)}")
         return getattr(self, name)
+
+    def layer(self, l: int) -> Layer:
+        """Layer ``l`` (1-based): its U, W, b as views."""
+        if not 1 <= l <= self.layers:
+            raise IndexError(f"layer {l} of a {self.layers}-layer model")
+        s = "" if l == 1 else str(l)
+        return Layer(self["U" + s], self["W" + s], self["b" + s], self.m, self.gates, self.flat)
 
     def as_dict(self) -> dict[str, np.ndarray]:
         """The named views (no copies)."""
-        return {name: self[name] for name in NAMES}
+        return {name: self[name] for name in self.names}
+
+    def _like(self, flat) -> "ParamSet":
+        return ParamSet(self.m, self.K, flat=flat, gates=self.gates, layers=self.layers)
 
     def copy(self) -> "ParamSet":
         """An independent copy with its own flat buffer."""
-        return ParamSet(self.m, self.K, flat=self.flat.copy(), gates=self.gates)
+        return self._like(self.flat.copy())
 
     def astype(self, dtype) -> "ParamSet":
         """A copy in another floating dtype."""
-        return ParamSet(self.m, self.K, flat=self.flat.astype(dtype), gates=self.gates)
+        return self._like(self.flat.astype(dtype))
 
     def zeros_like(self) -> "ParamSet":
         """A zero-filled ParamSet of the same layout and dtype (for gradients or optimizer state)."""
-        return ParamSet(self.m, self.K, dtype=self.flat.dtype, gates=self.gates)
+        return self._like(np.zeros_like(self.flat))
 
     @classmethod
     def from_arrays(cls, arrays: dict, dtype=np.float64) -> "ParamSet":
-        """Build from a mapping with keys U, W, V, b, c, checking that the shapes agree."""
-        missing = [n for n in NAMES if n not in arrays]
+        """Build from a mapping with keys U, W, V, b, c (and U2 W2 b2 ... for more layers), checking
+        that the shapes agree."""
+        layers = count_layers(arrays)
+        missing = [n for n in layer_names(layers) if n not in arrays]
         if missing:
             raise KeyError(f"missing parameter array(s): {', '.join(missing)}")
         rows, m = np.shape(arrays["W"]) if np.ndim(arrays["W"]) == 2 else (0, 0)
         K = np.shape(arrays["U"])[1] if np.ndim(arrays["U"]) == 2 else 0
         gates = rows // m if m and rows % m == 0 else 1
-        out = cls(m, K, dtype=dtype, gates=gates)
+        out = cls(m, K, dtype=dtype, gates=gates, layers=layers)
         for name, shape in out.shapes.items():
             got = np.shape(arrays[name])
             if got != shape:
@@ -85,13 +139,15 @@ class ParamSet:
         return out
 
 
-def init_params(m: int, K: int, sig: float, rng: np.random.Generator, dtype=np.float64, gates: int = 1) -> ParamSet:
+def init_params(m: int, K: int, sig: float, rng: np.random.Generator, dtype=np.float64, gates: int = 1,
+                layers: int = 1) -> ParamSet:
     """The assignment's initialisation: U, W, V ~ N(0, sig^2); b, c = 0.
 
-    Draws U, then W, then V from ``rng`` (so a seed gives the same weights in every dtype).
-    A cell may adjust the result (the LSTM's forget-gate bias): use ``cells.init_params``.
+    Draws U, then W, then V from ``rng`` (so a seed gives the same weights in every dtype), then
+    U_l, W_l of each further layer. A cell may adjust the result (the LSTM's forget-gate bias):
+    use ``cells.init_params``.
     """
-    p = ParamSet(m, K, dtype=dtype, gates=gates)
-    for name in ("U", "W", "V"):
+    p = ParamSet(m, K, dtype=dtype, gates=gates, layers=layers)
+    for name in ("U", "W", "V") + tuple(f"{n}{l}" for l in range(2, layers + 1) for n in "UW"):
         p[name][...] = rng.standard_normal(p.shapes[name]) * sig
     return p

@@ -147,8 +147,8 @@ def loss_only(p: ParamSet, x, y, hprev, ws: Workspace | None = None) -> float:
 class RNN(Cell):
     """The vanilla RNN as a :class:`~helpers.model.base.Cell`; state h (m,) per stream.
 
-    With B = 1 and a :class:`Workspace` (from ``workspace``), forward and backward take the
-    one-stream path above; otherwise the batched path.
+    With B = 1, one layer, no dropout and a :class:`Workspace` (from ``workspace``), forward and
+    backward take the one-stream path above; otherwise the batched path.
     """
 
     name, gates, state_size = "rnn", 1, 1
@@ -156,12 +156,12 @@ class RNN(Cell):
     def workspace(self, m, K, T, dtype=np.float64) -> Workspace:
         return Workspace(m, K, T, dtype)
 
-    def forward(self, p, X, Y, state, ws=None):
-        if X.shape[0] == 1 and isinstance(ws, Workspace):
+    def forward(self, p, X, Y, state, ws=None, masks=None):
+        if X.shape[0] == 1 and isinstance(ws, Workspace) and p.layers == 1 and masks is None:
             x, y = X[0], Y[0]
             loss, ws = forward(p, x, y, state[0], ws)
             return loss, {"stream": (x, y, ws), "state": ws.H[len(x)][None, :].copy()}
-        return super().forward(p, X, Y, state)
+        return super().forward(p, X, Y, state, masks=masks)
 
     def backward(self, p, cache, grads) -> None:
         if "stream" in cache:
@@ -184,5 +184,5 @@ class RNN(Cell):
             da_next = dA[t]
         return dA
 
-    def step(self, p, state, x):
-        return np.tanh(p.W @ state + p.U[:, x] + p.b)  # h_t = tanh(W h_{t-1} + U x_t + b)
+    def step_in(self, p, state, ux):
+        return np.tanh(p.W @ state + ux + p.b)  # h_t = tanh(W h_{t-1} + U x_t + b)

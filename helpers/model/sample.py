@@ -38,8 +38,9 @@ def sample_indices(p: ParamSet, h0, x0: int, n: int, rng: np.random.Generator,
     ----------
     p : ParamSet
         The model.
-    h0 : array (m,), or (2m,) = [h, s] for the LSTM
-        Recurrent state to start from.
+    h0 : array (L S m,)
+        Recurrent state to start from: h (m,) for a one-layer RNN or GRU, [h, s] (2m,) for the
+        LSTM, layer after layer for L layers.
     x0 : int
         Index of the first input character.
     n : int
@@ -50,7 +51,7 @@ def sample_indices(p: ParamSet, h0, x0: int, n: int, rng: np.random.Generator,
         Divides o_t before the softmax; < 1 sharpens, > 1 flattens.
     top_p : float
         Nucleus cut-off in (0, 1].
-    cell : "rnn" or "lstm"
+    cell : a cell name (helpers.model.cells)
 
     Returns
     -------
@@ -65,10 +66,11 @@ def sample_indices(p: ParamSet, h0, x0: int, n: int, rng: np.random.Generator,
     out = np.empty(n, dtype=np.int64)
     o = np.empty(p.K, dtype=p.flat.dtype)
     cdf = np.empty(p.K, dtype=p.flat.dtype)
-    step = cells.get(cell).step
+    c = cells.get(cell)
+    step, top = c.model_step, c.top
     for t in range(n):
-        h = step(p, h, x)  # h_t from h_{t-1} and x_t (for the LSTM: [h_t, s_t])
-        np.dot(p.V, h[:p.m], out=o)
+        h = step(p, h, x)  # h_t from h_{t-1} and x_t (for the LSTM: [h_t, s_t]; every layer)
+        np.dot(p.V, top(p, h), out=o)
         o += p.c  # o_t = V h_t + c
         if temperature != 1.0:
             o /= temperature
@@ -85,7 +87,7 @@ def sample_indices(p: ParamSet, h0, x0: int, n: int, rng: np.random.Generator,
 
 def warm_up(p: ParamSet, h0, indices, cell: str = "rnn") -> np.ndarray:
     """Run the recurrence over ``indices`` (a priming text) and return the final state."""
-    h, step = np.array(h0, dtype=p.flat.dtype), cells.get(cell).step
+    h, step = np.array(h0, dtype=p.flat.dtype), cells.get(cell).model_step
     for x in indices:
         h = step(p, h, int(x))
     return h
