@@ -20,8 +20,7 @@ from . import compare, documents, sweep
 from .figures import save_figure, smooth_loss_figure
 from .html import STYLE, caption, image, sample, table, text_block
 
-PARAM_ORDER = ("U", "W", "V", "b", "c")
-CELL_NAMES = {"rnn": "vanilla RNN", "lstm": "character-level LSTM"}
+CELL_NAMES = {"rnn": "vanilla RNN", "lstm": "character-level LSTM", "gru": "character-level GRU"}
 OPTIMIZER_NAMES = {"adagrad": "AdaGrad", "rmsprop": "RMSProp", "adam": "Adam"}
 SETTING_NAMES = {"eps": "eps", "rho": "decay", "beta1": "beta1", "beta2": "beta2"}
 _OUT = ("o<sub>t</sub> = V h<sub>t</sub> + c,  p<sub>t</sub> = softmax(o<sub>t</sub>),  "
@@ -37,6 +36,13 @@ INTRO = {
              "[z<sub>i</sub>, z<sub>f</sub>, z<sub>g</sub>, z<sub>o</sub>] = W h<sub>t−1</sub> + U x<sub>t</sub> + b,  "
              "s<sub>t</sub> = σ(z<sub>f</sub>) s<sub>t−1</sub> + σ(z<sub>i</sub>) tanh(z<sub>g</sub>),  "
              "h<sub>t</sub> = σ(z<sub>o</sub>) tanh(s<sub>t</sub>),  " + _OUT),
+    "gru": ("<p>A gated recurrent unit network (the GRU of PyTorch: reset gate r, update gate z, candidate n) "
+            "learns to predict the next character of a text and then writes text of its own, one character at a "
+            "time. Everything is computed from scratch in numpy:</p><p class=\"formula\">"
+            "[a<sub>r</sub>, a<sub>z</sub>, a<sub>n</sub>] = U x<sub>t</sub> + b,  [w<sub>r</sub>, w<sub>z</sub>, "
+            "w<sub>n</sub>] = W h<sub>t−1</sub>,  r = σ(a<sub>r</sub> + w<sub>r</sub>),  z = σ(a<sub>z</sub> + "
+            "w<sub>z</sub>),  n = tanh(a<sub>n</sub> + r w<sub>n</sub>),  h<sub>t</sub> = (1 − z) n + z "
+            "h<sub>t−1</sub>,  " + _OUT),
 }
 
 
@@ -88,11 +94,14 @@ def gradient_section(run_dir) -> HTML:
     """Table 1: relative errors of the analytic gradients, from gradcheck.json."""
     g = read_json(resolve(run_dir) / "gradcheck.json")
     lengths = sorted(g["errors"], key=int)
-    rows = [[T] + [f"{g['errors'][T][n]:.2e}" for n in PARAM_ORDER] for T in lengths]
-    rows_max = [[T] + [f"{g['max_errors'][T][n]:.1e}" for n in PARAM_ORDER] for T in lengths]
+    names = list(g["errors"][lengths[0]])  # U W V b c, then U2 W2 b2 ... of stacked layers
+    rows = [[T] + [f"{g['errors'][T][n]:.2e}" for n in names] for T in lengths]
+    rows_max = [[T] + [f"{g['max_errors'][T][n]:.1e}" for n in names] for T in lengths]
     formula = ('<p class="formula">rel(g<sub>a</sub>, g<sub>n</sub>) = ‖g<sub>a</sub> − g<sub>n</sub>‖ / '
                'max(eps, ‖g<sub>a</sub>‖ + ‖g<sub>n</sub>‖)</p>')
-    cell = "an LSTM" if g.get("cell") == "lstm" else "the vanilla RNN"
+    cell = {"lstm": "an LSTM", "gru": "a GRU"}.get(g.get("cell"), "the vanilla RNN")
+    if g.get("n_layers", 1) > 1:
+        cell += f", {g['n_layers']} layers"
     text = (f"<p>The analytic gradients of BPTT ({cell}) were compared with centered-difference estimates "
             f"(L(θ+h) − L(θ−h)) / 2h, h = {g['h']:g}, for every entry of every parameter of a network with "
             f"m = {g['m']} hidden units, initialised with sig = {g['sig']:g}. Each test uses the first "
@@ -107,10 +116,10 @@ def gradient_section(run_dir) -> HTML:
     caption_max = ("Table 1b. The largest elementwise relative error per parameter. It is larger than the "
                    "norm-based figure because entries whose gradient is nearly zero are dominated by the "
                    "rounding error of the difference quotient.")
-    return HTML(text + table(["seq_length", *PARAM_ORDER], rows,
+    return HTML(text + table(["seq_length", *names], rows,
                              f"Table 1. Relative error of the analytic gradient per parameter (m = {g['m']}, "
                              f"h = {g['h']:g}).") + verdict
-                + table(["seq_length", *PARAM_ORDER], rows_max, caption_max))
+                + table(["seq_length", *names], rows_max, caption_max))
 
 
 def loss_section(run_dir, figure_path) -> HTML:

@@ -27,12 +27,12 @@ def corpus_info(corpus, chars) -> dict:
 
 
 def gradient_test(data_path: str, out_dir: str, seq_lengths=(10, 25, 40), h: float = 1e-4, m: int = 100,
-                  sig: float = 0.01, seed: int = 0, cell: str = "rnn") -> dict:
+                  sig: float = 0.01, seed: int = 0, cell: str = "rnn", n_layers: int = 1) -> dict:
     """Check analytic against numerical gradients for each sequence length; write ``gradcheck.json``.
 
     Each check runs on the first ``seq_length`` characters of the text (targets shifted by one),
     with a zero state, float64, no clipping, and one initialisation drawn from ``seed``. ``cell``
-    is "rnn" (the assignment's) or "lstm".
+    is "rnn" (the assignment's), "lstm" or "gru"; ``n_layers`` stacks that many layers.
     """
     cells.get(cell)  # an unknown cell is refused before any work
     if isinstance(seq_lengths, str):  # papermill -p passes text: '[10, 25, 40]'
@@ -44,7 +44,8 @@ def gradient_test(data_path: str, out_dir: str, seq_lengths=(10, 25, 40), h: flo
         raise ValueError(f"seq_lengths must be a non-empty list of whole numbers, e.g. [10, 25, 40]; got {seq_lengths!r}")
     seq_lengths = [coerce("seq_lengths", T, "int") for T in seq_lengths]
     h, m, sig = coerce("h", h, "float"), coerce("m", m, "int"), coerce("sig", sig, "float")
-    for name, value in (("seq_lengths", min(seq_lengths)), ("h", h), ("m", m), ("sig", sig)):
+    n_layers = coerce("n_layers", n_layers, "int")
+    for name, value in (("seq_lengths", min(seq_lengths)), ("h", h), ("m", m), ("sig", sig), ("n_layers", n_layers)):
         if not value > 0:
             raise ValueError(f"{name} must be > 0, got {value!r}")
     corpus = load_corpus(data_path)
@@ -53,7 +54,7 @@ def gradient_test(data_path: str, out_dir: str, seq_lengths=(10, 25, 40), h: flo
                          f"{max(seq_lengths) + 1}; use a longer text or shorter seq_lengths.")
     chars = build_vocab(corpus.text)
     data = encode(corpus.text[:max(seq_lengths) + 1], chars)
-    params = cells.init_params(cell, m, len(chars), sig, np.random.default_rng(seed))
+    params = cells.init_params(cell, m, len(chars), sig, np.random.default_rng(seed), layers=n_layers)
     errors, max_errors = {}, {}
     bar = Progress(params.flat.size * len(seq_lengths), "gradient entries")
     for i, T in enumerate(seq_lengths):
@@ -65,7 +66,7 @@ def gradient_test(data_path: str, out_dir: str, seq_lengths=(10, 25, 40), h: flo
         bar.write(f"seq_length {T}: " + "  ".join(f"{n} {e:.2e}" for n, e in errors[str(T)].items()))
     bar.update(bar.total, "done")
     bar.close()
-    result = {"h": h, "m": m, "sig": sig, "seed": seed, "cell": cell, "dtype": "float64", "norm": "L2 (Frobenius)",
+    result = {"h": h, "m": m, "sig": sig, "seed": seed, "cell": cell, "n_layers": n_layers, "dtype": "float64", "norm": "L2 (Frobenius)",
               "errors": errors, "max_errors": max_errors, "corpus": corpus_info(corpus, chars)}
     files.write_json(resolve(out_dir) / "gradcheck.json", result)
     return result
@@ -173,7 +174,7 @@ def synthesize(checkpoint: str, length: int = 1000, seed: int = 0, prime: str = 
     ck = ckpt.load(checkpoint)
     x = encode(prime, ck.chars)
     cell = cells.of(ck.params)
-    h0 = sample.warm_up(ck.params, cells.get(cell).initial_state(ck.params.m, 1)[0], x[:-1], cell)
+    h0 = sample.warm_up(ck.params, cells.initial_state(cell, ck.params)[0], x[:-1], cell)
     sampler = sample.sample_indices
     if engine == "numba":
         sampler = fast.sample_indices if fast.AVAILABLE else sampler

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..common.files import atomic_path
 from ..common.paths import resolve
-from ..model.params import NAMES, ParamSet
+from ..model.params import NAMES, ParamSet, count_layers, layer_names
 
 GROUPS = {"params": "", "mem": "m", "mem2": "v", "best": "best"}
 """Checkpoint attribute holding a ParamSet -> the prefix of its arrays' names."""
@@ -47,7 +47,7 @@ def to_arrays(ck: Checkpoint) -> dict[str, np.ndarray]:
     arrays = {}
     for attr, prefix in GROUPS.items():
         if getattr(ck, attr) is not None:
-            arrays.update({prefix + name: getattr(ck, attr)[name] for name in NAMES})
+            arrays.update({prefix + name: getattr(ck, attr)[name] for name in getattr(ck, attr).names})
     hprev = np.zeros(ck.params.m) if ck.hprev is None else ck.hprev
     arrays.update(
         hprev=np.asarray(hprev, dtype=ck.params.flat.dtype),
@@ -70,7 +70,8 @@ def from_arrays(data: dict, where: str = "checkpoint") -> Checkpoint:
     try:
         for attr, prefix in GROUPS.items():
             present = prefix + "U" in data
-            groups[attr] = ParamSet.from_arrays({n: data[prefix + n] for n in NAMES}, dtype) if present else None
+            names = layer_names(count_layers({k[len(prefix):] for k in data if k.startswith(prefix)}))
+            groups[attr] = ParamSet.from_arrays({n: data[prefix + n] for n in names}, dtype) if present else None
     except (KeyError, ValueError) as err:
         raise ValueError(f"{where} is inconsistent: {err}") from None
     if "char_codes" in data:

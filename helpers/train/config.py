@@ -36,11 +36,14 @@ class TrainConfig:
     dtype : "float64" (default, exact) or "float32" (faster).
     engine : "numpy" (default) or "numba" (JIT-compiled update for the vanilla RNN with one stream;
         falls back to numpy, with a note, when numba is not installed).
-    cell : "rnn" (the assignment's vanilla RNN) or "lstm".
+    cell : "rnn" (the assignment's vanilla RNN), "lstm" or "gru".
     batch_size : B parallel streams through the text; 1 is the assignment's training.
     val_fraction : the last part of the text held out for validation (0: none).
     eval_every : evaluate the validation loss every this many updates (and at the end).
     optimizer : "adagrad" (the assignment's), "rmsprop" or "adam".
+    n_layers : stacked recurrent layers (1 is the assignment's).
+    dropout : inverted-dropout rate on each layer's output h_t (between layers and before the output
+        layer), in training only; 0 (default) for none.
     """
 
     m: int = 100
@@ -60,18 +63,23 @@ class TrainConfig:
     val_fraction: float = 0.0
     eval_every: int = 10_000
     optimizer: str = "adagrad"
+    n_layers: int = 1
+    dropout: float = 0.0
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
             object.__setattr__(self, f.name, coerce(f.name, getattr(self, f.name), f.type))
         positive(self, "m", "eta", "seq_length", "sig", "n_updates", "sample_every", "log_every", "checkpoint_every",
-                 "batch_size", "eval_every")
-        at_least(self, 0, "sample_until", "sample_length", "val_fraction")
+                 "batch_size", "eval_every", "n_layers")
+        at_least(self, 0, "sample_until", "sample_length", "val_fraction", "dropout")
         for name, allowed in (("dtype", DTYPES), ("engine", ENGINES), ("cell", CELLS), ("optimizer", OPTIMIZERS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
         if not self.val_fraction < 0.5:
             raise ValueError(f"val_fraction must be in [0, 0.5), e.g. 0.05 for the last 5%, got {self.val_fraction!r}")
+        if not self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), the probability of dropping a unit, e.g. 0.1; "
+                             f"got {self.dropout!r}")
 
     @classmethod
     def from_kwargs(cls, **kwargs) -> "TrainConfig":

@@ -25,9 +25,10 @@ class NumpyEngine:
         self.ws = self.cell.workspace(cfg.m, K, cfg.seq_length, dtype) if cfg.batch_size == 1 else None
         self.sampler = sample.sample_indices
 
-    def loss_and_grads(self, p, X, Y, state, grads):
-        """Mean loss over the streams and the state after the last step; gradients into ``grads``."""
-        loss, cache = self.cell.forward(p, X, Y, state, self.ws)
+    def loss_and_grads(self, p, X, Y, state, grads, masks=None):
+        """Mean loss over the streams and the state after the last step; gradients into ``grads``.
+        ``masks``: the update's dropout masks, or None."""
+        loss, cache = self.cell.forward(p, X, Y, state, self.ws, masks)
         self.cell.backward(p, cache, grads)
         return loss, cache["state"]
 
@@ -38,7 +39,7 @@ class NumpyEngine:
 
 
 class NumbaEngine(NumpyEngine):
-    """The compiled vanilla RNN for one stream (:mod:`helpers.model.fast`)."""
+    """The compiled one-layer vanilla RNN for one stream without dropout (:mod:`helpers.model.fast`)."""
 
     name = "numba"
 
@@ -47,7 +48,7 @@ class NumbaEngine(NumpyEngine):
         self.ws = fast.Workspace(cfg.m, K, cfg.seq_length, dtype)
         self.sampler = fast.sample_indices
 
-    def loss_and_grads(self, p, X, Y, state, grads):
+    def loss_and_grads(self, p, X, Y, state, grads, masks=None):
         loss, hlast = fast.loss_and_grads(p, X[0], Y[0], state[0], grads, self.ws)
         return loss, hlast[None, :]
 
@@ -61,9 +62,10 @@ class NumbaEngine(NumpyEngine):
 def make(cfg: TrainConfig, K: int, dtype, out=print) -> NumpyEngine:
     """The engine ``cfg.engine`` names, or numpy with a note when numba cannot serve the run."""
     if cfg.engine == "numba":
-        if fast.AVAILABLE and cfg.cell == "rnn" and cfg.batch_size == 1:
+        if fast.AVAILABLE and cfg.cell == "rnn" and cfg.batch_size == 1 and cfg.n_layers == 1 and cfg.dropout == 0:
             return NumbaEngine(cfg, K, dtype)
-        why = fast.REASON if not fast.AVAILABLE else "it serves the vanilla RNN with batch_size 1 only"
+        why = fast.REASON if not fast.AVAILABLE else \
+            "it serves the one-layer vanilla RNN with batch_size 1 and no dropout only"
         out(f"engine 'numba' unavailable ({why}); using numpy")
     return NumpyEngine(cfg, K, dtype)
 

@@ -25,7 +25,7 @@ def loss_per_char(cell: str, p: ParamSet, data: np.ndarray, chunk: int = CHUNK) 
     if n < 1:
         raise ValueError("the validation text needs at least 2 characters")
     c = cells.get(cell)
-    state, ws = c.initial_state(p.m, 1, p.flat.dtype), c.workspace(p.m, p.K, chunk, p.flat.dtype)
+    state, ws = cells.initial_state(cell, p), c.workspace(p.m, p.K, chunk, p.flat.dtype)
     total = 0.0
     for start in range(0, n, chunk):
         x, y = data[start:min(start + chunk, n)], data[start + 1:min(start + chunk, n) + 1]

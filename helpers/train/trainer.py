@@ -9,7 +9,7 @@ fewer than T+1 characters remain, a new epoch starts at e = 0 with hprev = 0.
 That is the assignment (the defaults). Options: B parallel streams (stream b reads the b-th of
 B equal parts of the text, the loss averaged over streams), the LSTM cell, RMSProp or Adam, and a
 held-out end of the text whose loss per character is evaluated every eval_every updates and
-then picks the best model (else the lowest smooth loss does).
+then picks the best model (else the lowest smooth loss does); the GRU, stacked layers and dropout.
 """
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ class TrainState:
     @classmethod
     def fresh(cls, cfg: TrainConfig, K: int, rng: np.random.Generator) -> "TrainState":
         """Initial state: the assignment's initialisation drawn from ``rng``, zero recurrent state."""
-        params = cells.init_params(cfg.cell, cfg.m, K, cfg.sig, rng, dtype=np.dtype(cfg.dtype))
+        params = cells.init_params(cfg.cell, cfg.m, K, cfg.sig, rng, dtype=np.dtype(cfg.dtype), layers=cfg.n_layers)
         return cls(params=params, mem=params.zeros_like(), hprev=initial_state(cfg, params.flat.dtype), rng=rng,
                    best_params=params.copy(), mem2=params.zeros_like() if optim.SLOTS[cfg.optimizer] > 1 else None)
 
@@ -104,7 +104,8 @@ class TrainState:
                    best_val_loss=meta.get("best_val_loss", math.inf), seconds=meta.get("seconds", 0.0))
 
 
-RESUME_KEYS = ("m", "cell", "batch_size", "optimizer", "seq_length", "eta", "sig", "dtype", "val_fraction", "eval_every")
+RESUME_KEYS = ("m", "cell", "batch_size", "optimizer", "seq_length", "eta", "sig", "dtype", "val_fraction", "eval_every",
+               "n_layers", "dropout")
 """Settings a resumed run must share with its checkpoint to go on exactly (n_updates and the
 sampling, logging and checkpoint cadences, and the engine, may change)."""
 
@@ -117,8 +118,8 @@ def changed_settings(saved: dict, cfg: TrainConfig) -> dict:
 
 
 def initial_state(cfg: TrainConfig, dtype) -> np.ndarray:
-    """The zero recurrent state of the run's streams, (B, S m)."""
-    return cells.get(cfg.cell).initial_state(cfg.m, cfg.batch_size, dtype)
+    """The zero recurrent state of the run's streams, (B, L S m)."""
+    return cells.get(cfg.cell).initial_state(cfg.m, cfg.batch_size, dtype, cfg.n_layers)
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -181,8 +182,15 @@ class Trainer:
         return self.train_data[idx], self.train_data[idx + 1]
 
     def loss_and_grads(self, x, y) -> tuple[float, np.ndarray]:
-        """Forward and BPTT of the current parameters on (x, y) from hprev; gradients into self.grads."""
-        return self.engine.loss_and_grads(self.state.params, x, y, self.state.hprev, self.grads)
+        """Forward and BPTT of the current parameters on (x, y) from hprev; gradients into self.grads.
+
+        With dropout, the masks of this update are drawn from the run's rng first.
+        """
+        s, cfg = self.state, self.cfg
+        masks = None
+        if cfg.dropout > 0:
+            masks = cells.dropout_masks(s.rng, cfg.dropout, cfg.n_layers, *x.T.shape, cfg.m, s.params.flat.dtype)
+        return self.engine.loss_and_grads(s.params, x, y, s.hprev, self.grads, masks)
 
     def update(self) -> float:
         """One update: forward, BPTT, clip, optimizer step, bookkeeping. Returns the loss."""
