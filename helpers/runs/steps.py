@@ -12,7 +12,7 @@ import numpy as np
 from ..common import files
 from ..common.paths import resolve
 from ..common.progress import Progress
-from ..common.units import bits
+from ..common.units import per_char
 from ..data.text import build_vocab, encode, load_corpus
 from ..model import cells, fast, gradcheck, sample
 from ..train import checkpoint as ckpt
@@ -120,7 +120,8 @@ def write_run_files(trainer: Trainer, out, meta: dict, seconds: float | None = N
     ``last.npz`` goes first: it holds the best model too, so it alone resumes the run whatever
     happens before ``best.npz`` is written. ``final_val`` is the final model's validation loss when
     it was not evaluated on the grid. ``seconds`` is this session's training time (``updates``
-    updates); run.json's and metrics.json's ``seconds`` count every session of the run.
+    updates); run.json's and metrics.json's ``seconds`` count every session of the run. At the end
+    of a session (``seconds`` given) the best model is evaluated once on the test part, if any.
     """
     s, cfg = trainer.state, trainer.cfg
     best, best_val = trainer.checkpoint("best", meta), (s.best_val_loss if s.val_log else None)
@@ -130,26 +131,27 @@ def write_run_files(trainer: Trainer, out, meta: dict, seconds: float | None = N
         best = ckpt.Checkpoint(params=s.params, chars=trainer.chars, step=s.step, smooth_loss=s.smooth_loss,
                                meta={**meta, "kind": "best"})
         best_val = final_val
+    test = trainer.test(best.params) if seconds is not None else None  # once, never used for choosing
+    best.meta.update(per_char(best_val, "best_val"), **(per_char(test, "test") if test is not None else {}))
     ckpt.save(out / "last.npz", trainer.checkpoint("last", meta))
     ckpt.save(out / "best.npz", best)
     files.write_text(out / "train_log.csv", files.log_csv(s.log))
     files.write_json(out / "samples.json", s.samples)
     last_val = final_val if final_val is not None else (s.val_log[-1][3] if s.val_log else None)
     total_seconds = trainer.seconds
-    metrics = {"val_loss_per_char": last_val, "val_bits_per_char": bits(last_val) if last_val is not None else None,
-               "best_val_loss_per_char": best_val,
-               "train_smooth_loss_per_char": s.smooth_loss / cfg.seq_length,
-               "chars_seen": trainer.chars_seen, "seconds": total_seconds,
-               "val_chars": len(trainer.val_data), "history": [
+    losses = {**per_char(last_val, "val"), **per_char(best_val, "best_val"), **per_char(test, "test")}
+    metrics = {**losses, "train_smooth_loss_per_char": s.smooth_loss / cfg.seq_length,
+               "chars_seen": trainer.chars_seen, "seconds": total_seconds, "val_chars": len(trainer.val_data),
+               "test_chars": len(trainer.test_data), "history": [
                    {"step": st, "chars_seen": ch, "seconds": sec, "val_loss_per_char": v} for st, ch, sec, v in s.val_log]}
     files.write_json(out / "metrics.json", {**metrics, "run_id": meta["run_id"]})
     constants = {"clip": optim.CLIP, "smoothing": SMOOTHING, "optimizer": cfg.optimizer,
                  "optimizer_settings": optim.SETTINGS[cfg.optimizer]}
     summary = {**meta, "steps_done": s.step, "epochs": s.epoch, "epoch_starts": s.epoch_starts,
                "final_smooth_loss": s.smooth_loss, "best_smooth_loss": best.smooth_loss,
-               "best_step": best.step, "best_val_loss_per_char": best_val,
+               "best_step": best.step, **losses,
                "best_chosen_by": "validation loss" if best_val is not None else "smooth loss",
-               "val_loss_per_char": last_val, "chars_seen": trainer.chars_seen, "seconds": total_seconds,
+               "chars_seen": trainer.chars_seen, "seconds": total_seconds,
                "session_seconds": seconds, "session_updates": updates,
                "updates_per_second": updates / seconds if seconds else None,
                "engine": trainer.engine.name, "constants": constants}

@@ -16,6 +16,7 @@ DTYPES = ("float64", "float32")
 CELLS = tuple(cells.CELLS)
 OPTIMIZERS = tuple(optim.OPTIMIZERS)
 ENGINES = ("numpy", "numba")
+SCHEDULES = ("constant", "cosine")
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,11 @@ class TrainConfig:
     n_layers : stacked recurrent layers (1 is the assignment's).
     dropout : inverted-dropout rate on each layer's output h_t (between layers and before the output
         layer), in training only; 0 (default) for none.
+    lr_decay : eta is multiplied by this at each new epoch (char-rnn style); 1 (default) keeps it.
+    lr_schedule : "constant" (default; with lr_decay) or "cosine" (eta * (1 + cos(pi t / n_updates)) / 2).
+    warmup : updates over which eta rises linearly from eta / warmup to eta (0: none).
+    test_fraction : the part of the text just before the validation part (the end when there is
+        none) held out as a test set, evaluated once at the end with the best model (0: none).
     """
 
     m: int = 100
@@ -65,21 +71,32 @@ class TrainConfig:
     optimizer: str = "adagrad"
     n_layers: int = 1
     dropout: float = 0.0
+    lr_decay: float = 1.0
+    lr_schedule: str = "constant"
+    warmup: int = 0
+    test_fraction: float = 0.0
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
             object.__setattr__(self, f.name, coerce(f.name, getattr(self, f.name), f.type))
         positive(self, "m", "eta", "seq_length", "sig", "n_updates", "sample_every", "log_every", "checkpoint_every",
-                 "batch_size", "eval_every", "n_layers")
-        at_least(self, 0, "sample_until", "sample_length", "val_fraction", "dropout")
-        for name, allowed in (("dtype", DTYPES), ("engine", ENGINES), ("cell", CELLS), ("optimizer", OPTIMIZERS)):
+                 "batch_size", "eval_every", "n_layers", "lr_decay")
+        at_least(self, 0, "sample_until", "sample_length", "val_fraction", "dropout", "warmup", "test_fraction")
+        for name, allowed in (("dtype", DTYPES), ("engine", ENGINES), ("cell", CELLS), ("optimizer", OPTIMIZERS),
+                              ("lr_schedule", SCHEDULES)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
         if not self.val_fraction < 0.5:
             raise ValueError(f"val_fraction must be in [0, 0.5), e.g. 0.05 for the last 5%, got {self.val_fraction!r}")
+        if not self.val_fraction + self.test_fraction < 0.5:
+            raise ValueError(f"test_fraction must be in [0, 0.5 - val_fraction), e.g. 0.05, so that most of the text "
+                             f"is trained on; got {self.test_fraction!r} with val_fraction {self.val_fraction!r}")
         if not self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), the probability of dropping a unit, e.g. 0.1; "
                              f"got {self.dropout!r}")
+        if not self.lr_decay <= 1:
+            raise ValueError(f"lr_decay must be in (0, 1], the factor eta is multiplied by at each new epoch "
+                             f"(e.g. 0.95; 1 keeps eta), got {self.lr_decay!r}")
 
     @classmethod
     def from_kwargs(cls, **kwargs) -> "TrainConfig":

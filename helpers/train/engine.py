@@ -32,10 +32,11 @@ class NumpyEngine:
         self.cell.backward(p, cache, grads)
         return loss, cache["state"]
 
-    def step(self, theta, g, slots, t: int, tmp) -> None:
-        """Clip the gradients to [-CLIP, CLIP], then one optimizer step (update number ``t``)."""
+    def step(self, theta, g, slots, t: int, tmp, eta: float | None = None) -> None:
+        """Clip the gradients to [-CLIP, CLIP], then one optimizer step (update number ``t``) with
+        learning rate ``eta`` (the configured one when None)."""
         optim.clip_(g)
-        optim.OPTIMIZERS[self.cfg.optimizer](theta, g, slots, self.cfg.eta, t, tmp)
+        optim.OPTIMIZERS[self.cfg.optimizer](theta, g, slots, self.cfg.eta if eta is None else eta, t, tmp)
 
 
 class NumbaEngine(NumpyEngine):
@@ -52,11 +53,11 @@ class NumbaEngine(NumpyEngine):
         loss, hlast = fast.loss_and_grads(p, X[0], Y[0], state[0], grads, self.ws)
         return loss, hlast[None, :]
 
-    def step(self, theta, g, slots, t: int, tmp) -> None:
+    def step(self, theta, g, slots, t: int, tmp, eta: float | None = None) -> None:
         if self.cfg.optimizer == "adagrad":
-            clip_adagrad_(theta, g, slots[0], self.cfg.eta)
+            clip_adagrad_(theta, g, slots[0], self.cfg.eta if eta is None else eta)
         else:
-            super().step(theta, g, slots, t, tmp)
+            super().step(theta, g, slots, t, tmp, eta)
 
 
 def make(cfg: TrainConfig, K: int, dtype, out=print) -> NumpyEngine:

@@ -9,7 +9,9 @@ fewer than T+1 characters remain, a new epoch starts at e = 0 with hprev = 0.
 That is the assignment (the defaults). Options: B parallel streams (stream b reads the b-th of
 B equal parts of the text, the loss averaged over streams), the LSTM cell, RMSProp or Adam, and a
 held-out end of the text whose loss per character is evaluated every eval_every updates and
-then picks the best model (else the lowest smooth loss does); the GRU, stacked layers and dropout.
+then picks the best model (else the lowest smooth loss does); the GRU, stacked layers and dropout;
+eta decayed per epoch or on a cosine with warm-up (:mod:`helpers.train.schedule`); a test part of
+the text, just before the validation part, that training never reads.
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ import numpy as np
 
 from ..model import cells
 from ..model.params import ParamSet
-from . import engine, evaluate, optim, session
+from . import engine, evaluate, optim, schedule, session
 from .checkpoint import Checkpoint
 from .config import TrainConfig
 
@@ -105,16 +107,19 @@ class TrainState:
 
 
 RESUME_KEYS = ("m", "cell", "batch_size", "optimizer", "seq_length", "eta", "sig", "dtype", "val_fraction", "eval_every",
-               "n_layers", "dropout")
+               "n_layers", "dropout", "lr_decay", "lr_schedule", "warmup", "test_fraction")
 """Settings a resumed run must share with its checkpoint to go on exactly (n_updates and the
-sampling, logging and checkpoint cadences, and the engine, may change)."""
+sampling, logging and checkpoint cadences, and the engine, may change; n_updates not on a cosine
+schedule, whose length it is)."""
 
 
 def changed_settings(saved: dict, cfg: TrainConfig) -> dict:
-    """``{name: saved value}`` for each of RESUME_KEYS on which ``cfg`` differs from ``saved``."""
+    """``{name: saved value}`` for each of RESUME_KEYS on which ``cfg`` differs from ``saved``
+    (settings a checkpoint predates count as their defaults)."""
     defaults = TrainConfig().as_dict()
     now = cfg.as_dict()
-    return {k: saved.get(k, defaults[k]) for k in RESUME_KEYS if saved.get(k, defaults[k]) != now[k]}
+    keys = RESUME_KEYS + (("n_updates",) if cfg.lr_schedule == "cosine" else ())
+    return {k: saved.get(k, defaults[k]) for k in keys if saved.get(k, defaults[k]) != now[k]}
 
 
 def initial_state(cfg: TrainConfig, dtype) -> np.ndarray:
@@ -133,16 +138,18 @@ class Trainer:
     ----------
     cfg : TrainConfig
     data : int array (N,)
-        The encoded text; its last ``val_fraction`` is held out for validation.
+        The encoded text; its last ``val_fraction`` is held out for validation, the ``test_fraction``
+        before it for the final test.
     chars : list of str
         The vocabulary (index order).
     state : TrainState
     """
 
     def __init__(self, cfg: TrainConfig, data: np.ndarray, chars: list[str], state: TrainState):
-        n_val = int(round(cfg.val_fraction * len(data)))
-        self.data = data  # the whole text; training reads the first part, validation the held-out rest
-        self.train_data, self.val_data = data[:len(data) - n_val], data[len(data) - n_val:]
+        n_val, n_test = int(round(cfg.val_fraction * len(data))), int(round(cfg.test_fraction * len(data)))
+        self.data = data  # the whole text: [ training | test | validation ]
+        self.train_data = data[:len(data) - n_val - n_test]
+        self.test_data, self.val_data = data[len(data) - n_val - n_test:len(data) - n_val], data[len(data) - n_val:]
         B, T = cfg.batch_size, cfg.seq_length
         self.L = len(self.train_data) // B  # characters per stream
         if self.L < T + 1:
@@ -152,6 +159,9 @@ class Trainer:
         if cfg.val_fraction > 0 and n_val < 2:
             raise ValueError(f"val_fraction {cfg.val_fraction} leaves {n_val} character(s) of this {len(data)}-character "
                              "text for validation; use a larger val_fraction (or 0 for none).")
+        if cfg.test_fraction > 0 and n_test < 2:
+            raise ValueError(f"test_fraction {cfg.test_fraction} leaves {n_test} character(s) of this {len(data)}-character "
+                             "text for the test; use a larger test_fraction (or 0 for none).")
         self.cfg, self.chars, self.state = cfg, chars, state
         self.offsets = (np.arange(B) * self.L)[:, None] + np.arange(T)[None, :]  # stream b, step t -> index
         self.grads = state.params.zeros_like()
@@ -205,7 +215,7 @@ class Trainer:
         s.smooth_loss = loss if s.step == 0 else SMOOTHING * s.smooth_loss + _NEW * loss
         if s.step == 0:
             self.record_sample(x[0, 0])  # before the first update: h0 = hprev, x0 = its first input
-        self.engine.step(s.params.flat, g, self.slots, s.step + 1, self.tmp)
+        self.engine.step(s.params.flat, g, self.slots, s.step + 1, self.tmp, self.eta())
         s.hprev, s.position, s.step = hlast, s.position + cfg.seq_length, s.step + 1
         if not len(self.val_data) and s.smooth_loss < s.best_smooth_loss:  # best model: lowest smooth loss
             self.keep_best()
@@ -216,6 +226,18 @@ class Trainer:
         if len(self.val_data) and s.step % cfg.eval_every == 0:
             self.validate()
         return loss
+
+    def eta(self) -> float:
+        """The learning rate of the update about to be taken (see :mod:`helpers.train.schedule`)."""
+        return schedule.learning_rate(self.cfg, self.state.step + 1, self.state.epoch)
+
+    def test(self, params: ParamSet | None = None) -> float | None:
+        """Loss per character of ``params`` (default: the best model) on the test part, None without one.
+
+        Forward only, no random draws: the test never changes the run."""
+        if not len(self.test_data):
+            return None
+        return evaluate.loss_per_char(self.cfg.cell, params or self.state.best_params, self.test_data)
 
     def keep_best(self) -> None:
         """Remember the current parameters as the best model."""
