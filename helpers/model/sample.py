@@ -117,3 +117,66 @@ def sample_documents(params: ParamSet, chars: list[str], end: int, n: int, max_l
     """``n`` documents (texts) and, for each, whether it ended with the end character."""
     docs = [sample_document(params, end, max_length, rng, temperature, top_p) for _ in range(n)]
     return ["".join(chars[i] for i in idx) for idx, _ in docs], [ended for _, ended in docs]
+
+
+def log_softmax(o: np.ndarray) -> np.ndarray:
+    """log softmax(o) along the last axis, shifted for stability."""
+    o = o - o.max(axis=-1, keepdims=True)
+    return o - np.log(np.exp(o).sum(axis=-1, keepdims=True))
+
+
+def log_prob(p: ParamSet, h0, x0: int, indices, cell: str = "rnn") -> float:
+    """log P(indices | h0, x0) under the model: sum_t log p_t[x_{t+1}] (nats), from one step per character."""
+    c, h, x, total = cells.get(cell), np.array(h0, dtype=p.flat.dtype), int(x0), 0.0
+    for nxt in indices:
+        h = c.model_step(p, h, x)
+        total += float(log_softmax(p.V @ c.top(p, h) + p.c)[int(nxt)])
+        x = int(nxt)
+    return total
+
+
+def beam_search(p: ParamSet, h0, x0: int, n: int, beam_width: int, cell: str = "rnn") -> tuple[np.ndarray, float]:
+    """The continuation of ``n`` characters with the highest log-probability that a beam finds.
+
+    Keeps the ``beam_width`` most probable prefixes at every step: each is extended by every one
+    of the K characters, scored by log P(prefix) + log p_t[k], and the best ``beam_width`` of the
+    beam_width x K candidates go on (ties to the earlier beam and the lower index). Width 1 is
+    greedy decoding; a width of K^(n-1) keeps every prefix, so the result is the most probable
+    sequence of all K^n.
+
+    Parameters
+    ----------
+    p : ParamSet
+    h0 : array (L S m,)
+        Recurrent state to start from (as :func:`sample_indices`).
+    x0 : int
+        Index of the first input character.
+    n : int
+        Length of the continuation.
+    beam_width : int
+        Prefixes kept per step, >= 1.
+    cell : a cell name
+
+    Returns
+    -------
+    indices : int array (n,)
+        The best continuation found.
+    log_prob : float
+        Its log-probability under the model (nats), sum_t log p_t[x_{t+1}].
+    """
+    check_options(n, 1.0, 1.0)
+    if isinstance(beam_width, bool) or not isinstance(beam_width, (int, np.integer)) or beam_width < 1:
+        raise ValueError(f"beam_width must be a whole number >= 1 (1 is greedy decoding), got {beam_width!r}")
+    c = cells.get(cell)
+    states = np.array(h0, dtype=p.flat.dtype)[None, :]  # state before each beam's last input
+    last, scores = np.array([int(x0)]), np.zeros(1)
+    seqs = np.empty((1, 0), dtype=np.int64)
+    for _ in range(int(n)):
+        states = np.stack([c.model_step(p, s, int(x)) for s, x in zip(states, last)])
+        logp = log_softmax(c.top(p, states) @ p.V.T + p.c)  # (beams, K)
+        cand = (scores[:, None] + logp).ravel()  # log P(prefix) + log p_t[k]
+        keep = np.argsort(-cand, kind="stable")[:int(beam_width)]
+        beam, last = np.divmod(keep, p.K)
+        states, scores = states[beam], cand[keep]
+        seqs = np.concatenate([seqs[beam], last[:, None]], axis=1)
+    return seqs[0], float(scores[0])

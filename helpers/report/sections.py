@@ -188,10 +188,12 @@ def best_section(run_dir) -> HTML:
 
 def passage(result: dict) -> HTML:
     """A synthesized text (as returned by ``workflow.synthesize``) with where it came from."""
+    how = (f"beam search of width {result['beam_width']}, log-probability {result['log_prob']:.1f} nats"
+           if result.get("beam_width", 0) >= 2 else
+           f"seed {result['seed']}, temperature {result['temperature']:g}, top-p {result['top_p']:g}")
     return HTML(
         f"<p>{len(result['text']):,} characters from <code>{html.escape(result['checkpoint'])}</code> "
-        f"(update {result['step']:,}, smooth loss {result['smooth_loss']:.2f}; seed {result['seed']}, "
-        f"temperature {result['temperature']:g}, top-p {result['top_p']:g}):</p>"
+        f"(update {result['step']:,}, smooth loss {result['smooth_loss']:.2f}; {how}):</p>"
         + text_block(result["text"]))
 
 

@@ -3,7 +3,8 @@
     from helpers.runs import interactive
     interactive.sampler("output/run/best.npz")
 
-Pick a checkpoint, temperature, top-p, length, priming text and seed; the text is synthesized
+Pick a checkpoint, temperature, top-p, length, priming text, seed and beam width (2 or more: beam
+search instead of sampling); the text is synthesized
 again whenever a control moves. Under papermill, nbconvert or ``make report`` the same call
 shows one static sample with the given settings instead of a widget.
 """
@@ -35,12 +36,12 @@ def sample_html(result: dict) -> str:
 class Sampler:
     """The widget: controls plus an HTML area refreshed on every change.
 
-    Attributes ``checkpoint``, ``temperature``, ``top_p``, ``length``, ``prime``, ``seed`` are the
-    controls; ``output`` holds the text (``output.value``); ``widget`` is what to display.
+    Attributes ``checkpoint``, ``temperature``, ``top_p``, ``length``, ``prime``, ``seed``, ``beam_width``
+    are the controls; ``output`` holds the text (``output.value``); ``widget`` is what to display.
     """
 
     def __init__(self, checkpoint: str, length: int = 300, temperature: float = 1.0, top_p: float = 1.0,
-                 prime: str = "\n", seed: int = 0):
+                 prime: str = "\n", seed: int = 0, beam_width: int = 0):
         import ipywidgets as w
 
         options = find_checkpoints()
@@ -55,19 +56,20 @@ class Sampler:
         self.length = w.IntSlider(value=length, min=0, max=2000, step=10, description="length", style=style)
         self.prime = w.Text(value=prime, description="prime", style=style)
         self.seed = w.IntText(value=seed, description="seed", style=style, layout=w.Layout(width="200px"))
+        self.beam_width = w.IntSlider(value=beam_width, min=0, max=16, description="beam width", style=style)
         self.output = w.HTML()
-        controls = (self.checkpoint, self.temperature, self.top_p, self.length, self.prime, self.seed)
+        controls = (self.checkpoint, self.temperature, self.top_p, self.length, self.prime, self.seed, self.beam_width)
         for control in controls:
             control.observe(self.refresh, names="value")
         self.widget = w.VBox([w.HBox([self.checkpoint, self.seed]), w.HBox([self.temperature, self.top_p]),
-                              w.HBox([self.length, self.prime]), self.output])
+                              w.HBox([self.length, self.prime]), self.beam_width, self.output])
         self.refresh()
 
     def refresh(self, _change=None) -> None:
         """Synthesize with the current settings; a bad setting shows its message instead of text."""
         try:
             result = synthesize(self.checkpoint.value, self.length.value, self.seed.value, self.prime.value or "\n",
-                                self.temperature.value, self.top_p.value)
+                                self.temperature.value, self.top_p.value, beam_width=self.beam_width.value)
             self.output.value = sample_html(result)
         except (ValueError, FileNotFoundError) as err:
             self.output.value = f'<div style="color:#b00020">{html.escape(str(err))}</div>'
@@ -77,9 +79,9 @@ class Sampler:
 
 
 def sampler(checkpoint: str = "output/run/last.npz", length: int = 300, temperature: float = 1.0,
-            top_p: float = 1.0, prime: str = "\n", seed: int = 0):
+            top_p: float = 1.0, prime: str = "\n", seed: int = 0, beam_width: int = 0):
     """The interactive sampler in a live notebook; one static sample (HTML) in a batch run."""
     if is_interactive():
-        return Sampler(checkpoint, length, temperature, top_p, prime, seed)
-    result = synthesize(checkpoint, length, seed, prime, temperature, top_p)
+        return Sampler(checkpoint, length, temperature, top_p, prime, seed, beam_width)
+    result = synthesize(checkpoint, length, seed, prime, temperature, top_p, beam_width=beam_width)
     return HTML("<p>Static sample (the interactive sampler needs a live notebook):</p>" + sample_html(result))

@@ -161,16 +161,22 @@ def write_run_files(trainer: Trainer, out, meta: dict, seconds: float | None = N
 
 def synthesize(checkpoint: str, length: int = 1000, seed: int = 0, prime: str = "\n",
                temperature: float = 1.0, top_p: float = 1.0, out_path: str | None = None,
-               engine: str = "numpy") -> dict:
+               engine: str = "numpy", beam_width: int = 0) -> dict:
     """Synthesize ``length`` characters from a checkpoint, with the vocabulary it carries.
 
     The hidden state starts at zero and is run over ``prime`` but its last character, which is
-    x_0. ``engine="numba"`` draws with the compiled sampler (the same draws; numpy when numba is
-    missing). Writes the result as JSON to ``out_path`` when given. Returns
-    ``{"checkpoint", "step", "smooth_loss", "seed", "prime", "temperature", "top_p", "text"}``.
+    x_0. ``beam_width`` 0 or 1 samples (``engine="numba"`` draws with the compiled sampler, the same
+    draws; numpy when numba is missing); 2 or more runs beam search for the most probable
+    continuation instead (seed, temperature and top_p then play no part). Writes the result as JSON
+    to ``out_path`` when given. Returns ``{"checkpoint", "step", "smooth_loss", "seed", "prime",
+    "temperature", "top_p", "beam_width", "text", "log_prob", "run_id"}``, ``log_prob`` being the
+    text's log-probability under the model (nats).
     """
     length, seed = coerce("length", length, "int"), coerce("seed", seed, "int")
     temperature, top_p = coerce("temperature", temperature, "float"), coerce("top_p", top_p, "float")
+    beam_width = coerce("beam_width", beam_width, "int")
+    if beam_width < 0:
+        raise ValueError(f"beam_width must be >= 0 (0 or 1: sample; 2 or more: beam search), got {beam_width}")
     if not isinstance(prime, str) or not prime:
         raise ValueError(f"prime must be a non-empty text (its last character starts the sample), got {prime!r}")
     ck = ckpt.load(checkpoint)
@@ -182,11 +188,15 @@ def synthesize(checkpoint: str, length: int = 1000, seed: int = 0, prime: str = 
         sampler = fast.sample_indices if fast.AVAILABLE else sampler
     elif engine != "numpy":
         raise ValueError(f"engine must be numpy or numba, got {engine!r}")
-    idx, _ = sampler(ck.params, h0, int(x[-1]), length, np.random.default_rng(seed),
-                     temperature=temperature, top_p=top_p, cell=cell)
+    if beam_width >= 2:
+        idx, log_prob = sample.beam_search(ck.params, h0, int(x[-1]), length, beam_width, cell)
+    else:
+        idx, _ = sampler(ck.params, h0, int(x[-1]), length, np.random.default_rng(seed),
+                         temperature=temperature, top_p=top_p, cell=cell)
+        log_prob = sample.log_prob(ck.params, h0, int(x[-1]), idx, cell)
     result = {"checkpoint": str(resolve(checkpoint)), "step": ck.step, "smooth_loss": ck.smooth_loss,
-              "seed": seed, "prime": prime, "temperature": temperature, "top_p": top_p,
-              "text": "".join(ck.chars[i] for i in idx), "run_id": ck.meta.get("run_id")}
+              "seed": seed, "prime": prime, "temperature": temperature, "top_p": top_p, "beam_width": beam_width,
+              "text": "".join(ck.chars[i] for i in idx), "log_prob": log_prob, "run_id": ck.meta.get("run_id")}
     if out_path:
         files.write_json(resolve(out_path), result)
     return result
