@@ -11,6 +11,7 @@ from matplotlib.ticker import FuncFormatter
 
 from ..common.files import read_json
 from ..common.paths import resolve
+from ..common.units import perplexity
 from .figures import show
 from .html import caption, img_tag, sample, table
 
@@ -48,10 +49,11 @@ def table(out_dir) -> HTML:
     """The final figures of every run as an HTML table."""
     data = read_json(resolve(out_dir) / "compare.json")
     rows = [[html.escape(r["name"]), f"{r['best_val_loss_per_char']:.3f}", f"{r['best_val_bits_per_char']:.3f}",
+             f"{perplexity(r['best_val_loss_per_char']):.2f}",
              f"{r['chars_seen']:,}", f"{r['seconds']:.0f}", f"{r['chars_per_second']:,.0f}"] if r["status"] == "done"
-            else f"<tr><td>{html.escape(r['name'])}</td><td colspan='5'>failed: {html.escape(r['error'])}</td></tr>"
+            else f"<tr><td>{html.escape(r['name'])}</td><td colspan='6'>failed: {html.escape(r['error'])}</td></tr>"
             for r in data["runs"]]
-    return HTML(table(("run", "best val nats/char", "bits/char", "chars seen", "seconds", "chars/s"), rows,
+    return HTML(table(("run", "best val nats/char", "bits/char", "perplexity", "chars seen", "seconds", "chars/s"), rows,
                       f"Best validation loss per character within a budget of {data['chars_budget']:,} characters "
                       f"(validation: the last {data['val_fraction']:.0%} of the text)."))
 

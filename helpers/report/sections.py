@@ -15,8 +15,8 @@ from IPython.display import HTML
 
 from ..common.files import read_json, read_log
 from ..common.paths import resolve
-from ..common.units import bits
-from . import compare, documents, sweep
+from ..common.units import bits, perplexity
+from . import compare, documents, reference, sweep
 from .figures import save_figure, smooth_loss_figure
 from .html import STYLE, caption, image, sample, table, text_block
 
@@ -154,11 +154,21 @@ def loss_section(run_dir, figure_path) -> HTML:
     if run.get("best_val_loss_per_char") is not None:
         val = run["best_val_loss_per_char"]
         text += (f". The best model is chosen by the loss on the held-out last {c['val_fraction']:.0%} of the text: "
-                 f"{val:.3f} nats ({bits(val):.3f} bits) per character, after {run['best_step']:,} updates")
+                 f"{val:.3f} nats ({bits(val):.3f} bits, perplexity {perplexity(val):.2f}) per character, after "
+                 f"{run['best_step']:,} updates")
+    if run.get("test_loss_per_char") is not None:
+        test = run["test_loss_per_char"]
+        text += (f". On the test part, the {c['test_fraction']:.0%} of the text before it, never used for choosing, "
+                 f"the best model loses {test:.3f} nats ({bits(test):.3f} bits, perplexity {perplexity(test):.2f})")
     text += ".</p>"
     return HTML(text + image(Path(figure_path).read_bytes(), "Figure 2: smooth loss")
                 + caption(f"Figure 2. Smooth loss over {run['steps_done']:,} updates; dotted lines mark the start "
                           "of each epoch."))
+
+
+def reference_section(run_dir, baseline_dir: str = "", best_dir: str = "") -> HTML:
+    """The reference points for a loss per character (see :mod:`helpers.report.reference`)."""
+    return reference.section(run_dir, baseline_dir, best_dir)
 
 
 def samples_section(run_dir) -> HTML:

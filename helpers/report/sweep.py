@@ -14,6 +14,7 @@ from matplotlib.ticker import FuncFormatter
 
 from ..common.files import read_json, read_log
 from ..common.paths import resolve
+from ..common.units import bits, perplexity
 from .html import caption, img_tag, table
 
 RESULTS = ("final_smooth_loss", "best_smooth_loss", "best_val_loss_per_char", "updates_per_second", "seconds")
@@ -94,10 +95,15 @@ def _cell(value, fmt: str = "") -> str:
 
 def _table(rows: list[dict], names: list[str]) -> str:
     """The results as a ``table.results``: grid values, losses, speed, status and error."""
-    head = [*names, "final smooth loss", "best smooth loss", "best validation loss per char", "updates/s", "seconds", "status"]
+    head = [*names, "final smooth loss", "best smooth loss", "best validation loss per char", "bits/char", "perplexity",
+            "updates/s", "seconds", "status"]
     fmts = (".3f", ".3f", ".3f", ",.0f", ".1f")
     body = [[_cell(r[n]) for n in names] + [_cell(r[k], f) for k, f in zip(RESULTS, fmts)]
             + [_cell(r["status"]) + ("<br/>" + _cell(r["error"][:300]) if r["error"] else "")] for r in rows]
+    for row, r in zip(body, rows):  # the held-out loss in bits and as perplexity beside it
+        val = r[VAL_KEY]
+        row[len(names) + 3:len(names) + 3] = [_cell(None if val is None else bits(val), ".3f"),
+                                              _cell(None if val is None else perplexity(val), ".2f")]
     return table(head, body)
 
 

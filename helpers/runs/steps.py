@@ -6,6 +6,7 @@ files) to one another, never in-memory state.
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 
@@ -13,7 +14,7 @@ from ..common import files
 from ..common.paths import resolve
 from ..common.progress import Progress
 from ..common.units import per_char
-from ..data.text import build_vocab, encode, load_corpus
+from ..data.text import build_vocab, encode, load_corpus, ngram_entropy
 from ..model import cells, fast, gradcheck, sample
 from ..train import checkpoint as ckpt
 from ..train import evaluate, optim
@@ -110,7 +111,12 @@ def train(data_path: str, out_dir: str, seed: int = 0, init_from: str = "", **pa
         # the final model's figure, off the eval_every grid: reported, but kept out of val_log and the
         # best-model choice, so that a run stopped here and resumed equals an uninterrupted one
         final_val = evaluate.loss_per_char(cfg.cell, state.params, trainer.val_data)
-    return write_run_files(trainer, out, meta, seconds, state.step - first_step, final_val)
+    run = write_run_files(trainer, out, meta, seconds, state.step - first_step, final_val)
+    for what in ("best_val", "test"):
+        if run[f"{what}_loss_per_char"] is not None:
+            print(f"{what.replace('_', ' ')}: {run[f'{what}_loss_per_char']:.4f} nats/char, "
+                  f"{run[f'{what}_bits_per_char']:.4f} bits/char, perplexity {run[f'{what}_perplexity']:.3f}")
+    return run
 
 
 def write_run_files(trainer: Trainer, out, meta: dict, seconds: float | None = None, updates: int = 0,
@@ -140,7 +146,8 @@ def write_run_files(trainer: Trainer, out, meta: dict, seconds: float | None = N
     last_val = final_val if final_val is not None else (s.val_log[-1][3] if s.val_log else None)
     total_seconds = trainer.seconds
     losses = {**per_char(last_val, "val"), **per_char(best_val, "best_val"), **per_char(test, "test")}
-    metrics = {**losses, "train_smooth_loss_per_char": s.smooth_loss / cfg.seq_length,
+    metrics = {**losses, "reference": reference_points(trainer),
+               "train_smooth_loss_per_char": s.smooth_loss / cfg.seq_length,
                "chars_seen": trainer.chars_seen, "seconds": total_seconds, "val_chars": len(trainer.val_data),
                "test_chars": len(trainer.test_data), "history": [
                    {"step": st, "chars_seen": ch, "seconds": sec, "val_loss_per_char": v} for st, ch, sec, v in s.val_log]}
@@ -157,6 +164,14 @@ def write_run_files(trainer: Trainer, out, meta: dict, seconds: float | None = N
                "engine": trainer.engine.name, "constants": constants}
     files.write_json(out / "run.json", summary)
     return summary
+
+
+def reference_points(trainer: Trainer) -> dict:
+    """Losses per character (nats) to place a model on: a uniform guess, ln K, and the unigram and
+    bigram entropy of the training part of the text (:func:`helpers.data.text.ngram_entropy`)."""
+    K, data = len(trainer.chars), trainer.train_data
+    return {"uniform": math.log(K), "unigram": ngram_entropy(data, K, 1), "bigram": ngram_entropy(data, K, 2),
+            "train_chars": len(data)}
 
 
 def synthesize(checkpoint: str, length: int = 1000, seed: int = 0, prime: str = "\n",

@@ -1,0 +1,76 @@
+"""Reference points for a loss per character: where the run stands between a uniform guess and the
+best recipe, from result files only (the run's ``metrics.json``, and those of the assignment's
+vanilla RNN and of the best recipe when their folders are given).
+
+A held-out loss is shown three ways: nats per character (the mean -ln p of the next character),
+bits per character (nats / ln 2) and perplexity (e^nats: a model that hesitates between this many
+equally likely characters would lose as much).
+"""
+from __future__ import annotations
+
+import html
+
+from IPython.display import HTML
+
+from ..common.files import read_json
+from ..common.paths import resolve
+from ..common.units import bits, perplexity
+from .html import table
+
+EXPLAIN = ("<p>A loss per character is the mean of −ln p<sub>t</sub>[y<sub>t</sub>] over a text, in nats; "
+           "divided by ln 2 it is in bits per character, and e<sup>loss</sup> is the perplexity: a model that "
+           "hesitated between that many equally likely characters would lose as much. The uniform guess has "
+           "perplexity K. The unigram and bigram entropies are what a model that knew the exact frequencies "
+           "of single characters, or of a character given the one before, in the training text would lose on "
+           "that text; the recurrent networks read the held-out validation and test parts, which they never "
+           "trained on.</p>")
+
+
+def _row(name: str, nats: float | None, where: str) -> list[str]:
+    if nats is None:
+        return [html.escape(name), "", "", "", html.escape(where)]
+    return [html.escape(name), f"{nats:.3f}", f"{bits(nats):.3f}", f"{perplexity(nats):.2f}", html.escape(where)]
+
+
+def _model_rows(folder, name: str, corpus: dict) -> list[list[str]]:
+    """The best validation (and test) loss of the run in ``folder``, checked to be on ``corpus``."""
+    run, metrics = read_json(resolve(folder) / "run.json"), read_json(resolve(folder) / "metrics.json")
+    same = ("name", "n_chars", "K")  # the path may differ between checkouts
+    if [run["corpus"].get(k) for k in same] != [corpus.get(k) for k in same]:
+        raise ValueError(f"{folder} was trained on {run['corpus']['name']!r} ({run['corpus']['n_chars']:,} characters), "
+                         f"not on this run's text; give the folder of a run on {corpus['name']!r}.")
+    c = run["config"]
+    model = (f"{c.get('cell', 'rnn')}, {c.get('n_layers', 1)} layer(s) of m = {c['m']}, {c.get('optimizer', 'adagrad')}, "
+             f"{metrics['chars_seen']:,} characters in {metrics['seconds'] / 60:.1f} min")
+    split = f"last {c.get('val_fraction', 0):.0%}"
+    rows = [_row(f"{name}: validation", metrics.get("best_val_loss_per_char"), f"{model}; {split}")]
+    if metrics.get("test_loss_per_char") is not None:
+        rows.append(_row(f"{name}: test", metrics["test_loss_per_char"], f"the {c['test_fraction']:.0%} before it"))
+    return rows
+
+
+def section(run_dir, baseline_dir: str = "", best_dir: str = "") -> HTML:
+    """The table of reference points, the run's own held-out losses and, when their folders are given,
+    the assignment's vanilla RNN (``baseline_dir``) and the best recipe (``best_dir``)."""
+    metrics, run = read_json(resolve(run_dir) / "metrics.json"), read_json(resolve(run_dir) / "run.json")
+    ref = metrics.get("reference")
+    if ref is None:
+        raise ValueError(f"{run_dir}/metrics.json has no reference points (an older version wrote it); "
+                         "re-run notebooks/02_train.ipynb.")
+    K = run["corpus"]["K"]
+    rows = [_row("uniform guess, ln K", ref["uniform"], f"K = {K}"),
+            _row("unigram entropy of the training text", ref["unigram"], f"{ref['train_chars']:,} characters"),
+            _row("bigram entropy of the training text", ref["bigram"], "H(x_t | x_t−1)")]
+    seen = set()
+    for folder, name in ((baseline_dir, "the assignment's vanilla RNN"), (best_dir, "the best recipe"), (run_dir, "this run")):
+        key = resolve(folder) if folder else None
+        if key is None or key in seen or (folder == run_dir and metrics.get("best_val_loss_per_char") is None):
+            continue
+        seen.add(key)
+        rows += _model_rows(folder, name, run["corpus"])
+    if not any(r[0].startswith("this run") for r in rows):
+        per_char = run["best_smooth_loss"] / run["config"]["seq_length"]
+        rows.append(_row("this run: smooth training loss", per_char, "not held out: it trained on this text"))
+    return HTML("<h2>Reference points</h2>" + EXPLAIN
+                + table(("reference point", "nats/char", "bits/char", "perplexity", "what"), rows,
+                        "Losses per character, lower is better."))
