@@ -21,8 +21,10 @@ Every path runs under threadpoolctl.threadpool_limits(1, "blas") (also the oracl
 only helps): these matrices are too small for BLAS threads to pay off. The methods take turns
 within each run, so a background load spreads over all of them; the ratios are to the oracle
 measured in the same process. Synthesis of 1000 characters, characters per second of training
-with B = 1, 4, 16, 64 streams for both cells, and (with --gradcheck) the m = 100 gradient check
-are timed too.
+with B = 1, 4, 16, 64 streams for both cells, the gated cells at the size of the best recipe
+(m = 256, B = 32, seq_length = 50, Adam) in float64 and float32 with the per-step product
+h_{t-1} W^T taken through the view W.T (as first written) and through a contiguous copy (now),
+and (with --gradcheck) the m = 100 gradient check are timed too.
 """
 from __future__ import annotations
 
@@ -39,7 +41,7 @@ import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from helpers.data import text as data_mod
-from helpers.model import fast
+from helpers.model import cells, fast
 from helpers.model import gradcheck
 from helpers.model import reference
 from helpers.model import rnn
@@ -300,12 +302,12 @@ def bench_synthesis(p: ParamSet, x0: int, runs: int, seconds: float, out) -> dic
 
 
 def bench_batches(p0: ParamSet, data, seconds: float, out, sizes=(1, 4, 16, 64)) -> dict:
-    """Characters per second of training as the number of streams B grows, for both cells (numpy)."""
+    """Characters per second of training as the number of streams B grows, for every cell (numpy)."""
     out("")
     out(f"Mini-batches (numpy float64, m={p0.m}, seq_length={SEQ_LENGTH}): characters trained on per CPU second")
     out(f"{'cell':<6}" + "".join(f"{f'B={B}':>12}" for B in sizes))
     rows = {}
-    for cell in ("rnn", "lstm"):
+    for cell in ("rnn", "lstm", "gru"):
         rows[cell] = {}
         for B in sizes:
             step = TrainerStep(p0, data, "numpy", np.float64, cell=cell, batch_size=B)
@@ -314,6 +316,43 @@ def bench_batches(p0: ParamSet, data, seconds: float, out, sizes=(1, 4, 16, 64))
             rate, _ = time_updates(step, seconds)
             rows[cell][B] = rate * B * SEQ_LENGTH
         out(f"{cell:<6}" + "".join(f"{rows[cell][B]:>12,.0f}" for B in sizes))
+    return rows
+
+
+GATED = dict(m=256, batch_size=32, seq_length=50, optimizer="adam", eta=0.003)
+"""The best recipe's shape, for the gated cells' section."""
+
+
+def gated_step(cell: str, dtype, K: int, data, view: bool):
+    """A Trainer update of ``cell`` at the GATED shape; ``view``: the per-step product through W.T."""
+    cfg = TrainConfig(cell=cell, dtype=np.dtype(dtype).name, sample_until=0, sample_length=1, **GATED)
+    trainer = Trainer(cfg, data, [chr(32 + k) for k in range(K)], TrainState.fresh(cfg, K, np.random.default_rng(SEED)))
+    if view:
+        plain = type(cells.get(cell))()
+        plain.recurrent_operand = lambda W: W.T  # as first written: OpenBLAS's transposed-operand path
+        trainer.engine.cell = plain
+    return trainer
+
+
+def bench_gated(K: int, data, seconds: float, runs: int, out) -> dict:
+    """Characters per CPU second of the LSTM and the GRU at the best recipe's size, per dtype, with the
+    recurrent operand as a view (before) and contiguous (now); median over ``runs`` interleaved runs."""
+    out("")
+    out(f"Gated cells at the best recipe's size (m={GATED['m']}, B={GATED['batch_size']}, "
+        f"seq_length={GATED['seq_length']}, Adam): characters trained on per CPU second")
+    out(f"{'cell':<6}{'dtype':>9}{'W.T view':>12}{'contiguous':>12}{'gain':>7}")
+    rows = {}
+    for cell in ("lstm", "gru"):
+        for dtype in ("float64", "float32"):
+            steps = {view: gated_step(cell, dtype, K, data, view) for view in (True, False)}
+            rates = {True: [], False: []}
+            for _ in range(max(runs, 1)):
+                for view, tr in steps.items():
+                    tr.update()
+                    rates[view].append(time_updates(tr, seconds)[0] * GATED["batch_size"] * GATED["seq_length"])
+            before, now = statistics.median(rates[True]), statistics.median(rates[False])
+            rows[f"{cell} {dtype}"] = {"view": before, "contiguous": now, "gain": now / before}
+            out(f"{cell:<6}{dtype:>9}{before:>12,.0f}{now:>12,.0f}{now / before:>6.2f}x")
     return rows
 
 
@@ -390,6 +429,7 @@ def main(argv=None) -> int:
         trained = steps["numpy float64"].trainer.state.params  # a model that has learned something: realistic samples
         synthesis = bench_synthesis(trained, int(data[0]), args.runs, args.seconds, out)
         batches = bench_batches(p0, data, args.seconds, out)
+        gated = bench_gated(len(chars), data, args.seconds, min(args.runs, 3), out)
         grad = bench_gradcheck(len(chars), data, out) if args.gradcheck else None
 
     summary = summarize(updates, synthesis)
@@ -408,7 +448,8 @@ def main(argv=None) -> int:
                   "settings": {"m": M, "seq_length": SEQ_LENGTH, "eta": ETA, "sig": SIG, "runs": args.runs,
                                "seconds": args.seconds, "blas_threads": 1},
                   "updates": updates, "agreement_numba_vs_numpy_f64": agreement, "synthesis": synthesis,
-                  "batches_chars_per_second": batches, "gradcheck": grad, "targets": summary["targets"], "total_seconds": total}
+                  "batches_chars_per_second": batches, "gated_chars_per_second": gated, "gradcheck": grad,
+                  "targets": summary["targets"], "total_seconds": total}
         path.write_text(json.dumps(result, indent=2))
         out(f"figures written to {path}")
     return 0

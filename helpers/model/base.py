@@ -126,6 +126,12 @@ class Cell:
         """
         raise NotImplementedError
 
+    def recurrent_operand(self, W: np.ndarray) -> np.ndarray:
+        """W^T for the per-step product h_{t-1} W^T of a mini-batch, as a contiguous copy: OpenBLAS
+        runs (B, m) x (m, G m) in float32 about 1.7x faster from it than through the view W.T
+        (``make bench`` times both)."""
+        return np.ascontiguousarray(W.T)
+
     def step_in(self, p: Layer, state: np.ndarray, ux: np.ndarray) -> np.ndarray:
         """One step of one layer and one stream: state (S m,) and the input product ux = U x_t (G m,)."""
         raise NotImplementedError

@@ -26,8 +26,9 @@ class GRU(Cell):
     def recur(self, p, Z, H, state):
         T, B, m = Z.shape[0], Z.shape[1], p.m
         Wn = np.empty((T, B, m), p.flat.dtype)  # w_n = W_n h_{t-1}, which bptt needs
+        WT = self.recurrent_operand(p.W)
         for t in range(T):
-            R = H[t] @ p.W.T  # W h_{t-1} for the three gates, (B, 3m)
+            R = H[t] @ WT  # W h_{t-1} for the three gates, (B, 3m)
             Z[t][:, :2 * m] += R[:, :2 * m]
             sigmoid(Z[t][:, :2 * m], out=Z[t][:, :2 * m])  # r, z
             r, z, n = Z[t][:, :m], Z[t][:, m:2 * m], Z[t][:, 2 * m:]

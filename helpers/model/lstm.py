@@ -29,8 +29,9 @@ class LSTM(Cell):
         T, B, m = Z.shape[0], Z.shape[1], p.m
         S = np.empty((T + 1, B, m), p.flat.dtype)
         S[0] = state[:, m:]
+        WT = self.recurrent_operand(p.W)
         for t in range(T):
-            Z[t] += H[t] @ p.W.T  # z_t = W h_{t-1} + U x_t + b, then the gates in place
+            Z[t] += H[t] @ WT  # z_t = W h_{t-1} + U x_t + b, then the gates in place
             sigmoid(Z[t][:, :2 * m], out=Z[t][:, :2 * m])  # i, f
             np.tanh(Z[t][:, 2 * m:3 * m], out=Z[t][:, 2 * m:3 * m])  # g
             sigmoid(Z[t][:, 3 * m:], out=Z[t][:, 3 * m:])  # o

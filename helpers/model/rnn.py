@@ -170,8 +170,9 @@ class RNN(Cell):
             super().backward(p, cache, grads)
 
     def recur(self, p, Z, H, state):
+        WT = self.recurrent_operand(p.W)
         for t in range(Z.shape[0]):  # a_t = W h_{t-1} + U x_t + b;  h_t = tanh(a_t)
-            Z[t] += H[t] @ p.W.T
+            Z[t] += H[t] @ WT
             np.tanh(Z[t], out=H[t + 1])
         return {}, H[-1].copy()
 
