@@ -58,3 +58,24 @@ COMPARE_OUT ?= output/compare
 compare: venv
 	mkdir -p $(COMPARE_OUT)
 	$(BIN)/papermill notebooks/06_compare.ipynb $(COMPARE_OUT)/06_compare.ipynb -p out_dir $(COMPARE_OUT) $(ARGS)
+
+# best: the documented recipe for the book (README, "The quality target"): validation loss <= 1.40
+# nats/char on the last 5% within 15 minutes on a 2-core machine, test loss on the 5% before it
+BEST_OUT ?= output/best
+BEST_RECIPE ?= -p cell gru -p m 256 -p n_layers 1 -p dropout 0.0 -p batch_size 32 -p seq_length 50 \
+	-p optimizer adam -p eta 0.006 -p lr_schedule cosine -p warmup 100 -p dtype float32 \
+	-p val_fraction 0.05 -p test_fraction 0.05 -p n_updates 11000 -p eval_every 1000 -p checkpoint_every 1000 \
+	-p sample_every 2500 -p sample_until 10000 -p log_every 50
+BASELINE_OUT ?= output/baseline
+.PHONY: best baseline
+
+## best: train the best recipe (02_train with BEST_RECIPE) into $(BEST_OUT); metrics.json has the validation and test loss
+best: venv
+	mkdir -p $(BEST_OUT)
+	$(BIN)/papermill notebooks/02_train.ipynb $(BEST_OUT)/02_train.ipynb -p out_dir $(BEST_OUT) $(BEST_RECIPE) $(ARGS)
+
+## baseline: the assignment's vanilla RNN (02_train's defaults) with the same validation and test parts, for the reference points
+baseline: venv
+	mkdir -p $(BASELINE_OUT)
+	$(BIN)/papermill notebooks/02_train.ipynb $(BASELINE_OUT)/02_train.ipynb -p out_dir $(BASELINE_OUT) \
+		-p val_fraction 0.05 -p test_fraction 0.05 -p eval_every 10000 -p engine numba $(ARGS)

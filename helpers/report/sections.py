@@ -79,6 +79,8 @@ def header(run_dir) -> HTML:
     c = run["config"]
     cell, optimizer = c.get("cell", "rnn"), c.get("optimizer", "adagrad")
     model = f'{CELL_NAMES[cell]}, {OPTIMIZER_NAMES[optimizer]}, batch size {c.get("batch_size", 1)}'
+    if c.get("n_layers", 1) > 1 or c.get("dropout", 0):
+        model += f', {c.get("n_layers", 1)} layers, dropout {c.get("dropout", 0):g}'
     speed = (f', {run["updates_per_second"]:,.0f} updates/s' if run.get("updates_per_second") else "")
     title = f"A {CELL_NAMES[cell] if cell != 'rnn' else 'vanilla character-level RNN'} trained with " \
             f"{OPTIMIZER_NAMES[optimizer]}"
