@@ -21,8 +21,10 @@ Every path runs under threadpoolctl.threadpool_limits(1, "blas") (also the oracl
 only helps): these matrices are too small for BLAS threads to pay off. The methods take turns
 within each run, so a background load spreads over all of them; the ratios are to the oracle
 measured in the same process. Synthesis of 1000 characters, characters per second of training
-with B = 1, 4, 16, 64 streams for both cells, and (with --gradcheck) the m = 100 gradient check
-are timed too.
+with B = 1, 4, 16, 64 streams for both cells, the vanilla RNN's one-stream path against its
+batched path at B = 1, the path users run (``02_train`` under papermill, wall clock, start-up
+subtracted with a short run; ``--no-papermill`` skips it) and (with --gradcheck) the m = 100
+gradient check are timed too.
 """
 from __future__ import annotations
 
@@ -30,8 +32,10 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -39,7 +43,7 @@ import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from helpers.data import text as data_mod
-from helpers.model import fast
+from helpers.model import cells, fast
 from helpers.model import gradcheck
 from helpers.model import reference
 from helpers.model import rnn
@@ -47,6 +51,7 @@ from helpers.model import sample as synth
 from helpers.model.params import NAMES, ParamSet, init_params
 from helpers.common.paths import ROOT
 from helpers.train.config import TrainConfig
+from helpers.runs.notebooks import run_notebook
 from helpers.train.trainer import Trainer, TrainState, initial_state
 
 M, SEQ_LENGTH, ETA, SIG, SEED = 100, 25, 0.1, 0.01, 42
@@ -317,6 +322,54 @@ def bench_batches(p0: ParamSet, data, seconds: float, out, sizes=(1, 4, 16, 64))
     return rows
 
 
+def bench_one_stream(p0: ParamSet, data, seconds: float, out) -> dict:
+    """Forward + BPTT at B = 1 for the vanilla RNN: the one-stream path (a Workspace) against the batched path."""
+    cell, T = cells.get("rnn"), SEQ_LENGTH
+    X, Y = data[None, :T], data[None, 1:T + 1]
+    state, grads = cell.initial_state(p0.m, 1), p0.zeros_like()
+    rows = {}
+    for label, ws in (("one-stream path", cell.workspace(p0.m, p0.K, T)), ("batched path", None)):
+        def step(ws=ws):
+            _, cache = cell.forward(p0, X, Y, state, ws)
+            cell.backward(p0, cache, grads)
+        rows[label] = 1.0 / time_call(step, seconds)
+    out("")
+    out(f"The vanilla RNN at B=1 (forward + BPTT, float64, m={p0.m}): one-stream path "
+        f"{rows['one-stream path']:,.0f}/s, batched path {rows['batched path']:,.0f}/s "
+        f"({rows['one-stream path'] / rows['batched path']:.2f}x: why both are kept)")
+    return rows
+
+
+def _children_cpu() -> float:
+    """CPU seconds of the finished child processes (the papermill kernel) so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def bench_papermill(source: str, trainer_cpu: float, out, short: int = 1_000, long: int = 11_000) -> dict:
+    """Updates per second of ``02_train`` under papermill (what ``make report`` runs), start-up (kernel,
+    imports, data) subtracted by running ``short`` and ``long`` updates. The kernel's CPU time (every
+    thread: the loop, progress display, logging, messaging) is compared with ``Trainer.update`` alone."""
+    data_path = "pydoc_data" if source.startswith("pydoc") else source
+    walls, cpus = {}, {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in (short, long):
+            params = {"data_path": data_path, "out_dir": f"{tmp}/{n}", "n_updates": n, "seed": SEED,
+                      "sample_every": 10_000, "checkpoint_every": 10_000}
+            t, c = time.perf_counter(), _children_cpu()
+            run_notebook("02_train", Path(tmp) / f"{n}.ipynb", params)
+            walls[n], cpus[n] = time.perf_counter() - t, _children_cpu() - c
+    rate_wall = (long - short) / (walls[long] - walls[short])
+    rate_cpu = (long - short) / (cpus[long] - cpus[short])
+    out("")
+    out(f"02_train under papermill (numpy float64): {rate_cpu:,.0f} updates per kernel CPU second "
+        f"({rate_wall:,.0f}/s wall clock); start-up about {walls[short] - short / rate_wall:.1f} s wall. "
+        f"Trainer.update alone: {trainer_cpu:,.0f}/CPU s, so the loop around it costs "
+        f"{100 * (1 - rate_cpu / trainer_cpu):.1f}%")
+    return {"updates_per_cpu_second": rate_cpu, "updates_per_wall_second": rate_wall, "walls": walls,
+            "kernel_cpu_seconds": cpus, "trainer_update_cpu": trainer_cpu}
+
+
 def bench_gradcheck(K: int, data, out) -> dict:
     out("")
     out(f"Gradient check at m={M} (helpers.gradcheck.check, float64, centered differences)")
@@ -359,6 +412,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seconds", type=float, default=1.5, help="CPU seconds per run and path (default 1.5)")
     ap.add_argument("--gradcheck", action="store_true", help="also time the m=100 gradient check (~20 s)")
     ap.add_argument("--json", metavar="PATH", help="write every figure to this JSON file")
+    ap.add_argument("--no-papermill", action="store_true", help="skip timing 02_train under papermill (~25 s)")
     args = ap.parse_args(argv)
     if args.runs < 1 or not args.seconds > 0:
         ap.error("--runs must be >= 1 and --seconds > 0")
@@ -390,7 +444,10 @@ def main(argv=None) -> int:
         trained = steps["numpy float64"].trainer.state.params  # a model that has learned something: realistic samples
         synthesis = bench_synthesis(trained, int(data[0]), args.runs, args.seconds, out)
         batches = bench_batches(p0, data, args.seconds, out)
+        one_stream = bench_one_stream(p0, data, args.seconds, out)
         grad = bench_gradcheck(len(chars), data, out) if args.gradcheck else None
+    papermill_run = (None if args.no_papermill else
+                     bench_papermill(source, updates["numpy float64"]["median"], out))
 
     summary = summarize(updates, synthesis)
     out("")
@@ -408,7 +465,8 @@ def main(argv=None) -> int:
                   "settings": {"m": M, "seq_length": SEQ_LENGTH, "eta": ETA, "sig": SIG, "runs": args.runs,
                                "seconds": args.seconds, "blas_threads": 1},
                   "updates": updates, "agreement_numba_vs_numpy_f64": agreement, "synthesis": synthesis,
-                  "batches_chars_per_second": batches, "gradcheck": grad, "targets": summary["targets"], "total_seconds": total}
+                  "batches_chars_per_second": batches, "one_stream_vs_batched": one_stream,
+                  "papermill_02_train": papermill_run, "gradcheck": grad, "targets": summary["targets"], "total_seconds": total}
         path.write_text(json.dumps(result, indent=2))
         out(f"figures written to {path}")
     return 0
