@@ -201,3 +201,22 @@ def test_training_notebook_shows_figure_2_as_an_image(run_dir):
     assert any(o.get("data", {}).get("image/png") for o in outputs)
     assert not any("<Figure size" in o.get("data", {}).get("text/plain", "") and "image/png" not in o.get("data", {})
                    for o in outputs)
+
+
+def test_report_states_the_constants_run_json_records(run_dir, tmp_path):
+    """Nothing in the report is restated by hand: change a constant in run.json and the text follows."""
+    from helpers.report import sections
+
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    text = sections.loss_section(copy, tmp_path / "f.png").data
+    assert "AdaGrad with eps = 1e-08" in text and "[−5, 5]" in text and "0.999 · smooth_loss + 0.001 · loss" in text
+    run = json.loads((copy / "run.json").read_text())
+    run["constants"].update(clip=3.0, smoothing=0.99, optimizer_settings={"eps": 1e-6})
+    (copy / "run.json").write_text(json.dumps(run))
+    text = sections.loss_section(copy, tmp_path / "f.png").data
+    assert "AdaGrad with eps = 1e-06" in text and "[−3, 3]" in text and "0.99 · smooth_loss + 0.01 · loss" in text
+    del run["constants"]
+    (copy / "run.json").write_text(json.dumps(run))
+    with pytest.raises(ValueError, match="re-run notebooks/02_train.ipynb"):
+        sections.loss_section(copy, tmp_path / "f.png")
