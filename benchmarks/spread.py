@@ -4,7 +4,7 @@
                                 [--dtype float64] [--json PATH]
 
 Trains the default configuration (m = 100, eta = 0.1, seq_length = 25, AdaGrad) on the book once
-per seed with :func:`helpers.workflow.train`, each into its own temporary folder, and prints per
+per seed with :func:`helpers.runs.steps.train`, each into its own temporary folder, and prints per
 seed and as min / median / max over the seeds:
 
   10k, 100k   smooth loss after 10,000 and 100,000 updates (samples.json)
@@ -34,8 +34,9 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_info
 
-from helpers import workflow
-from helpers.paths import ROOT
+from helpers.common.files import read_log
+from helpers.common.paths import ROOT
+from helpers.runs import steps as workflow
 
 BOOKS = (ROOT / "data" / "goblet_book.txt", ROOT.parent / "shared" / "data" / "goblet_book.txt")
 COLUMNS = (("10k", "loss_10k"), ("100k", "loss_100k"), ("mean 9-10k", "mean_9k_10k"),
@@ -61,7 +62,7 @@ def one_run(book: Path, seed: int, updates: int, **params) -> dict:
                              sample_until=100_000, checkpoint_every=min(updates, 100_000), **params)
         seconds = time.perf_counter() - start
         at = {s["step"]: s["smooth_loss"] for s in json.loads((Path(tmp) / "samples.json").read_text())}
-        log = workflow.read_log(Path(tmp) / "train_log.csv")
+        log = read_log(Path(tmp) / "train_log.csv")
     window = (log["step"] >= 9_000) & (log["step"] <= 10_000)
     return {"seed": seed, "loss_10k": at.get(10_000), "loss_100k": at.get(100_000),
             "mean_9k_10k": float(log["smooth_loss"][window].mean()) if window.any() else None,
