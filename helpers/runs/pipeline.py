@@ -21,6 +21,7 @@ from pathlib import Path
 from ..common.paths import resolve
 from ..report.pdf import PdfError, choose_engine, to_pdf
 from ..report.render import to_html
+from . import lock
 from .notebooks import NotebookError, notebook_parameters, run_notebook
 
 NOTEBOOKS = ("01_gradient_test", "02_train", "03_synthesis", "04_best_model", "05_report")
@@ -65,6 +66,7 @@ def run(out_dir="output/run", params: dict | None = None, pdf: bool = True, log=
     if pdf:
         pdf_engine = choose_engine(pdf_engine)  # an unknown name fails now, not after training
     out = resolve(out_dir)
+    lock.check_free(out)  # another training writes there: refused before any notebook runs (02 checks again)
     executed = out / "notebooks"
     executed.mkdir(parents=True, exist_ok=True)
     for name, values in plan(out, params or {}):
@@ -118,7 +120,7 @@ def main(argv=None) -> int:
         handler.addFilter(_CellOutputOnly())
     try:
         run(args.out_dir, params, pdf=not args.no_pdf, log_output=True, pdf_engine=args.pdf_engine)
-    except (ValueError, FileNotFoundError, NotebookError) as err:
+    except (ValueError, FileNotFoundError, NotebookError, lock.FolderInUse) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except PdfError as err:
