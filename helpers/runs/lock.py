@@ -151,26 +151,18 @@ def hold(folder, log=print):
         When a live process holds it; nothing in the folder is touched then.
     """
     folder = resolve(folder)
-    created = not folder.exists()
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / LOCK_NAME
+    created, path = not folder.exists(), folder / LOCK_NAME
     try:
+        folder.mkdir(parents=True, exist_ok=True)
         fd, previous = _lock_fd(path)
-    except BaseException:
+    except BaseException as err:
         _remove_if_empty(folder, created)
-        raise
+        _raise_named(err, path)
     try:
-        if previous:
-            left = files.stale_temp_files(folder)
-            for tmp in left:
-                tmp.unlink(missing_ok=True)
-            log(f"note: took over the lock of {folder} from {describe(previous)}, which is no longer running "
-                f"(killed or crashed); the files it completed are kept"
-                + (f", the {len(left)} half-written temporary file(s) it left are deleted." if left else "."))
-        os.ftruncate(fd, 0)
-        os.lseek(fd, 0, os.SEEK_SET)
-        os.write(fd, json.dumps(_record(), indent=1).encode() + b"\n")
-        os.fsync(fd)
+        try:
+            _take(fd, folder, previous, log)
+        except OSError as err:
+            _raise_named(err, path)
         yield path
     finally:
         try:
@@ -179,6 +171,28 @@ def hold(folder, log=print):
         finally:
             os.close(fd)
         _remove_if_empty(folder, created)
+
+
+def _take(fd: int, folder: Path, previous: dict, log) -> None:
+    """Write this process's record into the locked file; after a dead holder, say so and tidy up."""
+    if previous:
+        left = files.stale_temp_files(folder)
+        for tmp in left:
+            tmp.unlink(missing_ok=True)
+        log(f"note: took over the lock of {folder} from {describe(previous)}, which is no longer running "
+            f"(killed or crashed); the files it completed are kept"
+            + (f", the {len(left)} half-written temporary file(s) it left are deleted." if left else "."))
+    os.ftruncate(fd, 0)
+    os.lseek(fd, 0, os.SEEK_SET)
+    os.write(fd, json.dumps(_record(), indent=1).encode() + b"\n")
+    os.fsync(fd)
+
+
+def _raise_named(err: BaseException, path: Path):
+    """Raise ``err``; a full disk or a folder that cannot be written, naming the lock file and the way out."""
+    if isinstance(err, OSError) and err.errno in files.WRITE_ERRNOS:
+        raise files.write_error(err, path) from err
+    raise err
 
 
 def _remove_if_empty(folder: Path, created: bool) -> None:
