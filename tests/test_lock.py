@@ -125,3 +125,18 @@ def test_wait_free_waits_for_the_holder_to_end(tmp_path):
     assert not lock.wait_free(tmp_path, timeout=0.3)
     kill(other)
     assert lock.wait_free(tmp_path, timeout=5)
+
+
+def test_a_killed_holder_not_yet_reaped_counts_as_ended(tmp_path, capsys):
+    other = holding(tmp_path)
+    other.send_signal(signal.SIGKILL)  # no wait(): it stays a zombie until collected
+    deadline = time.monotonic() + 10
+    while lock._proc_stat(other.pid) and lock._proc_stat(other.pid)[0] != "Z" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    try:
+        assert lock.holder(tmp_path) is None
+        with lock.hold(tmp_path):
+            pass
+        assert f"from pid {other.pid} on " in capsys.readouterr().out
+    finally:
+        other.wait(timeout=10)

@@ -34,19 +34,28 @@ except ImportError:  # Windows: the pid and the host only
     fcntl = None
 
 LOCK_NAME = "training.lock"
+ATTEMPTS = 40
+"""Tries to lock, 50 ms apart while the holder is ending, before giving up."""
 
 
 class FolderInUse(RuntimeError):
     """Another live process trains into the folder; the message names it and the way out."""
 
 
-def _proc_start(pid: int) -> int | None:
-    """The start time of process ``pid`` in clock ticks since boot (Linux), else None."""
+def _proc_stat(pid: int) -> tuple[str, int] | None:
+    """The state letter of process ``pid`` and its start time in clock ticks since boot (Linux), else None."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
-        return int(stat[stat.rindex(")") + 2:].split()[19])
+        fields = stat[stat.rindex(")") + 2:].split()
+        return fields[0], int(fields[19])
     except (OSError, ValueError, IndexError):
         return None
+
+
+def _proc_start(pid: int) -> int | None:
+    """The start time of process ``pid`` in clock ticks since boot (Linux), else None."""
+    stat = _proc_stat(pid)
+    return stat[1] if stat else None
 
 
 def _cmdline(pid: int) -> str:
@@ -68,16 +77,29 @@ def alive(info: dict) -> bool:
     if info.get("host") != socket.gethostname() or os.name == "nt":
         return True  # another machine (or no safe pid check): assume it runs
     pid = info.get("pid")
-    if not isinstance(pid, int) or pid == os.getpid():
-        return False  # unreadable, or this process: not a live other holder
+    if not isinstance(pid, int):
+        return False  # unreadable
+    if pid == os.getpid():
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         pass  # another user's process
-    started = info.get("proc_start")
-    return started is None or _proc_start(pid) in (None, started)  # a reused pid is another process
+    stat = _proc_stat(pid)
+    if stat is None:
+        return True  # no /proc: the pid exists, which is all that can be told
+    state, started = stat
+    # a zombie has ended (its parent has not collected it yet); a reused pid is another process
+    return state not in ("Z", "X") and info.get("proc_start") in (None, started)
+
+
+def _runs_unlocked(info: dict) -> bool:
+    """Whether the holder ``info`` names runs although its file is not flock-ed: flock is not enforced on
+    this filesystem, or it is another host's. (This process's own pid there is a lock left by an earlier
+    process with the same pid: stale.)"""
+    return bool(info) and info.get("pid") != os.getpid() and alive(info)
 
 
 def describe(info: dict) -> str:
@@ -120,7 +142,7 @@ def _same_file(fd: int, path: Path) -> bool:
 
 def _lock_fd(path: Path) -> tuple[int, dict]:
     """An open, flock-ed descriptor of ``path`` and what the file said (a dead holder's record, or {})."""
-    for _ in range(10):
+    for _ in range(ATTEMPTS):
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             if fcntl is not None:
@@ -128,15 +150,18 @@ def _lock_fd(path: Path) -> tuple[int, dict]:
         except BlockingIOError:
             info = _read(fd)
             os.close(fd)
-            raise refusal(path.parent, info) from None
+            if not info or alive(info):
+                raise refusal(path.parent, info) from None
+            time.sleep(0.05)  # its holder is ending (a killed process's threads exit one by one)
+            continue
         if _same_file(fd, path):  # not a file its holder deleted (released) meanwhile
             info = _read(fd)
-            if info and alive(info):  # flock not enforced on this filesystem, or another host
+            if _runs_unlocked(info):
                 os.close(fd)
                 raise refusal(path.parent, info)
             return fd, info
         os.close(fd)
-    raise FolderInUse(f"could not lock {path}: it keeps changing; is another run starting there? Try again.")
+    raise FolderInUse(f"could not lock {path}: its holder is still ending, or the file keeps changing; try again.")
 
 
 @contextlib.contextmanager
@@ -215,8 +240,8 @@ def holder(folder) -> dict | None:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                return info
-        return info if info and alive(info) else None
+                return info if not info or alive(info) else None  # an ending holder still has the lock a moment
+        return info if _runs_unlocked(info) else None
     finally:
         os.close(fd)
 
