@@ -62,6 +62,9 @@ def run(out_dir="output/run", params: dict | None = None, pdf: bool = True, log=
     ``log_output`` streams the notebooks' printed output (training progress) to the log.
     ``pdf_engine`` goes to :func:`helpers.report.pdf.to_pdf` (None: ``$PDF_ENGINE``, else WeasyPrint);
     a PDF that cannot be made raises :class:`helpers.report.pdf.PdfError` after the HTML is written.
+    A notebook that fails raises :class:`NotebookError`, which also names the outputs an earlier run
+    left (the later executed notebooks, the report); another training in ``out_dir`` raises
+    :class:`helpers.runs.lock.FolderInUse` before any notebook runs.
     """
     if pdf:
         pdf_engine = choose_engine(pdf_engine)  # an unknown name fails now, not after training
@@ -69,10 +72,14 @@ def run(out_dir="output/run", params: dict | None = None, pdf: bool = True, log=
     lock.check_free(out)  # another training writes there: refused before any notebook runs (02 checks again)
     executed = out / "notebooks"
     executed.mkdir(parents=True, exist_ok=True)
+    started = time.time()
     for name, values in plan(out, params or {}):
         start = time.perf_counter()
         log(f"[{name}] " + ", ".join(f"{k}={v!r}" for k, v in values.items()))
-        run_notebook(name, executed / f"{name}.ipynb", values, log_output=log_output)
+        try:
+            run_notebook(name, executed / f"{name}.ipynb", values, log_output=log_output)
+        except NotebookError as err:
+            raise NotebookError(err.name, err.error, err.executed, stale_note(out, name, started)) from None
         log(f"[{name}] done in {time.perf_counter() - start:.1f} s")
     files = {"html": to_html(executed / "05_report.ipynb", out / "report.html")}
     log(f"report: {files['html']}")
@@ -80,6 +87,17 @@ def run(out_dir="output/run", params: dict | None = None, pdf: bool = True, log=
         files["pdf"] = to_pdf(files["html"], out / "report.pdf", engine=pdf_engine)
         log(f"report: {files['pdf']}")
     return files
+
+
+def stale_note(out: Path, failed: str, started: float) -> str:
+    """After notebook ``failed`` stopped: which outputs in ``out`` are an earlier run's (older than ``started``)."""
+    later = NOTEBOOKS[NOTEBOOKS.index(failed) + 1:]
+    paths = [out / "notebooks" / f"{name}.ipynb" for name in later] + [out / "report.html", out / "report.pdf"]
+    stale = [str(p.relative_to(out)) for p in paths if p.is_file() and p.stat().st_mtime < started]
+    if not stale:
+        return ""
+    return (f"Left in {out} from an earlier run, not this one: {', '.join(stale)}. Run the report again once the "
+            "error is fixed, and they are replaced.")
 
 
 class _CellOutputOnly(logging.Filter):
