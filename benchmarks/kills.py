@@ -172,7 +172,7 @@ def kill_and_resume(out, ref: Reference, delay: float, papermill: bool = False, 
                     while_running=None) -> dict:
     """Kill a training into ``out`` ``delay`` seconds after it took its lock, check, resume, compare.
 
-    ``while_running(out)``, when given, is called once the training holds the lock (before the
+    ``while_running(out)``, when given, is called once the training holds the lock (within the
     delay). Returns ``{"killed", "step", "temp_files", "pair", "took_over", "resumed", "final"}``:
     whether the kill came before the run ended, the update last.npz held, how many temporary files
     the kill left, the pair's problems, whether the resume noted the stale lock, and the final
@@ -182,9 +182,10 @@ def kill_and_resume(out, ref: Reference, delay: float, papermill: bool = False, 
     proc = launch(out, settings, papermill)
     try:
         pid = trainer_pid(out, proc)
+        started = time.monotonic()
         if while_running is not None:
             while_running(out)
-        time.sleep(delay)
+        time.sleep(max(0.0, delay - (time.monotonic() - started)))  # the delay counts from the lock
         killed = proc.poll() is None
         kill(pid, proc)
     finally:

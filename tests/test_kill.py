@@ -12,6 +12,7 @@ from helpers.runs import steps
 from helpers.runs.lock import FolderInUse
 
 SETTINGS = {**kills.SETTINGS, "n_updates": 600, "sample_every": 200, "sample_until": 600}
+LONG = {**kills.SETTINGS, "n_updates": 3000, "sample_every": 1000, "sample_until": 3000}
 
 
 @pytest.fixture(scope="module")
@@ -35,16 +36,22 @@ def test_python_training_killed_at_random_moments_resumes_exactly(ref, tmp_path)
     assert any(r["killed"] and r["took_over"] for r in results), results  # at least one kill mid-run
 
 
-def test_a_papermill_run_refuses_a_second_training_and_resumes_exactly_after_sigkill(ref, tmp_path):
+@pytest.fixture(scope="module")
+def long_ref(tmp_path_factory):
+    """A longer uninterrupted run, so that a kill 30% into it lands mid-training under papermill too."""
+    return kills.reference(tmp_path_factory.mktemp("reference-long"), LONG)
+
+
+def test_a_papermill_run_refuses_a_second_training_and_resumes_exactly_after_sigkill(long_ref, tmp_path):
     refusals = []
 
     def second_training(out):
         with pytest.raises(FolderInUse) as err:
-            steps.train(**{**SETTINGS, "out_dir": str(out)})
+            steps.train(**{**LONG, "out_dir": str(out)})
         refusals.append(str(err.value))
 
-    result = kills.kill_and_resume(tmp_path / "papermill", ref, 0.5 * ref.seconds, papermill=True, settings=SETTINGS,
-                                    while_running=second_training)
+    result = kills.kill_and_resume(tmp_path / "papermill", long_ref, 0.3 * long_ref.seconds, papermill=True,
+                                   settings=LONG, while_running=second_training)
     assert f"{tmp_path / 'papermill'} is in use by another training: pid " in refusals[0]
     assert "a Jupyter kernel of" in refusals[0] and "papermill" in refusals[0] and "02_train.ipynb" in refusals[0]
     assert result["killed"] and result["took_over"], result
