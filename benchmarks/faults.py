@@ -4,9 +4,10 @@
                                 [--seed 0] [--json PATH]
 
 * SIGKILL during training (:mod:`benchmarks.kills`): ``--kills`` plain ``python -c`` trainings and
-  ``--papermill`` papermill runs of 02_train, each killed at a random moment (seeded, uniform up to
-  1.1 times the length of an uninterrupted run); every time the checkpoints left must form a
-  consistent pair and the run resumed from them must end bit for bit as the uninterrupted one.
+  ``--papermill`` papermill runs of 02_train, each killed at a random moment (seeded, uniform over
+  the time an uninterrupted training holds its lock, measured first); every time the checkpoints
+  left must form a consistent pair and the run resumed from them must end bit for bit as the
+  uninterrupted one.
 * A Dask worker killed mid-point (:mod:`benchmarks.sweep_faults`): ``--worker-deaths`` sweeps of
   two points on a scheduler and worker on 127.0.0.1, the worker process killed while the second
   point trains; the sweep must end with both points done, the first untouched, the second not
@@ -36,23 +37,29 @@ from helpers.runs import sweep
 
 
 def sigkill_loop(work: Path, n: int, papermill: bool, rng, ref: kills.Reference, log) -> dict:
-    """``n`` trainings killed at random moments and resumed; the counts and every outcome."""
+    """``n`` trainings killed at random moments and resumed; the counts and every outcome.
+
+    The moments are uniform over the time an uninterrupted training of the same kind holds its
+    lock here (measured first), so that nearly every kill lands during training.
+    """
+    kind = "papermill" if papermill else "python"
+    window = kills.training_seconds(work / f"{kind}-window", papermill=papermill) if n else 0.0
+    log(f"{kind}: an uninterrupted training holds its lock {window:.2f} s; kills fall in that window")
     outcomes = []
     for i in range(n):
-        delay = float(rng.uniform(0, 1.1 * ref.seconds))
+        delay = float(rng.uniform(0, window))
         result = kills.kill_and_resume(work / f"{'papermill' if papermill else 'python'}-{i:03d}", ref, delay,
                                        papermill=papermill)
         outcomes.append({"delay": round(delay, 3), **result})
         if result["pair"] or result["final"]:
             log(f"  kill {i}: {result}")
-    killed = [o for o in outcomes if o["killed"]]
-    counts = {"tried": n, "mid_run": len(killed), "after_the_end": n - len(killed),
-              "mid_write": sum(o["temp_files"] > 0 for o in killed),
-              "before_first_checkpoint": sum(o["step"] is None for o in killed),
+    during = [o for o in outcomes if o["took_over"] is not None]  # killed while training: the lock was left
+    counts = {"tried": n, "window_seconds": round(window, 2), "during_training": len(during),
+              "after_training": n - len(during), "mid_write": sum(o["temp_files"] > 0 for o in during),
+              "before_first_checkpoint": sum(o["step"] is None for o in during),
               "pairs_consistent": sum(not o["pair"] for o in outcomes),
               "resumed_exactly": sum(not o["final"] for o in outcomes),
-              "locks_left": sum(o["took_over"] is not None for o in outcomes),
-              "locks_taken_over": sum(bool(o["took_over"]) for o in outcomes)}
+              "locks_taken_over": sum(bool(o["took_over"]) for o in during)}
     return {"counts": counts, "outcomes": outcomes}
 
 
@@ -105,10 +112,10 @@ def report(results: dict, out=print) -> None:
     for name, label in (("python", "SIGKILL, python -c steps.train"), ("papermill", "SIGKILL, papermill 02_train")):
         c = results.get(name, {}).get("counts")
         if c and c["tried"]:
-            out(f"{label}: {c['tried']} kills tried ({c['mid_run']} mid-run, {c['mid_write']} of them mid-write, "
-                f"{c['before_first_checkpoint']} before the first checkpoint; {c['after_the_end']} after the run ended); "
+            out(f"{label}: {c['tried']} kills tried ({c['during_training']} during training, {c['mid_write']} of them "
+                f"mid-write, {c['before_first_checkpoint']} before the first checkpoint; {c['after_training']} after it); "
                 f"consistent pairs {c['pairs_consistent']}/{c['tried']}, resumed exactly {c['resumed_exactly']}/{c['tried']}, "
-                f"stale locks taken over {c['locks_taken_over']}/{c['locks_left']}")
+                f"stale locks taken over {c['locks_taken_over']}/{c['during_training']}")
     c = results.get("workers", {}).get("counts")
     if c and c["tried"]:
         out(f"Dask worker killed mid-point: {c['killed_mid_point']}/{c['tried']} deaths, sweeps completed "

@@ -157,6 +157,20 @@ def trainer_pid(out: Path, proc: subprocess.Popen, timeout: float = 120) -> int:
         time.sleep(0.005)
 
 
+def training_seconds(out, settings: dict = SETTINGS, papermill: bool = False) -> float:
+    """How long a training into ``out``, left alone, holds its lock: the window for random kills."""
+    out = Path(out)
+    proc = launch(out, settings, papermill)
+    try:
+        trainer_pid(out, proc)
+        start = time.monotonic()
+        while (out / LOCK_NAME).exists() and proc.poll() is None:
+            time.sleep(0.005)
+        return time.monotonic() - start
+    finally:
+        proc.wait(timeout=300)
+
+
 def kill(pid: int, proc: subprocess.Popen) -> None:
     """SIGKILL the trainer and the process group we started (papermill and anything else in it)."""
     for target in (lambda: os.kill(pid, signal.SIGKILL), lambda: os.killpg(proc.pid, signal.SIGKILL)):
