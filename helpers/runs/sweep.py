@@ -199,22 +199,13 @@ def connect(scheduler: str = "", n_workers: int = 1, timeout: float = 60):
             raise ConnectionError(f"the scheduler at {scheduler} has no worker after {timeout:g} s; start one with "
                                   f"`dask worker {scheduler}` in the project's environment") from None
         yield client
-    finally:
-        lost = client.status != "running"  # the scheduler went away: its reconnection attempt ends with a traceback
-        with _silenced("distributed.client") if lost else contextlib.nullcontext():
+    finally:  # a lost scheduler: its reconnection attempt would end in a traceback; the error raised says it all
+        logger = logging.getLogger("distributed.client")
+        was, logger.disabled = logger.disabled, client.status != "running"
+        try:
             client.close()
-
-
-@contextlib.contextmanager
-def _silenced(name: str):
-    """Logger ``name`` quiet for the block (the error raised says what happened)."""
-    logger = logging.getLogger(name)
-    level = logger.level
-    logger.setLevel(logging.CRITICAL + 1)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
+        finally:
+            logger.disabled = was
 
 
 def execute(client, todo: list[dict], sweep_id: str = "") -> None:
