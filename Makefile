@@ -7,16 +7,22 @@ ARGS ?=
 # the PDF engine: weasyprint (default) or chromium
 PDF_ENGINE ?=
 
-.PHONY: venv report test bench lab clean
+.PHONY: venv report test bench faults lab clean
 
-venv: $(VENV)/.installed
+# The environment is stamped with a hash of pyproject.toml's contents, so any change to it (an edit,
+# a checkout, a copy with an old timestamp) re-installs, and a mere touch does not.
+PYPROJECT_HASH := $(shell $(PYTHON) -c 'import hashlib; print(hashlib.sha256(open("pyproject.toml", "rb").read()).hexdigest()[:16])' 2>/dev/null)
+STAMP := $(VENV)/.installed-$(PYPROJECT_HASH)
 
-$(VENV)/.installed: pyproject.toml
+venv: $(STAMP)
+
+$(STAMP):
 	$(PYTHON) -c 'import sys; sys.exit("Python 3.11 or newer is needed, this is " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev,fast]'
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (charrnn)" >/dev/null
+	rm -f $(VENV)/.installed $(VENV)/.installed-*
 	touch $@
 
 ## report: run the five notebooks with papermill into $(OUT) and render report.html and report.pdf
@@ -31,6 +37,10 @@ test: venv
 ## bench: training and synthesis speed, printed as a table
 bench: venv
 	$(BIN)/python -m benchmarks.bench $(ARGS)
+
+## faults: kill trainings, a Dask worker and a scheduler on purpose, and count what survived (a few minutes)
+faults: venv
+	$(BIN)/python -m benchmarks.faults $(ARGS)
 
 ## lab: JupyterLab with the project's environment
 lab: venv

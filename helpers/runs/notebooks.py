@@ -14,9 +14,10 @@ class NotebookError(RuntimeError):
     """A notebook raised an error or could not run; the message names the notebook, the error and
     the executed copy. ``error`` is the short form, e.g. ``"ValueError: m must be > 0"``."""
 
-    def __init__(self, name: str, error: str, executed: Path):
-        super().__init__(f"{name} stopped with {error}\n(the executed notebook with the traceback: {executed})")
-        self.name, self.error, self.executed = name, error, executed
+    def __init__(self, name: str, error: str, executed: Path, note: str = ""):
+        super().__init__(f"{name} stopped with {error}\n(the executed notebook with the traceback: {executed})"
+                         + (f"\n{note}" if note else ""))
+        self.name, self.error, self.executed, self.note = name, error, executed, note
 
 
 def notebook_parameters(name: str) -> dict[str, str]:

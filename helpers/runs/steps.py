@@ -19,6 +19,7 @@ from ..train import checkpoint as ckpt
 from ..train import evaluate, optim
 from ..train.config import TrainConfig, coerce
 from ..train.trainer import SMOOTHING, Trainer, TrainState, new_run_id
+from . import lock
 
 
 def corpus_info(corpus, chars) -> dict:
@@ -84,6 +85,13 @@ def train(data_path: str, out_dir: str, seed: int = 0, init_from: str = "", **pa
     cfg = TrainConfig.from_kwargs(**params)
     seed = coerce("seed", seed, "int")
     corpus = load_corpus(data_path)
+    with lock.hold(out_dir):  # one training per folder; refused here when another one runs
+        trainer, meta = start(cfg, corpus, seed, init_from)
+        return run_to_end(trainer, resolve(out_dir), meta)
+
+
+def start(cfg: TrainConfig, corpus, seed: int, init_from: str = "") -> tuple[Trainer, dict]:
+    """The trainer of a new run, or of the run ``init_from`` (a last.npz) resumes, and its files' meta."""
     chars = build_vocab(corpus.text)
     if init_from:
         last = ckpt.load(init_from)
@@ -99,25 +107,52 @@ def train(data_path: str, out_dir: str, seed: int = 0, init_from: str = "", **pa
     else:
         state, run_id = TrainState.fresh(cfg, len(chars), np.random.default_rng(seed)), new_run_id()
     trainer = Trainer(cfg, encode(corpus.text, chars), chars, state)
-    out = resolve(out_dir)
-    meta = {"run_id": run_id, "seed": seed, "config": cfg.as_dict(), "corpus": corpus_info(corpus, chars)}
-    print(f"training on {corpus.name}: {len(corpus.text):,} characters, K = {len(chars)}; writing to {out}")
-    first_step = state.step
-    seconds = trainer.run_saving(cfg.n_updates, lambda: write_run_files(trainer, out, meta))
-    final_val = None
-    if len(trainer.val_data) and (not state.val_log or state.val_log[-1][0] != state.step):
-        # the final model's figure, off the eval_every grid: reported, but kept out of val_log and the
-        # best-model choice, so that a run stopped here and resumed equals an uninterrupted one
-        final_val = evaluate.loss_per_char(cfg.cell, state.params, trainer.val_data)
-    return write_run_files(trainer, out, meta, seconds, state.step - first_step, final_val)
+    return trainer, {"run_id": run_id, "seed": seed, "config": cfg.as_dict(), "corpus": corpus_info(corpus, chars)}
+
+
+def run_to_end(trainer: Trainer, out, meta: dict) -> dict:
+    """Train to ``n_updates``, writing the results into ``out`` at every checkpoint and at the end.
+
+    A full disk or a read-only folder stops training with an OSError that names the file, the
+    update reached and the update that ``last.npz`` (left as it was) holds.
+    """
+    state, cfg, first_step = trainer.state, trainer.cfg, trainer.state.step
+    corpus = meta["corpus"]
+    print(f"training on {corpus['name']}: {corpus['n_chars']:,} characters, K = {corpus['K']}; writing to {out}")
+    try:
+        seconds = trainer.run_saving(cfg.n_updates, lambda: write_run_files(trainer, out, meta))
+        final_val = None
+        if len(trainer.val_data) and (not state.val_log or state.val_log[-1][0] != state.step):
+            # the final model's figure, off the eval_every grid: reported, but kept out of val_log and the
+            # best-model choice, so that a run stopped here and resumed equals an uninterrupted one
+            final_val = evaluate.loss_per_char(cfg.cell, state.params, trainer.val_data)
+        return write_run_files(trainer, out, meta, seconds, state.step - first_step, final_val)
+    except OSError as err:
+        if err.errno not in files.WRITE_ERRNOS:
+            raise
+        raise type(err)(err.errno, f"{err.strerror or err}\ntraining stopped at update {state.step:,}; "
+                                   f"{_kept(out / 'last.npz', meta['run_id'])}.") from err
+
+
+def _kept(path, run_id: str) -> str:
+    """What the checkpoint at ``path`` holds, for the message of a run that could not write."""
+    try:
+        there = ckpt.load(path)
+    except (FileNotFoundError, ValueError):
+        return "no checkpoint of this run was written"
+    if there.meta.get("run_id") != run_id:
+        return f"{path} is an earlier run's"
+    return f"{path} holds update {there.step:,}: resume from it (init_from) once the files can be written"
 
 
 def write_run_files(trainer: Trainer, out, meta: dict, seconds: float | None = None, updates: int = 0,
                     final_val: float | None = None) -> dict:
     """Write checkpoints, logs, samples, ``run.json`` and ``metrics.json``; returns run.json's contents.
 
-    ``last.npz`` goes first: it holds the best model too, so it alone resumes the run whatever
-    happens before ``best.npz`` is written. ``final_val`` is the final model's validation loss when
+    The files are written as one group (:func:`helpers.common.files.atomic_group`): a full disk
+    or a read-only folder leaves all of them as they were. ``last.npz`` is renamed into place
+    first: it holds the best model too, so it alone resumes the run whatever happens before
+    ``best.npz`` is. ``final_val`` is the final model's validation loss when
     it was not evaluated on the grid. ``seconds`` is this session's training time (``updates``
     updates); run.json's and metrics.json's ``seconds`` count every session of the run.
     """
@@ -129,10 +164,6 @@ def write_run_files(trainer: Trainer, out, meta: dict, seconds: float | None = N
         best = ckpt.Checkpoint(params=s.params, chars=trainer.chars, step=s.step, smooth_loss=s.smooth_loss,
                                meta={**meta, "kind": "best"})
         best_val = final_val
-    ckpt.save(out / "last.npz", trainer.checkpoint("last", meta))
-    ckpt.save(out / "best.npz", best)
-    files.write_text(out / "train_log.csv", files.log_csv(s.log))
-    files.write_json(out / "samples.json", s.samples)
     last_val = final_val if final_val is not None else (s.val_log[-1][3] if s.val_log else None)
     total_seconds = trainer.seconds
     metrics = {"val_loss_per_char": last_val, "val_bits_per_char": bits(last_val) if last_val is not None else None,
@@ -141,7 +172,6 @@ def write_run_files(trainer: Trainer, out, meta: dict, seconds: float | None = N
                "chars_seen": trainer.chars_seen, "seconds": total_seconds,
                "val_chars": len(trainer.val_data), "history": [
                    {"step": st, "chars_seen": ch, "seconds": sec, "val_loss_per_char": v} for st, ch, sec, v in s.val_log]}
-    files.write_json(out / "metrics.json", {**metrics, "run_id": meta["run_id"]})
     constants = {"clip": optim.CLIP, "smoothing": SMOOTHING, "optimizer": cfg.optimizer,
                  "optimizer_settings": optim.SETTINGS[cfg.optimizer]}
     summary = {**meta, "steps_done": s.step, "epochs": s.epoch, "epoch_starts": s.epoch_starts,
@@ -152,7 +182,13 @@ def write_run_files(trainer: Trainer, out, meta: dict, seconds: float | None = N
                "session_seconds": seconds, "session_updates": updates,
                "updates_per_second": updates / seconds if seconds else None,
                "engine": trainer.engine.name, "constants": constants}
-    files.write_json(out / "run.json", summary)
+    with files.atomic_group() as group:  # all written, then renamed in this order: last.npz first
+        ckpt.save(out / "last.npz", trainer.checkpoint("last", meta), group)
+        ckpt.save(out / "best.npz", best, group)
+        group.write_text(out / "train_log.csv", files.log_csv(s.log))
+        group.write_json(out / "samples.json", s.samples)
+        group.write_json(out / "metrics.json", {**metrics, "run_id": meta["run_id"]})
+        group.write_json(out / "run.json", summary)
     return summary
 
 
