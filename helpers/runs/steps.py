@@ -71,6 +71,16 @@ def gradient_test(data_path: str, out_dir: str, seq_lengths=(10, 25, 40), h: flo
     return result
 
 
+def train_config(namespace: dict) -> dict:
+    """The training settings among ``namespace``'s names: ``{name: value}`` for each field of
+    :class:`~helpers.train.config.TrainConfig` it holds.
+
+    02_train passes its parameters on with ``steps.train(..., **steps.train_config(globals()))``, so a
+    setting added to TrainConfig and to the parameters cell reaches the trainer without more code.
+    """
+    return {name: namespace[name] for name in TrainConfig.__dataclass_fields__ if name in namespace}
+
+
 def train(data_path: str, out_dir: str, seed: int = 0, init_from: str = "", **params) -> dict:
     """Train (from scratch, or on from the checkpoint ``init_from``) and write the results into ``out_dir``.
 
@@ -101,7 +111,10 @@ def train(data_path: str, out_dir: str, seed: int = 0, init_from: str = "", **pa
     trainer = Trainer(cfg, encode(corpus.text, chars), chars, state)
     out = resolve(out_dir)
     meta = {"run_id": run_id, "seed": seed, "config": cfg.as_dict(), "corpus": corpus_info(corpus, chars)}
-    print(f"training on {corpus.name}: {len(corpus.text):,} characters, K = {len(chars)}; writing to {out}")
+    per_epoch = (trainer.L - 1) // cfg.seq_length
+    print(f"training on {corpus.name}: {len(corpus.text):,} characters, K = {len(chars)}; one epoch is "
+          f"{per_epoch:,} updates, so {cfg.n_updates:,} updates are {cfg.n_updates / per_epoch:.1f} epochs; "
+          f"writing to {out}")
     first_step = state.step
     seconds = trainer.run_saving(cfg.n_updates, lambda: write_run_files(trainer, out, meta))
     final_val = None
@@ -109,16 +122,36 @@ def train(data_path: str, out_dir: str, seed: int = 0, init_from: str = "", **pa
         # the final model's figure, off the eval_every grid: reported, but kept out of val_log and the
         # best-model choice, so that a run stopped here and resumed equals an uninterrupted one
         final_val = evaluate.loss_per_char(cfg.cell, state.params, trainer.val_data)
-    return write_run_files(trainer, out, meta, seconds, state.step - first_step, final_val)
+    return write_run_files(trainer, out, meta, seconds, state.step - first_step, final_val,
+                           final_sample(trainer, seed))
+
+
+def final_sample(trainer: Trainer, seed: int) -> dict | None:
+    """A sample of the final model when the run ended between two scheduled samples, else None.
+
+    A run shorter than ``sample_every`` would otherwise show only the untrained model's text. The
+    sample is drawn like the scheduled ones (``sample_length`` characters from stream 0's state and
+    the next input character), but from its own generator seeded by (seed, step), and it is kept out
+    of the training state: a run stopped here and resumed goes on exactly as an uninterrupted one.
+    """
+    s, cfg = trainer.state, trainer.cfg
+    upcoming = (s.step // cfg.sample_every + 1) * cfg.sample_every
+    if s.step == 0 or s.step % cfg.sample_every == 0 or upcoming > cfg.sample_until:
+        return None
+    x0 = int(trainer.train_data[min(s.position, len(trainer.train_data) - 1)])
+    idx, _ = trainer.engine.sampler(s.params, s.hprev[0], x0, cfg.sample_length, np.random.default_rng([seed, s.step]),
+                                    cell=cfg.cell)
+    return {"step": s.step, "smooth_loss": s.smooth_loss, "text": "".join(trainer.chars[i] for i in idx), "final": True}
 
 
 def write_run_files(trainer: Trainer, out, meta: dict, seconds: float | None = None, updates: int = 0,
-                    final_val: float | None = None) -> dict:
+                    final_val: float | None = None, final: dict | None = None) -> dict:
     """Write checkpoints, logs, samples, ``run.json`` and ``metrics.json``; returns run.json's contents.
 
     ``last.npz`` goes first: it holds the best model too, so it alone resumes the run whatever
     happens before ``best.npz`` is written. ``final_val`` is the final model's validation loss when
-    it was not evaluated on the grid. ``seconds`` is this session's training time (``updates``
+    it was not evaluated on the grid; ``final`` a sample of the final model that samples.json lists
+    after the scheduled ones (see :func:`final_sample`). ``seconds`` is this session's training time (``updates``
     updates); run.json's and metrics.json's ``seconds`` count every session of the run.
     """
     s, cfg = trainer.state, trainer.cfg
@@ -132,7 +165,7 @@ def write_run_files(trainer: Trainer, out, meta: dict, seconds: float | None = N
     ckpt.save(out / "last.npz", trainer.checkpoint("last", meta))
     ckpt.save(out / "best.npz", best)
     files.write_text(out / "train_log.csv", files.log_csv(s.log))
-    files.write_json(out / "samples.json", s.samples)
+    files.write_json(out / "samples.json", s.samples + ([final] if final else []))
     last_val = final_val if final_val is not None else (s.val_log[-1][3] if s.val_log else None)
     total_seconds = trainer.seconds
     metrics = {"val_loss_per_char": last_val, "val_bits_per_char": bits(last_val) if last_val is not None else None,
