@@ -18,8 +18,9 @@ from ..common.paths import resolve
 
 TEMPLATES = Path(__file__).parent / "templates"
 """nbconvert templates: ``report`` is JupyterLab's without network scripts, plus the report's CSS."""
-DROPPED_TAGS = {"parameters", "injected-parameters"}
-"""Cells left out of the report whole: the parameters cell and the one papermill injects."""
+DROPPED_TAGS = {"parameters", "injected-parameters", "remove-cell"}
+"""Cells left out of the report whole: the parameters cell, the one papermill injects, and notes to
+the reader of the notebook (tagged ``remove-cell``, nbconvert's usual tag)."""
 
 
 class ReportExporter(HTMLExporter):

@@ -203,8 +203,8 @@ def samples_section(run_dir) -> HTML:
     n = len(samples[0]["text"]) if samples else 0
     scheduled = [s for s in samples if not s.get("final")]
     intro = (f"<p>Every {c['sample_every']:,} updates up to update {c['sample_until']:,} the network synthesized {n} "
-             f"characters, starting from the hidden state of that moment and the next update's first input "
-             f"character; the first text was drawn before any update.")
+             f"characters from the hidden state of that moment and the next update's first input character; "
+             f"the first text was drawn before any update.")
     if any(s.get("final") for s in samples):
         intro += (f" The run ended {after(run['steps_done'])}, before the next scheduled sample, so the last text "
                   "was drawn from the final model.")

@@ -39,15 +39,20 @@ def notebook_parameters(name: str) -> dict[str, str]:
 
 def run_notebook(name: str, executed, parameters: dict, log_output: bool = False) -> Path:
     """Execute ``notebooks/<name>.ipynb`` with ``parameters`` into ``executed``, working directory
-    the repository root; raises :class:`NotebookError` when a cell fails."""
+    the repository root; raises :class:`NotebookError` when a cell fails.
+
+    ``log_output`` copies what the cells print (training progress) to this process's stdout and
+    stderr; the tables, figures and code listings they display stay in the executed notebook.
+    """
     import papermill
 
     executed = Path(executed)
     executed.parent.mkdir(parents=True, exist_ok=True)
+    streams = {"stdout_file": sys.stdout, "stderr_file": sys.stderr} if log_output else {}
     try:
         papermill.execute_notebook(NOTEBOOKS / f"{name}.ipynb", executed, parameters=parameters, cwd=str(ROOT),
-                                   progress_bar=False, kernel_name="python3", log_output=log_output,
-                                   extra_arguments=KERNEL_QUIET)
+                                   progress_bar=False, kernel_name="python3", extra_arguments=KERNEL_QUIET,
+                                   **streams)
     except papermill.PapermillExecutionError as err:
         raise NotebookError(name, f"{err.ename}: {err.evalue}", executed) from None
     return executed
