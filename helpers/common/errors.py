@@ -42,12 +42,31 @@ def short_traceback(etype, value) -> list[str]:
 
 
 def _show(shell, etype, value, tb, tb_offset=None):
+    """IPython's custom exception handler: the short form for ours, the usual traceback for the rest."""
     if not raised_on_purpose(etype, tb):
-        return shell.InteractiveTB.structured_traceback(etype, value, tb, tb_offset=tb_offset)
-    sys.last_type, sys.last_value, sys.last_traceback = etype, value, tb  # for %tb and %debug
-    if sys.version_info >= (3, 12):
-        sys.last_exc = value
-    return short_traceback(etype, value)
+        stb = shell.InteractiveTB.structured_traceback(etype, value, tb, tb_offset=tb_offset)
+    else:
+        sys.last_type, sys.last_value, sys.last_traceback = etype, value, tb  # for %tb and %debug
+        if sys.version_info >= (3, 12):
+            sys.last_exc = value
+        stb = short_traceback(etype, value)
+    if not SHOWS_RETURNED_TRACEBACK:
+        shell._showtraceback(etype, value, stb)  # the error output papermill and JupyterLab show
+        return None
+    return stb
+
+
+def _shows_returned_traceback() -> bool:
+    """Whether IPython shows the traceback a custom handler returns (IPython 8), or leaves it to the
+    handler (IPython 9 only validates it)."""
+    try:
+        import IPython
+    except ImportError:
+        return True
+    return IPython.version_info[0] < 9
+
+
+SHOWS_RETURNED_TRACEBACK = _shows_returned_traceback()
 
 
 def install() -> bool:
