@@ -70,24 +70,24 @@ class Sampler:
         style = {"description_width": "90px"}
         self.checkpoint = w.Dropdown(options=options, value=checkpoint, description="checkpoint", style=style,
                                      layout=w.Layout(width="520px"))
-        # linear, in steps of 0.05: an arrow key moves it by 0.05, a drag by about 0.05 per 7 pixels;
-        # the values are applied when the slider is released (each one is a new synthesis)
+        # linear, in steps of 0.05, on a track of about 300 pixels: an arrow key moves it by 0.05, a drag by
+        # about 0.05 per 8 pixels; a value is applied when the slider is released (each is a new synthesis)
         self.temperature = w.FloatSlider(value=temperature, min=0.05, max=max(2.0, temperature), step=0.05,
                                          description="temperature", style=style, readout_format=".2f",
-                                         continuous_update=False)
+                                         continuous_update=False, layout=w.Layout(width="440px"))
         self.top_p = w.FloatSlider(value=top_p, min=0.01, max=1.0, step=0.01, description="top-p", style=style,
-                                   continuous_update=False)
+                                   continuous_update=False, layout=w.Layout(width="360px"))
         self.length = w.IntSlider(value=length, min=0, max=2000, step=10, description="length", style=style,
-                                  continuous_update=False)
+                                  continuous_update=False, layout=w.Layout(width="360px"))
         self.prime = w.Text(value=show_prime(prime), description="prime", style=style,
-                            placeholder="empty: a line break (\\n)", layout=w.Layout(width="360px"))
+                            placeholder="empty: a line break (\\n)", layout=w.Layout(width="440px"))
         self.seed = w.IntText(value=seed, description="seed", style=style, layout=w.Layout(width="200px"))
         self.output = w.HTML()
         controls = (self.checkpoint, self.temperature, self.top_p, self.length, self.prime, self.seed)
         for control in controls:
             control.observe(self.refresh, names="value")
         self.widget = w.VBox([w.HBox([self.checkpoint, self.seed]), w.HBox([self.temperature, self.top_p]),
-                              w.HBox([self.length, self.prime]), self.output])
+                              w.HBox([self.prime, self.length]), self.output])
         self.refresh()
 
     def refresh(self, _change=None) -> None:
