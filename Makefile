@@ -42,9 +42,9 @@ bench: venv
 faults: venv
 	$(BIN)/python -m benchmarks.faults $(ARGS)
 
-## lab: JupyterLab with the project's environment
+## lab: JupyterLab with the project's environment, on the repository (README, helpers/, output/), opened in notebooks/
 lab: venv
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab --ServerApp.root_dir=. --LabApp.default_url=/lab/tree/notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
 
 clean:
 	rm -rf output .pytest_cache .hypothesis

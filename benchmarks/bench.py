@@ -6,13 +6,13 @@ One update = forward + BPTT over seq_length = 25 characters, clipping to [-5, 5]
 step, for m = 100 and the vocabulary of the text (K = 80 for the book), on consecutive chunks
 of real text with hprev carried over, as in training. Measured, each in its own state:
 
-  oracle        helpers.reference.loss_and_grads (per time step, one-hot inputs) + np.clip and
+  oracle        helpers.model.reference.loss_and_grads (per time step, one-hot inputs) + np.clip and
                 AdaGrad per parameter array: the min-char-rnn style baseline
-  numpy f64     helpers.train.Trainer.update with engine="numpy": helpers.rnn on the flat buffers,
+  numpy f64     helpers.train.trainer.Trainer.update with engine="numpy": helpers.model.rnn on the flat buffers,
                 the finiteness check, optim.clip_ + optim.adagrad_, smooth loss, log, best model;
                 the project's default path
   numpy f32     the same in float32
-  numba f64     Trainer.update with engine="numba": helpers.fast's compiled kernels
+  numba f64     Trainer.update with engine="numba": helpers.model.fast's compiled kernels
   numba f32     the same in float32
 
 Times are this thread's CPU time (time.thread_time), so other processes on a busy machine
@@ -100,7 +100,7 @@ def _fast_path_note() -> str:
         return fast.REASON
     import scipy
 
-    return f"numba kernels (helpers.fast_kernels); matrix products by np.dot through scipy {scipy.__version__}'s BLAS"
+    return f"numba kernels (helpers.model.fast_kernels); matrix products by np.dot through scipy {scipy.__version__}'s BLAS"
 
 
 def _loadavg():
@@ -164,7 +164,7 @@ class OracleStep:
 
 
 class TrainerStep:
-    """The trainer's own update (helpers.train.Trainer.update: the chunk, forward, BPTT, finiteness
+    """The trainer's own update (helpers.train.trainer.Trainer.update: the chunk, forward, BPTT, finiteness
     check, clipping, AdaGrad, smooth loss, log and best model) with one engine and dtype."""
 
     def __init__(self, p0: ParamSet, data, engine: str, dtype, cell: str = "rnn", batch_size: int = 1):
@@ -372,7 +372,7 @@ def bench_papermill(source: str, trainer_cpu: float, out, short: int = 1_000, lo
 
 def bench_gradcheck(K: int, data, out) -> dict:
     out("")
-    out(f"Gradient check at m={M} (helpers.gradcheck.check, float64, centered differences)")
+    out(f"Gradient check at m={M} (helpers.model.gradcheck.check, float64, centered differences)")
     out(f"{'seq_length':>10} {'seconds':>9} {'max rel. error (norm)':>22}")
     p = init_params(M, K, SIG, np.random.default_rng(SEED))
     res = {}

@@ -12,7 +12,7 @@ from matplotlib.ticker import FuncFormatter
 from ..common.files import read_json
 from ..common.paths import resolve
 from .figures import show
-from .html import caption, img_tag, sample, table
+from . import html as h
 
 
 def figure(out_dir) -> Figure:
@@ -51,7 +51,7 @@ def table(out_dir) -> HTML:
              f"{r['chars_seen']:,}", f"{r['seconds']:.0f}", f"{r['chars_per_second']:,.0f}"] if r["status"] == "done"
             else f"<tr><td>{html.escape(r['name'])}</td><td colspan='5'>failed: {html.escape(r['error'])}</td></tr>"
             for r in data["runs"]]
-    return HTML(table(("run", "best val nats/char", "bits/char", "chars seen", "seconds", "chars/s"), rows,
+    return HTML(h.table(("run", "best val nats/char", "bits/char", "chars seen", "seconds", "chars/s"), rows,
                       f"Best validation loss per character within a budget of {data['chars_budget']:,} characters "
                       f"(validation: the last {data['val_fraction']:.0%} of the text)."))
 
@@ -59,13 +59,13 @@ def table(out_dir) -> HTML:
 def samples(out_dir) -> HTML:
     """One text from each run's best model, as compare.json recorded it."""
     runs = read_json(resolve(out_dir) / "compare.json")["runs"]
-    return HTML("".join(sample(html.escape(r["name"]), r["sample"]) for r in runs if r["status"] == "done"))
+    return HTML("".join(h.sample(html.escape(r["name"]), r.get("sample", "(no sample recorded: re-run the comparison)")) for r in runs if r["status"] == "done"))
 
 
 def section(out_dir) -> HTML:
     """The comparison for the report: the figure, the table and one sample of each run."""
     intro = ("<p>Each model trained on the same text with the same budget of characters; the best model of "
              "each is the one with the lowest validation loss.</p>")
-    return HTML(intro + img_tag(figure(out_dir), "validation loss")
-                + caption("Validation loss per character against characters seen and wall-clock time.")
+    return HTML(intro + h.img_tag(figure(out_dir), "validation loss")
+                + h.caption("Validation loss per character against characters seen and wall-clock time.")
                 + table(out_dir).data + samples(out_dir).data)

@@ -33,7 +33,7 @@ def train(data_path: str = "", out_dir: str = "output/documents", text_field: st
     Files: ``documents_run.json`` (configuration, collection, timing, smooth losses),
     ``documents_samples.json`` (``{"step", "smooth_loss", "documents", "ended"}`` every
     ``sample_every`` updates), ``train_log.csv``, ``last.npz`` and ``best.npz``. ``params`` are
-    :class:`~helpers.config.TrainConfig` fields; samples are drawn up to the last update unless
+    :class:`~helpers.train.config.TrainConfig` fields; samples are drawn up to the last update unless
     ``sample_until`` says otherwise. Returns the contents of ``documents_run.json``.
     """
     seed, n_samples, max_length = (coerce(k, v, "int") for k, v in

@@ -22,6 +22,7 @@ import numpy as np
 
 from ..common.files import AtomicGroup, atomic_path
 from ..common.paths import resolve
+from ..model import cells
 from ..model.params import NAMES, ParamSet
 
 GROUPS = {"params": "", "mem": "m", "mem2": "v", "best": "best"}
@@ -78,6 +79,9 @@ def from_arrays(data: dict, where: str = "checkpoint") -> Checkpoint:
         chars = [chr(code) for code in data["char_codes"].tolist()]
     else:
         chars = [str(ch) for ch in data["chars"].tolist()]
+    if groups["params"].gates not in {cell.gates for cell in cells.REGISTRY.values()}:
+        raise ValueError(f"{where} is inconsistent: W has {groups['params'].gates} blocks of m rows, which no cell "
+                         f"has ({', '.join(f'{n}: {c.gates}' for n, c in cells.REGISTRY.items())}).")
     if len(chars) != groups["params"].K:
         raise ValueError(f"{where} has {len(chars)} characters but K={groups['params'].K} columns in U.")
     meta = json.loads(str(data["meta"])) if "meta" in data else {}
