@@ -7,16 +7,22 @@ ARGS ?=
 # the PDF engine: weasyprint (default) or chromium
 PDF_ENGINE ?=
 
-.PHONY: venv report test bench lab clean
+.PHONY: venv report test bench faults lab clean
 
-venv: $(VENV)/.installed
+# The environment is stamped with a hash of pyproject.toml's contents, so any change to it (an edit,
+# a checkout, a copy with an old timestamp) re-installs, and a mere touch does not.
+PYPROJECT_HASH := $(shell $(PYTHON) -c 'import hashlib; print(hashlib.sha256(open("pyproject.toml", "rb").read()).hexdigest()[:16])' 2>/dev/null)
+STAMP := $(VENV)/.installed-$(PYPROJECT_HASH)
 
-$(VENV)/.installed: pyproject.toml
+venv: $(STAMP)
+
+$(STAMP):
 	$(PYTHON) -c 'import sys; sys.exit("Python 3.11 or newer is needed, this is " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev,fast]'
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (charrnn)" >/dev/null
+	rm -f $(VENV)/.installed $(VENV)/.installed-*
 	touch $@
 
 ## report: run the five notebooks with papermill into $(OUT) and render report.html and report.pdf
@@ -32,9 +38,13 @@ test: venv
 bench: venv
 	$(BIN)/python -m benchmarks.bench $(ARGS)
 
-## lab: JupyterLab with the project's environment
+## faults: kill trainings, a Dask worker and a scheduler on purpose, and count what survived (a few minutes)
+faults: venv
+	$(BIN)/python -m benchmarks.faults $(ARGS)
+
+## lab: JupyterLab with the project's environment, on the repository (README, helpers/, output/), opened in notebooks/
 lab: venv
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab --ServerApp.root_dir=. --LabApp.default_url=/lab/tree/notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
 
 clean:
 	rm -rf output .pytest_cache .hypothesis

@@ -6,13 +6,13 @@ One update = forward + BPTT over seq_length = 25 characters, clipping to [-5, 5]
 step, for m = 100 and the vocabulary of the text (K = 80 for the book), on consecutive chunks
 of real text with hprev carried over, as in training. Measured, each in its own state:
 
-  oracle        helpers.reference.loss_and_grads (per time step, one-hot inputs) + np.clip and
+  oracle        helpers.model.reference.loss_and_grads (per time step, one-hot inputs) + np.clip and
                 AdaGrad per parameter array: the min-char-rnn style baseline
-  numpy f64     helpers.train.Trainer.update with engine="numpy": helpers.rnn on the flat buffers,
+  numpy f64     helpers.train.trainer.Trainer.update with engine="numpy": helpers.model.rnn on the flat buffers,
                 the finiteness check, optim.clip_ + optim.adagrad_, smooth loss, log, best model;
                 the project's default path
   numpy f32     the same in float32
-  numba f64     Trainer.update with engine="numba": helpers.fast's compiled kernels
+  numba f64     Trainer.update with engine="numba": helpers.model.fast's compiled kernels
   numba f32     the same in float32
 
 Times are this thread's CPU time (time.thread_time), so other processes on a busy machine
@@ -21,10 +21,12 @@ Every path runs under threadpoolctl.threadpool_limits(1, "blas") (also the oracl
 only helps): these matrices are too small for BLAS threads to pay off. The methods take turns
 within each run, so a background load spreads over all of them; the ratios are to the oracle
 measured in the same process. Synthesis of 1000 characters, characters per second of training
-with B = 1, 4, 16, 64 streams for both cells, the gated cells at the size of the best recipe
-(m = 256, B = 32, seq_length = 50, Adam) in float64 and float32 with the per-step product
-h_{t-1} W^T taken through the view W.T (as first written) and through a contiguous copy (now),
-and (with --gradcheck) the m = 100 gradient check are timed too.
+with B = 1, 4, 16, 64 streams for both cells, the vanilla RNN's one-stream path against its
+batched path at B = 1, the gated cells at the size of the best recipe (m = 256, B = 32,
+seq_length = 50, Adam) in float64 and float32 with the per-step product h_{t-1} W^T taken through
+the view W.T (as first written) and through a contiguous copy (now), the path users run
+(``02_train`` under papermill, wall clock, start-up subtracted with a short run; ``--no-papermill``
+skips it) and (with --gradcheck) the m = 100 gradient check are timed too.
 """
 from __future__ import annotations
 
@@ -32,8 +34,10 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -49,6 +53,7 @@ from helpers.model import sample as synth
 from helpers.model.params import NAMES, ParamSet, init_params
 from helpers.common.paths import ROOT
 from helpers.train.config import TrainConfig
+from helpers.runs.notebooks import run_notebook
 from helpers.train.trainer import Trainer, TrainState, initial_state
 
 M, SEQ_LENGTH, ETA, SIG, SEED = 100, 25, 0.1, 0.01, 42
@@ -97,7 +102,7 @@ def _fast_path_note() -> str:
         return fast.REASON
     import scipy
 
-    return f"numba kernels (helpers.fast_kernels); matrix products by np.dot through scipy {scipy.__version__}'s BLAS"
+    return f"numba kernels (helpers.model.fast_kernels); matrix products by np.dot through scipy {scipy.__version__}'s BLAS"
 
 
 def _loadavg():
@@ -161,7 +166,7 @@ class OracleStep:
 
 
 class TrainerStep:
-    """The trainer's own update (helpers.train.Trainer.update: the chunk, forward, BPTT, finiteness
+    """The trainer's own update (helpers.train.trainer.Trainer.update: the chunk, forward, BPTT, finiteness
     check, clipping, AdaGrad, smooth loss, log and best model) with one engine and dtype."""
 
     def __init__(self, p0: ParamSet, data, engine: str, dtype, cell: str = "rnn", batch_size: int = 1):
@@ -356,9 +361,57 @@ def bench_gated(K: int, data, seconds: float, runs: int, out) -> dict:
     return rows
 
 
+def bench_one_stream(p0: ParamSet, data, seconds: float, out) -> dict:
+    """Forward + BPTT at B = 1 for the vanilla RNN: the one-stream path (a Workspace) against the batched path."""
+    cell, T = cells.get("rnn"), SEQ_LENGTH
+    X, Y = data[None, :T], data[None, 1:T + 1]
+    state, grads = cell.initial_state(p0.m, 1), p0.zeros_like()
+    rows = {}
+    for label, ws in (("one-stream path", cell.workspace(p0.m, p0.K, T)), ("batched path", None)):
+        def step(ws=ws):
+            _, cache = cell.forward(p0, X, Y, state, ws)
+            cell.backward(p0, cache, grads)
+        rows[label] = 1.0 / time_call(step, seconds)
+    out("")
+    out(f"The vanilla RNN at B=1 (forward + BPTT, float64, m={p0.m}): one-stream path "
+        f"{rows['one-stream path']:,.0f}/s, batched path {rows['batched path']:,.0f}/s "
+        f"({rows['one-stream path'] / rows['batched path']:.2f}x: why both are kept)")
+    return rows
+
+
+def _children_cpu() -> float:
+    """CPU seconds of the finished child processes (the papermill kernel) so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def bench_papermill(source: str, trainer_cpu: float, out, short: int = 1_000, long: int = 11_000) -> dict:
+    """Updates per second of ``02_train`` under papermill (what ``make report`` runs), start-up (kernel,
+    imports, data) subtracted by running ``short`` and ``long`` updates. The kernel's CPU time (every
+    thread: the loop, progress display, logging, messaging) is compared with ``Trainer.update`` alone."""
+    data_path = "pydoc_data" if source.startswith("pydoc") else source
+    walls, cpus = {}, {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in (short, long):
+            params = {"data_path": data_path, "out_dir": f"{tmp}/{n}", "n_updates": n, "seed": SEED,
+                      "sample_every": 10_000, "checkpoint_every": 10_000}
+            t, c = time.perf_counter(), _children_cpu()
+            run_notebook("02_train", Path(tmp) / f"{n}.ipynb", params)
+            walls[n], cpus[n] = time.perf_counter() - t, _children_cpu() - c
+    rate_wall = (long - short) / (walls[long] - walls[short])
+    rate_cpu = (long - short) / (cpus[long] - cpus[short])
+    out("")
+    out(f"02_train under papermill (numpy float64): {rate_cpu:,.0f} updates per kernel CPU second "
+        f"({rate_wall:,.0f}/s wall clock); start-up about {walls[short] - short / rate_wall:.1f} s wall. "
+        f"Trainer.update alone: {trainer_cpu:,.0f}/CPU s, so the loop around it costs "
+        f"{100 * (1 - rate_cpu / trainer_cpu):.1f}%")
+    return {"updates_per_cpu_second": rate_cpu, "updates_per_wall_second": rate_wall, "walls": walls,
+            "kernel_cpu_seconds": cpus, "trainer_update_cpu": trainer_cpu}
+
+
 def bench_gradcheck(K: int, data, out) -> dict:
     out("")
-    out(f"Gradient check at m={M} (helpers.gradcheck.check, float64, centered differences)")
+    out(f"Gradient check at m={M} (helpers.model.gradcheck.check, float64, centered differences)")
     out(f"{'seq_length':>10} {'seconds':>9} {'max rel. error (norm)':>22}")
     p = init_params(M, K, SIG, np.random.default_rng(SEED))
     res = {}
@@ -398,6 +451,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seconds", type=float, default=1.5, help="CPU seconds per run and path (default 1.5)")
     ap.add_argument("--gradcheck", action="store_true", help="also time the m=100 gradient check (~20 s)")
     ap.add_argument("--json", metavar="PATH", help="write every figure to this JSON file")
+    ap.add_argument("--no-papermill", action="store_true", help="skip timing 02_train under papermill (~25 s)")
     args = ap.parse_args(argv)
     if args.runs < 1 or not args.seconds > 0:
         ap.error("--runs must be >= 1 and --seconds > 0")
@@ -429,8 +483,11 @@ def main(argv=None) -> int:
         trained = steps["numpy float64"].trainer.state.params  # a model that has learned something: realistic samples
         synthesis = bench_synthesis(trained, int(data[0]), args.runs, args.seconds, out)
         batches = bench_batches(p0, data, args.seconds, out)
+        one_stream = bench_one_stream(p0, data, args.seconds, out)
         gated = bench_gated(len(chars), data, args.seconds, min(args.runs, 3), out)
         grad = bench_gradcheck(len(chars), data, out) if args.gradcheck else None
+    papermill_run = (None if args.no_papermill else
+                     bench_papermill(source, updates["numpy float64"]["median"], out))
 
     summary = summarize(updates, synthesis)
     out("")
@@ -448,7 +505,8 @@ def main(argv=None) -> int:
                   "settings": {"m": M, "seq_length": SEQ_LENGTH, "eta": ETA, "sig": SIG, "runs": args.runs,
                                "seconds": args.seconds, "blas_threads": 1},
                   "updates": updates, "agreement_numba_vs_numpy_f64": agreement, "synthesis": synthesis,
-                  "batches_chars_per_second": batches, "gated_chars_per_second": gated, "gradcheck": grad,
+                  "batches_chars_per_second": batches, "one_stream_vs_batched": one_stream,
+                  "gated_chars_per_second": gated, "papermill_02_train": papermill_run, "gradcheck": grad,
                   "targets": summary["targets"], "total_seconds": total}
         path.write_text(json.dumps(result, indent=2))
         out(f"figures written to {path}")

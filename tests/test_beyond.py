@@ -1,7 +1,7 @@
 """The features beyond the assignment: the LSTM cell, mini-batches of B streams, RMSProp and Adam,
 the validation split and its metrics, exact resume of such runs, and the engine fall-back.
 
-Every expectation is derived independently: the per-step oracles in ``helpers.reference``, hand
+Every expectation is derived independently: the per-step oracles in ``helpers.model.reference``, hand
 written optimizer formulas, an LSTM step written out here with ``1 / (1 + exp(-z))``, and the
 documented layout of the streams and of the validation split. All sizes are tiny.
 """

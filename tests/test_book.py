@@ -53,7 +53,22 @@ def test_gradient_errors_match_table_1(book):
 
 
 def test_ten_thousand_updates_reach_the_seed_loss(tmp_path):
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        run = workflow.train(str(BOOK), str(tmp_path), seed=0, n_updates=10_000, sample_every=10_000,
-                             sample_until=10_000, checkpoint_every=10_000)
-    assert 52.0 < run["final_smooth_loss"] < 57.0  # the seed report: 54.26 after 10,000 updates
+    """The mean smooth loss of seeds 0, 1 and 2 after 10,000 updates (about 11 s on two cores).
+
+    Training is chaotic: the last bit of one matrix product (BLAS kernel, CPU, engine) sends a run
+    down another path, so one seed's 10k figure is a draw, not a constant. Measured with
+    ``python -m benchmarks.spread`` (AMD EPYC, numpy 2.4.6, OpenBLAS 0.3.31 SkylakeX kernels):
+    over seeds 0-29 the figure ranges 50.62 to 58.67 (mean 55.09, sd 2.24); seed 0 alone gives
+    54.81 to 57.17 over BLAS kernels (SkylakeX, Haswell, SandyBridge, Prescott), float32 and the
+    numba engine, and 57.00 on a second machine (the seed report: 54.26). The mean of three seeds
+    has sd 1.23 and ranges 51.29 to 58.35 over all triples of the 30 seeds; 50.5 .. 59.5 is the
+    seeds' mean +- 3.6 sd, with about one loss unit of margin past the extremes, and still fails a
+    trainer that stays at 25 ln 80 = 109.55 or never gets below 60.
+    """
+    losses = []
+    for seed in (0, 1, 2):
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            run = workflow.train(str(BOOK), str(tmp_path / str(seed)), seed=seed, n_updates=10_000,
+                                 sample_every=10_000, sample_until=10_000, checkpoint_every=10_000)
+        losses.append(run["final_smooth_loss"])
+    assert 50.5 < np.mean(losses) < 59.5, losses  # here 55.80, 53.38, 55.21: mean 54.79

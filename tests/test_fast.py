@@ -1,5 +1,5 @@
-"""helpers.fast (the optional numba path) against helpers.rnn, helpers.reference, helpers.optim
-and helpers.synth, plus its behaviour when numba is missing.
+"""helpers.model.fast (the optional numba path) against helpers.model.rnn, helpers.model.reference, helpers.train.optim
+and helpers.model.sample, plus its behaviour when numba is missing.
 
 The numba tests are skipped when numba (or scipy) is not installed. The first run compiles the
 kernels (10-20 s); numba caches the machine code under helpers/__pycache__, so later runs take
@@ -319,7 +319,7 @@ def test_every_function_raises_the_reason_when_numba_is_missing(monkeypatch):
 
 
 def test_import_without_numba_in_a_subprocess():
-    """With numba unimportable, helpers.fast still imports, says why, and raises that reason."""
+    """With numba unimportable, helpers.model.fast still imports, says why, and raises that reason."""
     code = """
 import sys
 sys.modules["numba"] = None  # makes `import numba` raise ImportError

@@ -42,7 +42,7 @@ def test_sampler_widget_callbacks_resample(trained):
     s.checkpoint.options = [*s.checkpoint.options, str(trained / "best.npz")]
     s.checkpoint.value = str(trained / "best.npz")
     best = checkpoint.load(trained / "best.npz")
-    assert f"update {best.step:,}" in s.output.value
+    assert f"after {best.step:,} updates" in s.output.value
 
 
 def test_sampler_shows_errors_instead_of_raising(trained):
@@ -125,3 +125,59 @@ def test_a_resumed_run_records_the_seed_it_was_started_with(tmp_path, text_file)
     quiet(workflow.train, str(text_file), str(tmp_path / "r"), seed=0, n_updates=80,
           init_from=str(tmp_path / "r" / "last.npz"), **KW)
     assert json.loads((tmp_path / "r" / "run.json").read_text())["seed"] == 7
+
+
+def test_prime_box_shows_a_line_break_and_reads_it_back(trained):
+    assert interactive.show_prime("\n") == "\\n" and interactive.read_prime("\\n") == "\n"
+    for prime in ("the cat\n", "a\\b\tc", "\n\n"):
+        assert interactive.read_prime(interactive.show_prime(prime)) == prime
+    assert interactive.read_prime("") == "\n"
+    s = interactive.Sampler(str(trained / "last.npz"), length=20)
+    assert s.prime.value == "\\n"  # visible, not an empty-looking box
+    s.prime.value = "the\\n"
+    assert 'prime "the\\n"' in html.unescape(s.output.value)
+
+
+def test_sampler_header_names_what_produced_the_sample_and_the_slider_is_linear(trained):
+    s = interactive.Sampler(str(trained / "last.npz"), length=20, seed=3)
+    s.temperature.value = 0.5
+    head = html.unescape(s.output.value.split("</div>")[0])
+    assert "temperature 0.50" in head and "top-p 1.00" in head and 'prime "\\n"' in head and "seed 3" in head
+    assert type(s.temperature).__name__ == "FloatSlider" and s.temperature.step == 0.05  # no log scale
+    assert not s.temperature.continuous_update  # a drag gives one new sample, on release
+
+
+def test_a_final_sample_ends_a_short_run_and_resuming_stays_exact(tmp_path, text_file):
+    kw = {**KW, "sample_every": 40, "sample_until": 200}
+    quiet(workflow.train, str(text_file), str(tmp_path / "full"), seed=5, n_updates=100, **kw)
+    quiet(workflow.train, str(text_file), str(tmp_path / "part"), seed=5, n_updates=50, **kw)
+    part = json.loads((tmp_path / "part" / "samples.json").read_text())
+    assert [s["step"] for s in part] == [0, 40, 50] and part[-1]["final"]
+    quiet(workflow.train, str(text_file), str(tmp_path / "part"), n_updates=100,
+          init_from=str(tmp_path / "part" / "last.npz"), **kw)
+    full = json.loads((tmp_path / "full" / "samples.json").read_text())
+    assert [s["step"] for s in full] == [0, 40, 80, 100] and full[-1]["final"]
+    assert (tmp_path / "part" / "samples.json").read_text() == (tmp_path / "full" / "samples.json").read_text()
+    a, b = checkpoint.load(tmp_path / "full" / "last.npz"), checkpoint.load(tmp_path / "part" / "last.npz")
+    assert np.array_equal(a.params.flat, b.params.flat) and a.meta["rng_state"] == b.meta["rng_state"]
+
+
+def test_train_config_passes_the_training_settings_through():
+    namespace = {"m": 8, "eta": 0.5, "data_path": "x", "out_dir": "y", "seed": 3, "unrelated": 1, "cell": "rnn"}
+    assert workflow.train_config(namespace) == {"m": 8, "eta": 0.5, "cell": "rnn"}
+
+
+def test_explore_looks_inside_a_trained_model(trained, text_file):
+    from helpers.runs import explore
+
+    ck = str(trained / "last.npz")
+    chars, p = explore.next_char_probabilities(ck, "the c")
+    assert p.shape == (len(chars),) and abs(p.sum() - 1) < 1e-12
+    cold = explore.next_char_probabilities(ck, "the c", temperature=0.5)[1]
+    assert cold.max() > p.max() and cold.argmax() == p.argmax()  # sharper, same order
+    shown = explore.temperature_samples(ck, [0.5, 1.5], 30, 0, "the ").data
+    assert "temperature 0.5" in shown and "temperature 1.5" in shown
+    assert explore.hidden_units(ck, str(text_file), 0, 50).data.count("<b>unit ") >= 2
+    loss = html.unescape(explore.slice_loss(ck, str(text_file), 100).data)
+    assert "the last 100 characters of the text" in loss and "smooth loss / seq_length" in loss
+    assert "last.npz" in explore.checkpoint_facts(str(trained / "best.npz")).data

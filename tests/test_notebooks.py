@@ -4,6 +4,8 @@ from __future__ import annotations
 import html
 import json
 import shutil
+import subprocess
+import sys
 import uuid
 
 import nbformat
@@ -13,7 +15,9 @@ import pytest
 from pypdf import PdfReader
 
 from helpers.common.paths import ROOT
-from helpers.runs import pipeline
+from helpers.report.render import ReportExporter
+from helpers.report.sections import after
+from helpers.runs import notebooks, pipeline
 from helpers.train import checkpoint
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -115,7 +119,7 @@ def test_report_html_holds_the_run_results(run_dir):
     assert "Table 1" in text and "Figure 2" in text and "data:image/png;base64," in text
     assert f"{g['errors']['7']['W']:.2e}" in text
     for s in json.loads((run_dir / "samples.json").read_text()):
-        assert f"Update {s['step']:,}, smooth loss {s['smooth_loss']:.2f}" in text
+        assert f"{after(s['step']).capitalize()}, smooth loss {s['smooth_loss']:.2f}" in text
         assert s["text"] in text
     assert json.loads((run_dir / "best_passage.json").read_text())["text"] in text
     assert f"{run['best_smooth_loss']:.2f}" in text
@@ -137,14 +141,15 @@ def test_report_pdf_reads_like_the_report(run_dir):
     first = " ".join(pages[0].split())
     g = json.loads((run_dir / "gradcheck.json").read_text())
     # page 1: the title, the run's provenance and Table 1, whole, with its caption
-    assert first.startswith(title) and "Training text: Python documentation topics" in first
+    # (pypdf reads the Markdown cells' text after the outputs' on a page, so order is not checked here)
+    assert title in first and "Training text: Python documentation topics" in first
     assert "Table 1. Relative error of the analytic gradient" in first
     for T in ("4", "7"):
         row = " ".join(f"{g['errors'][T][name]:.2e}" for name in "UWVbc")
         assert f"{T} {row}" in first, row  # a row of Table 1: seq_length, then U W V b c
     assert "seq_length U W V b c" in first
     for needle in ("1 Testing the gradient implementation", "Figure 2. Smooth loss over 600 updates",
-                   "Update 200, smooth loss", "4 The best model"):
+                   "After 200 updates, smooth loss", "4 The best model"):
         assert needle in text, needle
     flat = " ".join(text.split())
     for sample in json.loads((run_dir / "samples.json").read_text()):
@@ -201,3 +206,96 @@ def test_training_notebook_shows_figure_2_as_an_image(run_dir):
     assert any(o.get("data", {}).get("image/png") for o in outputs)
     assert not any("<Figure size" in o.get("data", {}).get("text/plain", "") and "image/png" not in o.get("data", {})
                    for o in outputs)
+
+
+def test_report_states_the_constants_run_json_records(run_dir, tmp_path):
+    """Nothing in the report is restated by hand: change a constant in run.json and the text follows."""
+    from helpers.report import sections
+
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    text = sections.loss_section(copy, tmp_path / "f.png").data
+    assert "AdaGrad with eps = 1e-8" in text and "[−5, 5]" in text and "0.999 · smooth_loss + 0.001 · loss" in text
+    run = json.loads((copy / "run.json").read_text())
+    run["constants"].update(clip=3.0, smoothing=0.99, optimizer_settings={"eps": 1e-6})
+    (copy / "run.json").write_text(json.dumps(run))
+    text = sections.loss_section(copy, tmp_path / "f.png").data
+    assert "AdaGrad with eps = 1e-6" in text and "[−3, 3]" in text and "0.99 · smooth_loss + 0.01 · loss" in text
+    del run["constants"]
+    (copy / "run.json").write_text(json.dumps(run))
+    with pytest.raises(ValueError, match="re-run notebooks/02_train.ipynb"):
+        sections.loss_section(copy, tmp_path / "f.png")
+
+
+def test_notebooks_are_saved_as_jupyterlab_writes_them():
+    """Opening and saving a notebook in JupyterLab changes nothing: nbformat's JSON, current minor
+    version, cell ids, this environment's kernelspec and language_info, no outputs."""
+    for path in NOTEBOOKS:
+        assert path.read_text(encoding="utf-8") == notebooks.normalized(path), (
+            f"{path.name} is not as JupyterLab saves it; run: python -m helpers.runs.notebooks normalize")
+    done = subprocess.run([str(ROOT / ".venv" / "bin" / "nbstripout") if (ROOT / ".venv" / "bin" / "nbstripout").exists()
+                           else shutil.which("nbstripout") or "nbstripout", "--verify", "--keep-id",
+                           *map(str, NOTEBOOKS)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_equations_need_no_mathjax(path):
+    """Markdown math is HTML (sub/sup, italics): no TeX that only MathJax, fetched from a CDN, could render."""
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            assert "$" not in cell.source and "\\frac" not in cell.source and "\\(" not in cell.source, cell.source[:80]
+
+
+def test_report_words_are_markdown_and_its_code_is_hidden():
+    nb = nbformat.read(ROOT / "notebooks" / "05_report.ipynb", as_version=4)
+    markdown = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    for heading in ("# A vanilla character-level RNN", "## 1 Testing the gradient implementation", "## 2 The smooth loss",
+                    "## 3 Text synthesized during training", "## 4 The best model", 'class="equation"'):
+        assert heading in markdown, heading
+    code = [c for c in nb.cells if c.cell_type == "code" and "parameters" not in c.metadata.get("tags", [])]
+    assert all(c.metadata.get("jupyter", {}).get("source_hidden") for c in code)
+    assert all(len(c.source.splitlines()) <= 2 for c in code)  # numbers, tables and figures from helpers
+
+
+def test_report_exporter_is_what_jupyterlab_offers(run_dir):
+    """File > Save and Export Notebook As > Report (the nbconvert exporter "report") gives the clean report:
+    the executed 05, papermill's injected cell included, without code, prompts or the note to the student."""
+    from nbconvert.exporters.base import get_exporter
+
+    assert get_exporter("report") is ReportExporter
+    nb = nbformat.read(run_dir / "notebooks" / "05_report.ipynb", as_version=4)
+    assert any("injected-parameters" in c.metadata.get("tags", []) for c in nb.cells)
+    body, _ = ReportExporter().from_notebook_node(nb)
+    text = html.unescape(body)
+    assert "Table 1" in text and "<script" not in body
+    for code in ("sections.", "run_dir:", "figure_path", "This notebook is the report"):
+        assert code not in text, code
+    assert (run_dir / "report.html").read_text(encoding="utf-8") == body
+
+
+def test_a_short_run_shows_what_it_learned(tmp_path):
+    """A run shorter than sample_every ends with a sample of its final model, and the report says why."""
+    out = tmp_path / "short"
+    papermill.execute_notebook(ROOT / "notebooks" / "02_train.ipynb", tmp_path / "02.ipynb", cwd=str(ROOT),
+                               parameters={**{k: v for k, v in TINY.items() if k in ("data_path", "m", "seed")},
+                                           "out_dir": str(out), "n_updates": 150, "sample_every": 1000,
+                                           "sample_length": 30}, progress_bar=False, kernel_name="python3")
+    samples = json.loads((out / "samples.json").read_text())
+    assert [s["step"] for s in samples] == [0, 150] and samples[-1]["final"]
+    shown = html.unescape("".join(o.get("data", {}).get("text/html", "") for c in
+                                  nbformat.read(tmp_path / "02.ipynb", as_version=4).cells for o in c.get("outputs", [])))
+    assert "After 150 updates (the end of training)" in shown and "before the next scheduled sample" in shown
+
+
+def test_errors_raised_on_purpose_show_their_message_not_a_traceback(tmp_path):
+    executed = tmp_path / "01.ipynb"
+    with pytest.raises(papermill.PapermillExecutionError) as err:
+        papermill.execute_notebook(ROOT / "notebooks" / "01_gradient_test.ipynb", executed, cwd=str(ROOT),
+                                   parameters={"data_path": "no/such/book.txt", "out_dir": str(tmp_path)},
+                                   progress_bar=False, kernel_name="python3")
+    assert err.value.ename == "FileNotFoundError" and "no/such/book.txt" in err.value.evalue
+    errors = [o for c in nbformat.read(executed, as_version=4).cells for o in c.get("outputs", [])
+              if o.output_type == "error"]
+    assert len(errors) == 1 and len(errors[0].traceback) == 2 and "does not exist" in errors[0].traceback[0]

@@ -1,4 +1,4 @@
-"""helpers.rnn (vectorized forward/BPTT) against helpers.reference (the per-step oracle)."""
+"""helpers.model.rnn (vectorized forward/BPTT) against helpers.model.reference (the per-step oracle)."""
 from __future__ import annotations
 
 import numpy as np

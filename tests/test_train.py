@@ -415,3 +415,45 @@ def test_workflow_train_resumed_run_equals_uninterrupted_run(tmp_path, text_file
     run_a, run_b = (json.loads((d / "run.json").read_text()) for d in (full, rest))
     for key in ("steps_done", "epochs", "epoch_starts", "final_smooth_loss", "best_smooth_loss", "best_step"):
         assert run_a[key] == run_b[key], key
+
+
+def test_last_npz_alone_resumes_exactly_when_best_npz_is_stale(tmp_path, text_file, monkeypatch):
+    """A crash after last.npz and before best.npz cannot split the pair: last.npz carries the best model."""
+    path = text_file(LONG_TEXT)
+    # validation picks the best model, so it lies behind the last step (here 125 of 150)
+    common = small_config_kwargs(sample_every=60, sample_until=240, checkpoint_every=50, eta=1.0, val_fraction=0.2,
+                                 eval_every=25)
+    workflow.train(str(path), str(tmp_path / "full"), seed=3, **{**common, "n_updates": 300})
+    first = tmp_path / "first"
+    workflow.train(str(path), str(first), seed=3, **{**common, "n_updates": 100})
+    stale = (first / "best.npz").read_bytes()
+    workflow.train(str(path), str(first), seed=3, init_from=str(first / "last.npz"), **{**common, "n_updates": 150})
+    (first / "best.npz").write_bytes(stale)  # as if the crash came between last.npz and best.npz
+    last = ckpt.load(first / "last.npz")
+    assert last.best is not None and last.meta["best_step"] < last.step == 150
+    assert ckpt.load(first / "best.npz").step < last.meta["best_step"]  # the pair on disk is split
+    workflow.train(str(path), str(tmp_path / "mid"), seed=3, **{**common, "n_updates": 150})
+    workflow.train(str(path), str(tmp_path / "again"), seed=3, init_from=str(first / "last.npz"),
+                   **{**common, "n_updates": 150})  # no update: the best model as resumed
+    mid, again = ckpt.load(tmp_path / "mid" / "best.npz"), ckpt.load(tmp_path / "again" / "best.npz")
+    assert mid.step == again.step
+    np.testing.assert_array_equal(mid.params.flat, again.params.flat)
+    workflow.train(str(path), str(tmp_path / "rest"), seed=3, init_from=str(first / "last.npz"),
+                   **{**common, "n_updates": 300})
+    for name in ("best.npz", "last.npz"):
+        a, b = ckpt.load(tmp_path / "full" / name), ckpt.load(tmp_path / "rest" / name)
+        assert a.step == b.step
+        np.testing.assert_array_equal(a.params.flat, b.params.flat)
+
+
+def test_run_json_records_the_constants_the_training_used(tmp_path, text_file):
+    """run.json carries the clip limit, smoothing and optimizer settings, from the modules that use them."""
+    from helpers.train import optim
+    from helpers.train.trainer import SMOOTHING
+
+    run = workflow.train(str(text_file(LONG_TEXT)), str(tmp_path), seed=1,
+                         **small_config_kwargs(n_updates=20, optimizer="adam", eta=0.01))
+    assert run["constants"] == {"clip": optim.CLIP, "smoothing": SMOOTHING, "optimizer": "adam",
+                                "optimizer_settings": {"beta1": optim.BETA1, "beta2": optim.BETA2, "eps": optim.EPS}}
+    assert run["seconds"] == json.loads((tmp_path / "metrics.json").read_text())["seconds"]
+    assert run["session_updates"] == 20 and run["session_seconds"] <= run["seconds"]

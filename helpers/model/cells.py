@@ -33,7 +33,11 @@ def get(name: str) -> Cell:
 
 def of(p: ParamSet) -> str:
     """The name of the cell a parameter set belongs to, from its number of gate blocks."""
-    return {cell.gates: name for name, cell in REGISTRY.items()}[p.gates]
+    names = [name for name, cell in REGISTRY.items() if cell.gates == p.gates]
+    if len(names) != 1:
+        raise ValueError(f"parameters with {p.gates} gate block(s) belong to no single cell of "
+                         f"{', '.join(f'{n} ({c.gates})' for n, c in REGISTRY.items())}")
+    return names[0]
 
 
 def init_params(cell: str, m: int, K: int, sig: float, rng: np.random.Generator, dtype=np.float64,

@@ -16,7 +16,9 @@ run it under ``threadpoolctl.threadpool_limits(1, "blas")``: the matrices are to
 BLAS threads to pay off. Gradient checking never uses this path.
 
 numba (and scipy) are optional: when either is missing, ``AVAILABLE`` is False, ``REASON`` says
-why and how to install them, and every function here raises ``RuntimeError(REASON)``.
+why and how to install them, and every function here raises ``RuntimeError(REASON)``. numba's
+on-disk cache (``__pycache__`` beside fast_kernels.py) that is truncated or corrupted is rebuilt
+with a note rather than raising (:func:`tolerate_broken_cache`).
 
 API (on :class:`helpers.model.params.ParamSet` objects)
 -------------------------------------------------
@@ -48,6 +50,49 @@ except ImportError as exc:  # optional dependencies: the project's "fast" extra
 else:
     AVAILABLE = True
     REASON = ""
+
+
+def tolerate_broken_cache(dispatcher, note=print) -> None:
+    """Make numba take an unreadable on-disk cache of ``dispatcher`` (an ``@njit(cache=True)`` function) for a miss.
+
+    numba ignores a cache written by another numba version, but a truncated or corrupted index
+    (``.nbi``) or data file (``.nbc``), from a full disk or a killed process, makes it raise on
+    the first call. Here such a cache is emptied (its index rewritten) with a note, the function
+    compiled again and its cache written anew; a cache that cannot be written is skipped with a note.
+    """
+    cache = getattr(dispatcher, "_cache", None)
+    load, save = getattr(cache, "load_overload", None), getattr(cache, "save_overload", None)
+    if load is None or save is None or getattr(load, "tolerant", False):
+        return
+    name = getattr(dispatcher, "__name__", "a kernel")
+
+    def load_overload(sig, target_context):
+        try:
+            return load(sig, target_context)
+        except Exception as err:  # pickle, EOF and OS errors of a broken file
+            note(f"note: numba's cache of {name} is unreadable ({type(err).__name__}: {err}); compiling it again "
+                 "and rewriting the cache")
+            try:
+                cache.flush()  # an empty index: the next save writes a good one
+            except Exception as flush_err:
+                note(f"note: could not empty numba's cache of {name} ({flush_err}); delete __pycache__/*.nbi and "
+                     "*.nbc beside helpers/model/fast_kernels.py (or NUMBA_CACHE_DIR) to stop this note")
+            return None
+
+    def save_overload(sig, data):
+        try:
+            save(sig, data)
+        except Exception as err:
+            note(f"note: numba could not cache {name} ({type(err).__name__}: {err}); it is compiled again next time")
+
+    load_overload.tolerant = True
+    cache.load_overload, cache.save_overload = load_overload, save_overload
+
+
+if AVAILABLE:
+    for _kernel in vars(_k).values():
+        if hasattr(_kernel, "py_func"):  # the @njit dispatchers
+            tolerate_broken_cache(_kernel)
 
 
 def require() -> None:

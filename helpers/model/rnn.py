@@ -2,7 +2,7 @@
 
 Two paths compute the same function: :class:`RNN` runs mini-batches of B streams through the
 shared batched layers of :mod:`helpers.model.base`; ``forward``/``backward`` below serve one
-stream on preallocated buffers (:class:`Workspace`), about 1.5x faster at B = 1, which is the
+stream on preallocated buffers (:class:`Workspace`), about 2x faster at B = 1, which is the
 assignment's training. Only the recurrence runs per time step; the input gather, the output
 layer, the softmax and the weight gradients are whole-sequence array operations.
 

@@ -1,5 +1,5 @@
 """The report layer: an HTML toolkit (``html``), figures (``figures``), the sections of the report
-(``sections``) and of the extras (``compare``, ``documents``, ``sweep``), and rendering to HTML
-and PDF (``render``). Reads result files only (through :mod:`helpers.common.files`), never the
+(``sections``) and of the extras (``compare``, ``documents``, ``sweep``), rendering to HTML
+(``render``) and PDF (``pdf``). Reads result files only (through :mod:`helpers.common.files`), never the
 trainer or the model.
 """

@@ -13,7 +13,7 @@ from ..common.files import read_json
 from ..common.paths import resolve
 from ..common.units import perplexity
 from .figures import show
-from .html import caption, img_tag, sample, table
+from . import html as h
 
 
 def figure(out_dir) -> Figure:
@@ -53,7 +53,7 @@ def table(out_dir) -> HTML:
              f"{r['chars_seen']:,}", f"{r['seconds']:.0f}", f"{r['chars_per_second']:,.0f}"] if r["status"] == "done"
             else f"<tr><td>{html.escape(r['name'])}</td><td colspan='6'>failed: {html.escape(r['error'])}</td></tr>"
             for r in data["runs"]]
-    return HTML(table(("run", "best val nats/char", "bits/char", "perplexity", "chars seen", "seconds", "chars/s"), rows,
+    return HTML(h.table(("run", "best val nats/char", "bits/char", "perplexity", "chars seen", "seconds", "chars/s"), rows,
                       f"Best validation loss per character within a budget of {data['chars_budget']:,} characters "
                       f"(validation: the last {data['val_fraction']:.0%} of the text)."))
 
@@ -61,13 +61,13 @@ def table(out_dir) -> HTML:
 def samples(out_dir) -> HTML:
     """One text from each run's best model, as compare.json recorded it."""
     runs = read_json(resolve(out_dir) / "compare.json")["runs"]
-    return HTML("".join(sample(html.escape(r["name"]), r["sample"]) for r in runs if r["status"] == "done"))
+    return HTML("".join(h.sample(html.escape(r["name"]), r.get("sample", "(no sample recorded: re-run the comparison)")) for r in runs if r["status"] == "done"))
 
 
 def section(out_dir) -> HTML:
     """The comparison for the report: the figure, the table and one sample of each run."""
     intro = ("<p>Each model trained on the same text with the same budget of characters; the best model of "
              "each is the one with the lowest validation loss.</p>")
-    return HTML(intro + img_tag(figure(out_dir), "validation loss")
-                + caption("Validation loss per character against characters seen and wall-clock time.")
+    return HTML(intro + h.img_tag(figure(out_dir), "validation loss")
+                + h.caption("Validation loss per character against characters seen and wall-clock time.")
                 + table(out_dir).data + samples(out_dir).data)

@@ -29,7 +29,7 @@ def smooth_loss_figure(run_dir: str):
     if best:
         ax.plot([best], [run["best_smooth_loss"]], "o", ms=4, color="#c0392b",
                 label=f"best model ({run.get('best_chosen_by', 'smooth loss')}): {run['best_smooth_loss']:.2f} "
-                      f"at update {best:,}")
+                      f"after {best:,} updates")
     ax.set_xlabel("update step")
     ax.set_ylabel(f"smooth loss (per {run['config']['seq_length']}-char sequence)")
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))

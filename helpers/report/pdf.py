@@ -35,7 +35,7 @@ PANGO_HELP = ("Debian/Ubuntu: `apt-get install libpango-1.0-0 libpangoft2-1.0-0`
               "macOS: `brew install pango`, or the conda environment (environment.yml), which brings Pango")
 
 PRINT_CSS = """
-/* Paged media, for the PDF only; the report's own CSS (helpers/report.py STYLE) still applies. */
+/* Paged media, for the PDF only; the report's own CSS (the report template's CSS) still applies. */
 @page {
   size: A4;
   margin: 18mm 17mm 17mm 17mm;

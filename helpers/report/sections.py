@@ -1,11 +1,12 @@
-"""The report's sections, each built from one run folder's result files only.
+"""The report's numbers, tables and figures, each built from one run folder's result files only.
 
-Each ``*_section`` function reads result files (nothing typed in, no setting restated) and
-returns HTML that the report notebook displays.
+The report's words live in ``notebooks/05_report.ipynb`` as Markdown cells a student can edit
+(the method, the equations, the discussion). What a run decides comes from here: tables,
+figures, synthesized texts, and the few sentences that carry a run's numbers. Each function
+reads result files (nothing typed in, no setting restated) and returns HTML to display.
 """
 from __future__ import annotations
 
-import base64
 import html
 import math
 from pathlib import Path
@@ -18,32 +19,32 @@ from ..common.paths import resolve
 from ..common.units import bits, perplexity
 from . import compare, documents, reference, sweep
 from .figures import save_figure, smooth_loss_figure
-from .html import STYLE, caption, image, sample, table, text_block
+from .html import caption, image, sample, table, text_block
 
 CELL_NAMES = {"rnn": "vanilla RNN", "lstm": "character-level LSTM", "gru": "character-level GRU"}
 OPTIMIZER_NAMES = {"adagrad": "AdaGrad", "rmsprop": "RMSProp", "adam": "Adam"}
 SETTING_NAMES = {"eps": "eps", "rho": "decay", "beta1": "beta1", "beta2": "beta2"}
-_OUT = ("o<sub>t</sub> = V h<sub>t</sub> + c,  p<sub>t</sub> = softmax(o<sub>t</sub>),  "
-        "loss = Σ<sub>t</sub> −log p<sub>t</sub>[y<sub>t</sub>].</p>")
-INTRO = {
-    "rnn": ("<p>A recurrent network with one tanh hidden layer learns to predict the next character of a text "
-            "and then writes text of its own, one character at a time. Everything is computed from scratch in "
-            "numpy:</p><p class=\"formula\">a<sub>t</sub> = W h<sub>t−1</sub> + U x<sub>t</sub> + b,  "
-            "h<sub>t</sub> = tanh(a<sub>t</sub>),  " + _OUT),
-    "lstm": ("<p>A long short-term memory network learns to predict the next character of a text and then "
-             "writes text of its own, one character at a time. Everything is computed from scratch in numpy "
-             "(gates i, f, g, o stacked in U, W and b; σ the logistic function):</p><p class=\"formula\">"
+MODEL_NOTES = {
+    "lstm": ("This run trained a long short-term memory network, not the vanilla RNN of the equations above "
+             "(gates i, f, g, o stacked in U, W and b; σ the logistic function):</p><p class=\"formula\" "
+             "style=\"text-align: center\">"
              "[z<sub>i</sub>, z<sub>f</sub>, z<sub>g</sub>, z<sub>o</sub>] = W h<sub>t−1</sub> + U x<sub>t</sub> + b,  "
              "s<sub>t</sub> = σ(z<sub>f</sub>) s<sub>t−1</sub> + σ(z<sub>i</sub>) tanh(z<sub>g</sub>),  "
-             "h<sub>t</sub> = σ(z<sub>o</sub>) tanh(s<sub>t</sub>),  " + _OUT),
-    "gru": ("<p>A gated recurrent unit network (the GRU of PyTorch: reset gate r, update gate z, candidate n) "
-            "learns to predict the next character of a text and then writes text of its own, one character at a "
-            "time. Everything is computed from scratch in numpy:</p><p class=\"formula\">"
+             "h<sub>t</sub> = σ(z<sub>o</sub>) tanh(s<sub>t</sub>),  o<sub>t</sub> = V h<sub>t</sub> + c."),
+    "gru": ("This run trained a gated recurrent unit network (the GRU of PyTorch: reset gate r, update gate z, "
+            "candidate n), not the vanilla RNN of the equations above:</p><p class=\"formula\" "
+            "style=\"text-align: center\">"
             "[a<sub>r</sub>, a<sub>z</sub>, a<sub>n</sub>] = U x<sub>t</sub> + b,  [w<sub>r</sub>, w<sub>z</sub>, "
             "w<sub>n</sub>] = W h<sub>t−1</sub>,  r = σ(a<sub>r</sub> + w<sub>r</sub>),  z = σ(a<sub>z</sub> + "
             "w<sub>z</sub>),  n = tanh(a<sub>n</sub> + r w<sub>n</sub>),  h<sub>t</sub> = (1 − z) n + z "
-            "h<sub>t−1</sub>,  " + _OUT),
+            "h<sub>t−1</sub>,  o<sub>t</sub> = V h<sub>t</sub> + c."),
 }
+"""What the report adds when a run's cell is not the vanilla RNN that 05's Markdown describes."""
+
+
+def after(step: int) -> str:
+    """The one way a step is named: the state after ``step`` updates ("before training" for 0)."""
+    return "before training" if step == 0 else f"after {step:,} update{'s' if step != 1 else ''}"
 
 
 def load_results(run_dir) -> dict:
@@ -63,13 +64,13 @@ def load_results(run_dir) -> dict:
     return res
 
 
-def style() -> HTML:
-    """The report's CSS (tables, captions, samples), as an HTML block to display first."""
-    return HTML(STYLE)
-
-
 def header(run_dir) -> HTML:
-    """Title block: the corpus, the run identity and the main settings."""
+    """The run's provenance under the report's title: the text, the run, the model and its speed.
+
+    Checks first that the run folder's files belong together (:func:`load_results`). When the run's
+    cell is not the vanilla RNN, says so with its equations; when the book was missing, says which
+    text stood in.
+    """
     run = load_results(run_dir)["run"]
     corpus = run["corpus"]
     fallback = corpus["source"] == "pydoc_data"
@@ -82,90 +83,128 @@ def header(run_dir) -> HTML:
     if c.get("n_layers", 1) > 1 or c.get("dropout", 0):
         model += f', {c.get("n_layers", 1)} layers, dropout {c.get("dropout", 0):g}'
     speed = (f', {run["updates_per_second"]:,.0f} updates/s' if run.get("updates_per_second") else "")
-    title = f"A {CELL_NAMES[cell] if cell != 'rnn' else 'vanilla character-level RNN'} trained with " \
-            f"{OPTIMIZER_NAMES[optimizer]}"
+    cell_note = f"<p>{MODEL_NOTES[cell]}</p>" if cell in MODEL_NOTES else ""
     return HTML(
-        f"<h1>{html.escape(title)}</h1>{INTRO[cell]}"
         f'<p class="meta">Training text: <b>{html.escape(corpus["name"])}</b>, {corpus["n_chars"]:,} characters, '
         f'K = {corpus["K"]} distinct. Run <code>{run["run_id"]}</code>, seed {run["seed"]}: {model}, '
         f'{run["steps_done"]:,} updates, {c["dtype"]} arithmetic on the {run.get("engine", "numpy")} engine'
-        f'{speed}.{note}</p>')
+        f'{speed}.{note}</p>{cell_note}')
 
 
-def gradient_section(run_dir) -> HTML:
-    """Table 1: relative errors of the analytic gradients, from gradcheck.json."""
+def gradient_settings(run_dir) -> HTML:
+    """The gradient test's numbers: network size, initialisation, h, arithmetic and norm."""
+    g = read_json(resolve(run_dir) / "gradcheck.json")
+    cell = {"lstm": "an LSTM", "gru": "a GRU"}.get(g.get("cell"), "the vanilla RNN")
+    if g.get("n_layers", 1) > 1:
+        cell += f" of {g['n_layers']} layers"
+    return HTML(f"<p>The test ran on {cell} with m = {g['m']} hidden units and K = {g['corpus']['K']} characters, "
+                f"initialised with sig = {g['sig']:g} (seed {g.get('seed', 0)}), with h = {g['h']:g}, "
+                f"{g['dtype']} arithmetic and the {g['norm']} norm of each whole parameter.</p>")
+
+
+def gradient_tables(run_dir) -> HTML:
+    """Table 1 (relative errors, norm-based), a sentence that reads it, and Table 1b (elementwise maxima)."""
     g = read_json(resolve(run_dir) / "gradcheck.json")
     lengths = sorted(g["errors"], key=int)
     names = list(g["errors"][lengths[0]])  # U W V b c, then U2 W2 b2 ... of stacked layers
     rows = [[T] + [f"{g['errors'][T][n]:.2e}" for n in names] for T in lengths]
     rows_max = [[T] + [f"{g['max_errors'][T][n]:.1e}" for n in names] for T in lengths]
-    formula = ('<p class="formula">rel(g<sub>a</sub>, g<sub>n</sub>) = ‖g<sub>a</sub> − g<sub>n</sub>‖ / '
-               'max(eps, ‖g<sub>a</sub>‖ + ‖g<sub>n</sub>‖)</p>')
-    cell = {"lstm": "an LSTM", "gru": "a GRU"}.get(g.get("cell"), "the vanilla RNN")
-    if g.get("n_layers", 1) > 1:
-        cell += f", {g['n_layers']} layers"
-    text = (f"<p>The analytic gradients of BPTT ({cell}) were compared with centered-difference estimates "
-            f"(L(θ+h) − L(θ−h)) / 2h, h = {g['h']:g}, for every entry of every parameter of a network with "
-            f"m = {g['m']} hidden units, initialised with sig = {g['sig']:g}. Each test uses the first "
-            f"seq_length characters of the text as input (targets shifted by one), h<sub>0</sub> = 0, "
-            f"{g['dtype']} arithmetic and no gradient clipping. The relative error uses the {g['norm']} norm "
-            f"of each whole parameter (eps = 1e-12):</p>{formula}")
-    worst = max(v for row in g["errors"].values() for v in row.values())
-    verdict = (f"<p>The largest relative error is {worst:.1e}: "
+    worst_T, worst_name, worst = max(((T, n, v) for T, row in g["errors"].items() for n, v in row.items()),
+                                     key=lambda item: item[2])
+    verdict = (f"<p>The largest relative error is {worst:.1e} (parameter {worst_name}, seq_length {worst_T}): "
                + ("well below 1e-6, so the analytic gradients are correct.</p>" if worst < 1e-7 else
                   "below 1e-6, so the analytic gradients agree with the numerical ones.</p>" if worst < 1e-6 else
                   "<b>above 1e-6, which points to a bug in the gradients.</b></p>"))
     caption_max = ("Table 1b. The largest elementwise relative error per parameter. It is larger than the "
                    "norm-based figure because entries whose gradient is nearly zero are dominated by the "
                    "rounding error of the difference quotient.")
-    return HTML(text + table(["seq_length", *names], rows,
-                             f"Table 1. Relative error of the analytic gradient per parameter (m = {g['m']}, "
-                             f"h = {g['h']:g}).") + verdict
+    return HTML(table(["seq_length", *names], rows,
+                      f"Table 1. Relative error of the analytic gradient per parameter (m = {g['m']}, "
+                      f"h = {g['h']:g}).") + verdict
                 + table(["seq_length", *names], rows_max, caption_max))
 
 
-def loss_section(run_dir, figure_path) -> HTML:
-    """Figure 2 (drawn from train_log.csv, saved at ``figure_path``) with the run's settings and milestones."""
+def gradient_section(run_dir) -> HTML:
+    """:func:`gradient_settings` and :func:`gradient_tables` together (the report's section 1 numbers)."""
+    return HTML(gradient_settings(run_dir).data + gradient_tables(run_dir).data)
+
+
+def training_settings(run_dir) -> HTML:
+    """The run's training settings as one sentence: sizes, optimizer and its constants, clipping, length."""
     run = read_json(resolve(run_dir) / "run.json")
-    c, K, k = run["config"], run["corpus"]["K"], run_constants(run)
-    figure_path = save_figure(smooth_loss_figure(run_dir), figure_path)  # the PNG that is also in figures/
-    samples = {s["step"]: s["smooth_loss"] for s in read_json(resolve(run_dir) / "samples.json")}
+    c, k = run["config"], run_constants(run)
     epochs = len(run["epoch_starts"])
-    text = (f"<p>Training used m = {c['m']}, seq_length = {c['seq_length']}, eta = {c['eta']:g} and "
-            f"sig = {c['sig']:g} (the standard deviation of the normal initialisation of U, W and V; b and c "
-            f"start at zero), {optimizer_text(k['optimizer'], k['optimizer_settings'])} and gradients clipped to "
-            f"[−{k['clip']:g}, {k['clip']:g}], for "
-            f"{run['steps_done']:,} updates in {epochs} epoch{'s' if epochs != 1 else ''} (the last one may be "
-            f"partial). The hidden state is carried from one sequence to the next and reset to zero at the start "
-            f"of each epoch; the smooth loss is {k['smoothing']:g} · smooth_loss + {round(1 - k['smoothing'], 12):g} · loss.</p>")
+    batch = (f", {c['batch_size']} parallel streams" if c.get("batch_size", 1) > 1 else "")
+    return HTML(
+        f"<p>This run used m = {c['m']}, seq_length = {c['seq_length']}, eta = {c['eta']:g} and sig = {c['sig']:g}"
+        f"{batch}, {optimizer_text(k['optimizer'], k['optimizer_settings'])}, gradients clipped to "
+        f"[−{k['clip']:g}, {k['clip']:g}] and a smooth loss of {k['smoothing']:g} · smooth_loss + "
+        f"{round(1 - k['smoothing'], 12):g} · loss, for {run['steps_done']:,} updates in {epochs} "
+        f"epoch{'s' if epochs != 1 else ''} of the text (the last one may be partial).</p>")
+
+
+def loss_figure(run_dir, figure_path) -> HTML:
+    """Figure 2 (drawn from train_log.csv and saved as PNG at ``figure_path``) with its caption."""
+    run = read_json(resolve(run_dir) / "run.json")
+    figure_path = save_figure(smooth_loss_figure(run_dir), figure_path)  # the PNG that is also in figures/
+    return HTML(image(Path(figure_path).read_bytes(), "Figure 2: smooth loss")
+                + caption(f"Figure 2. Smooth loss over {run['steps_done']:,} updates; dotted lines mark the start "
+                          "of each epoch."))
+
+
+def loss_facts(run_dir) -> HTML:
+    """The smooth loss's milestones: its start beside seq_length · ln K, 10,000 and 100,000 updates,
+    its lowest value, per character, and the validation loss when the run held text out."""
+    run = read_json(resolve(run_dir) / "run.json")
+    c, K = run["config"], run["corpus"]["K"]
+    samples = {s["step"]: s["smooth_loss"] for s in read_json(resolve(run_dir) / "samples.json")}
     facts = []
     if 0 in samples:
         facts.append(f"starts at {samples[0]:.2f}, close to seq_length · ln K = {c['seq_length'] * math.log(K):.2f}, "
                      "the loss of a uniform guess")
-    facts += [f"is {v:.2f} after {k:,} updates" for k, v in sorted(samples.items()) if k in (10_000, 100_000)]
+    facts += [f"is {v:.2f} {after(k)}" for k, v in sorted(samples.items()) if k in (10_000, 100_000)]
     if run.get("best_val_loss_per_char") is None:  # the best model is the one with the lowest smooth loss
         lowest, lowest_step, logged = run["best_smooth_loss"], run["best_step"], ""
     else:  # the best model was chosen by validation loss: the lowest smooth loss comes from the log
         log = read_log(resolve(run_dir) / "train_log.csv")
         low = int(np.argmin(log["smooth_loss"]))
         lowest, lowest_step, logged = float(log["smooth_loss"][low]), int(log["step"][low]), " logged"
-    facts.append(f"reaches its lowest{logged} value, {lowest:.2f}, after {lowest_step:,} updates")
-    text += "<p>The smooth loss " + ", ".join(facts[:-1]) + (" and " if len(facts) > 1 else "") + facts[-1] + ".</p>"
+    facts.append(f"reaches its lowest{logged} value, {lowest:.2f}, {after(lowest_step)}")
+    text = "<p>The smooth loss " + ", ".join(facts[:-1]) + (" and " if len(facts) > 1 else "") + facts[-1] + ". "
     per_char = lowest / c["seq_length"]
-    text += f"<p>Per character, that is {per_char:.3f} nats ({bits(per_char):.3f} bits)"
+    text += f"Per character, that is {per_char:.3f} nats ({bits(per_char):.3f} bits)"
     if run.get("best_val_loss_per_char") is not None:
         val = run["best_val_loss_per_char"]
         text += (f". The best model is chosen by the loss on the held-out last {c['val_fraction']:.0%} of the text: "
-                 f"{val:.3f} nats ({bits(val):.3f} bits, perplexity {perplexity(val):.2f}) per character, after "
-                 f"{run['best_step']:,} updates")
+                 f"{val:.3f} nats ({bits(val):.3f} bits, perplexity {perplexity(val):.2f}) per character, "
+                 f"{after(run['best_step'])}")
     if run.get("test_loss_per_char") is not None:
         test = run["test_loss_per_char"]
         text += (f". On the test part, the {c['test_fraction']:.0%} of the text before it, never used for choosing, "
                  f"the best model loses {test:.3f} nats ({bits(test):.3f} bits, perplexity {perplexity(test):.2f})")
-    text += ".</p>"
-    return HTML(text + image(Path(figure_path).read_bytes(), "Figure 2: smooth loss")
-                + caption(f"Figure 2. Smooth loss over {run['steps_done']:,} updates; dotted lines mark the start "
-                          "of each epoch."))
+    return HTML(text + ".</p>")
+
+
+def loss_section(run_dir, figure_path) -> HTML:
+    """:func:`training_settings`, :func:`loss_figure` and :func:`loss_facts` together."""
+    return HTML(training_settings(run_dir).data + loss_figure(run_dir, figure_path).data + loss_facts(run_dir).data)
+
+
+def epoch_table(run_dir) -> HTML:
+    """Table: the smooth loss at the end of each epoch and the lowest within it, from train_log.csv."""
+    run = read_json(resolve(run_dir) / "run.json")
+    log = read_log(resolve(run_dir) / "train_log.csv")
+    starts = list(run["epoch_starts"]) + [run["steps_done"]]
+    rows = []
+    for i, (first, last) in enumerate(zip(starts[:-1], starts[1:]), start=1):
+        inside = (log["step"] > first) & (log["step"] <= last)
+        if not inside.any():
+            continue
+        losses = log["smooth_loss"][inside]
+        rows.append([f"{i}", f"{first + 1:,} to {last:,}", f"{losses[-1]:.2f}", f"{losses.min():.2f}"])
+    return HTML(table(["epoch", "updates", "smooth loss at its end", "lowest in it"], rows,
+                      "The smooth loss per epoch (from the rows of train_log.csv; an epoch is one pass over the "
+                      "text, the last one may be partial)."))
 
 
 def reference_section(run_dir, baseline_dir: str = "", best_dir: str = "") -> HTML:
@@ -174,38 +213,55 @@ def reference_section(run_dir, baseline_dir: str = "", best_dir: str = "") -> HT
 
 
 def samples_section(run_dir) -> HTML:
-    """The texts synthesized during training, each with its update step and smooth loss."""
+    """The texts synthesized during training, each headed by when it was drawn and the smooth loss then.
+
+    Says why when the schedule drew nothing after the first update (``sample_every`` beyond the run's
+    length); a sample marked ``final`` was drawn at the end of such a short run.
+    """
+    run = read_json(resolve(run_dir) / "run.json")
     samples = read_json(resolve(run_dir) / "samples.json")
+    c = run["config"]
     n = len(samples[0]["text"]) if samples else 0
-    intro = (f"<p>Every {samples[1]['step'] - samples[0]['step']:,}th update the network synthesized {n} "
-             f"characters, starting from the hidden state of that moment and the update's first input "
-             f"character. The first text was drawn before any update.</p>" if len(samples) > 1 else "")
-    blocks = "".join(sample(f'Update {s["step"]:,}, smooth loss {s["smooth_loss"]:.2f}', s["text"]) for s in samples)
-    return HTML(intro + blocks)
+    scheduled = [s for s in samples if not s.get("final")]
+    intro = (f"<p>Every {c['sample_every']:,} updates up to update {c['sample_until']:,} the network synthesized {n} "
+             f"characters from the hidden state of that moment and the next update's first input character; "
+             f"the first text was drawn before any update.")
+    if any(s.get("final") for s in samples):
+        intro += (f" The run ended {after(run['steps_done'])}, before the next scheduled sample, so the last text "
+                  "was drawn from the final model.")
+    elif len(scheduled) == 1 and run["steps_done"] < c["sample_every"]:
+        intro += f" The run ended {after(run['steps_done'])}, before the first scheduled sample."
+    blocks = "".join(sample(f'{after(s["step"]).capitalize()}{" (the end of training)" if s.get("final") else ""}'
+                            f', smooth loss {s["smooth_loss"]:.2f}', s["text"]) for s in samples)
+    return HTML(intro + "</p>" + blocks)
 
 
 def best_section(run_dir) -> HTML:
-    """The best model's passage, with the step and smooth loss at which it was saved."""
+    """The best model's passage, with when it was saved, its smooth loss and how it was chosen."""
     b = read_json(resolve(run_dir) / "best_passage.json")
     run = read_json(resolve(run_dir) / "run.json")
     chosen = run.get("best_chosen_by", "smooth loss")
     start = (f"after warming the state up on the priming text {html.escape(repr(b['prime'][:-1]))}, with x<sub>0</sub> = "
              if len(b["prime"]) > 1 else "starting from a zero hidden state and x<sub>0</sub> = ")
+    final = ""
+    if b["step"] != run["steps_done"] and run.get("final_smooth_loss") is not None:
+        final = (f"; {after(run['steps_done'])}, at the end of training, it was {run['final_smooth_loss']:.4f}")
     return HTML(
-        f"<p>The best model, chosen by the lowest {chosen}, is the one after {b['step']:,} updates (smooth loss "
-        f"{b['smooth_loss']:.4f}). It synthesized the following {len(b['text']):,} characters (seed {b['seed']}, "
+        f"<p>The best model, chosen by the lowest {chosen}, holds the parameters {after(b['step'])} (smooth loss "
+        f"{b['smooth_loss']:.4f}{final}). It synthesized the following {len(b['text']):,} characters (seed {b['seed']}, "
         f"{start}{html.escape(repr(b['prime'][-1]))}).</p>"
         + text_block(b["text"]))
 
 
 def passage(result: dict) -> HTML:
-    """A synthesized text (as returned by ``workflow.synthesize``) with where it came from."""
+    """A synthesized text (as returned by ``steps.synthesize``) with where it came from and how it was drawn."""
     how = (f"beam search of width {result['beam_width']}, log-probability {result['log_prob']:.1f} nats"
            if result.get("beam_width", 0) >= 2 else
            f"seed {result['seed']}, temperature {result['temperature']:g}, top-p {result['top_p']:g}")
     return HTML(
         f"<p>{len(result['text']):,} characters from <code>{html.escape(result['checkpoint'])}</code> "
-        f"(update {result['step']:,}, smooth loss {result['smooth_loss']:.2f}; {how}):</p>"
+        f"({after(result['step'])}, smooth loss {result['smooth_loss']:.2f}; {how}, "
+        f"prime {html.escape(repr(result['prime']))}):</p>"
         + text_block(result["text"]))
 
 
@@ -229,11 +285,18 @@ def run_constants(run: dict) -> dict:
     """The training constants run.json records (clip limit, smoothing, optimizer settings)."""
     if "constants" not in run:
         raise ValueError("run.json does not record the training constants (it was written by an older version); "
-                         "re-run notebooks/02_train.ipynb.")
+                         "re-run notebooks/02_train.ipynb, or resume it with init_from=last.npz and the same n_updates, which rewrites "
+                         "run.json without training.")
     return run["constants"]
 
 
 def optimizer_text(name: str, settings: dict) -> str:
-    """E.g. "AdaGrad with eps = 1e-08" from the optimizer's name and its recorded settings."""
-    parts = [f"{SETTING_NAMES.get(k, k)} = {v:g}" for k, v in settings.items()]
+    """E.g. "AdaGrad with eps = 1e-8" from the optimizer's name and its recorded settings."""
+    parts = [f"{SETTING_NAMES.get(k, k)} = {_number(v)}" for k, v in settings.items()]
     return f"{OPTIMIZER_NAMES[name]} with " + (", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else parts[0])
+
+
+def _number(v: float) -> str:
+    """A constant as people write it: 0.9, 0.999, 1e-8 (not 1e-08)."""
+    text = f"{v:g}"
+    return text.replace("e-0", "e-").replace("e+0", "e+")

@@ -23,6 +23,7 @@ from ..train import checkpoint as ckpt
 from ..train.config import TrainConfig, coerce
 from ..train.documents import DocumentState, DocumentTrainer
 from ..train.trainer import new_run_id
+from . import lock
 
 
 def train(data_path: str = "", out_dir: str = "output/documents", text_field: str = "text", seed: int = 0,
@@ -32,7 +33,7 @@ def train(data_path: str = "", out_dir: str = "output/documents", text_field: st
     Files: ``documents_run.json`` (configuration, collection, timing, smooth losses),
     ``documents_samples.json`` (``{"step", "smooth_loss", "documents", "ended"}`` every
     ``sample_every`` updates), ``train_log.csv``, ``last.npz`` and ``best.npz``. ``params`` are
-    :class:`~helpers.config.TrainConfig` fields; samples are drawn up to the last update unless
+    :class:`~helpers.train.config.TrainConfig` fields; samples are drawn up to the last update unless
     ``sample_until`` says otherwise. Returns the contents of ``documents_run.json``.
     """
     seed, n_samples, max_length = (coerce(k, v, "int") for k, v in
@@ -54,21 +55,23 @@ def train(data_path: str = "", out_dir: str = "output/documents", text_field: st
     info = meta["corpus"]
     print(f"training on {info['name']}: {info['n_documents']:,} documents, {info['n_chars']:,} characters, "
           f"K = {len(chars)} with the end character; writing to {out}")
-    seconds = trainer.run_saving(cfg.n_updates, lambda: write_results(trainer, out, meta))
-    return write_results(trainer, out, meta, seconds)
+    with lock.hold(out):  # one training per folder; refused here when another one runs
+        seconds = trainer.run_saving(cfg.n_updates, lambda: write_results(trainer, out, meta))
+        return write_results(trainer, out, meta, seconds)
 
 
 def write_results(trainer: DocumentTrainer, out, meta: dict, seconds: float | None = None) -> dict:
     """Write the checkpoints, train_log.csv, documents_samples.json and documents_run.json; return the last."""
     s = trainer.state
-    ckpt.save(out / "last.npz", trainer.checkpoint("last", meta))
-    ckpt.save(out / "best.npz", trainer.checkpoint("best", meta))
-    files.write_text(out / "train_log.csv", files.log_csv(s.log))
-    files.write_json(out / "documents_samples.json", s.samples)
     summary = {**meta, "steps_done": s.step, "epochs": s.epoch, "epoch_starts": s.epoch_starts,
                "final_smooth_loss": s.smooth_loss, "best_smooth_loss": s.best_smooth_loss, "best_step": s.best_step,
                "seconds": seconds, "updates_per_second": s.step / seconds if seconds else None}
-    files.write_json(out / "documents_run.json", summary)
+    with files.atomic_group() as group:  # all written, then renamed in this order (a full disk changes none)
+        ckpt.save(out / "last.npz", trainer.checkpoint("last", meta), group)
+        ckpt.save(out / "best.npz", trainer.checkpoint("best", meta), group)
+        group.write_text(out / "train_log.csv", files.log_csv(s.log))
+        group.write_json(out / "documents_samples.json", s.samples)
+        group.write_json(out / "documents_run.json", summary)
     return summary
 
 

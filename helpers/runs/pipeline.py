@@ -21,6 +21,7 @@ from pathlib import Path
 from ..common.paths import resolve
 from ..report.pdf import PdfError, choose_engine, to_pdf
 from ..report.render import to_html
+from . import lock
 from .notebooks import NotebookError, notebook_parameters, run_notebook
 
 NOTEBOOKS = ("01_gradient_test", "02_train", "03_synthesis", "04_best_model", "05_report")
@@ -61,16 +62,24 @@ def run(out_dir="output/run", params: dict | None = None, pdf: bool = True, log=
     ``log_output`` streams the notebooks' printed output (training progress) to the log.
     ``pdf_engine`` goes to :func:`helpers.report.pdf.to_pdf` (None: ``$PDF_ENGINE``, else WeasyPrint);
     a PDF that cannot be made raises :class:`helpers.report.pdf.PdfError` after the HTML is written.
+    A notebook that fails raises :class:`NotebookError`, which also names the outputs an earlier run
+    left (the later executed notebooks, the report); another training in ``out_dir`` raises
+    :class:`helpers.runs.lock.FolderInUse` before any notebook runs.
     """
     if pdf:
         pdf_engine = choose_engine(pdf_engine)  # an unknown name fails now, not after training
     out = resolve(out_dir)
+    lock.check_free(out)  # another training writes there: refused before any notebook runs (02 checks again)
     executed = out / "notebooks"
     executed.mkdir(parents=True, exist_ok=True)
+    started = time.time()
     for name, values in plan(out, params or {}):
         start = time.perf_counter()
         log(f"[{name}] " + ", ".join(f"{k}={v!r}" for k, v in values.items()))
-        run_notebook(name, executed / f"{name}.ipynb", values, log_output=log_output)
+        try:
+            run_notebook(name, executed / f"{name}.ipynb", values, log_output=log_output)
+        except NotebookError as err:
+            raise NotebookError(err.name, err.error, err.executed, stale_note(out, name, started)) from None
         log(f"[{name}] done in {time.perf_counter() - start:.1f} s")
     files = {"html": to_html(executed / "05_report.ipynb", out / "report.html")}
     log(f"report: {files['html']}")
@@ -78,6 +87,17 @@ def run(out_dir="output/run", params: dict | None = None, pdf: bool = True, log=
         files["pdf"] = to_pdf(files["html"], out / "report.pdf", engine=pdf_engine)
         log(f"report: {files['pdf']}")
     return files
+
+
+def stale_note(out: Path, failed: str, started: float) -> str:
+    """After notebook ``failed`` stopped: which outputs in ``out`` are an earlier run's (older than ``started``)."""
+    later = NOTEBOOKS[NOTEBOOKS.index(failed) + 1:]
+    paths = [out / "notebooks" / f"{name}.ipynb" for name in later] + [out / "report.html", out / "report.pdf"]
+    stale = [str(p.relative_to(out)) for p in paths if p.is_file() and p.stat().st_mtime < started]
+    if not stale:
+        return ""
+    return (f"Left in {out} from an earlier run, not this one: {', '.join(stale)}. Run the report again once the "
+            "error is fixed, and they are replaced.")
 
 
 class _CellOutputOnly(logging.Filter):
@@ -118,7 +138,7 @@ def main(argv=None) -> int:
         handler.addFilter(_CellOutputOnly())
     try:
         run(args.out_dir, params, pdf=not args.no_pdf, log_output=True, pdf_engine=args.pdf_engine)
-    except (ValueError, FileNotFoundError, NotebookError) as err:
+    except (ValueError, FileNotFoundError, NotebookError, lock.FolderInUse) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except PdfError as err:

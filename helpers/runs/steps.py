@@ -15,11 +15,12 @@ from ..common.paths import resolve
 from ..common.progress import Progress
 from ..common.units import per_char
 from ..data.text import build_vocab, encode, load_corpus, ngram_entropy
-from ..model import cells, fast, gradcheck, sample
+from ..model import cells, gradcheck, sample
 from ..train import checkpoint as ckpt
 from ..train import evaluate, optim
 from ..train.config import TrainConfig, coerce
 from ..train.trainer import SMOOTHING, Trainer, TrainState, new_run_id
+from . import lock
 
 
 def corpus_info(corpus, chars) -> dict:
@@ -73,12 +74,22 @@ def gradient_test(data_path: str, out_dir: str, seq_lengths=(10, 25, 40), h: flo
     return result
 
 
+def train_config(namespace: dict) -> dict:
+    """The training settings among ``namespace``'s names: ``{name: value}`` for each field of
+    :class:`~helpers.train.config.TrainConfig` it holds.
+
+    02_train passes its parameters on with ``steps.train(..., **steps.train_config(globals()))``, so a
+    setting added to TrainConfig and to the parameters cell reaches the trainer without more code.
+    """
+    return {name: namespace[name] for name in TrainConfig.__dataclass_fields__ if name in namespace}
+
+
 def train(data_path: str, out_dir: str, seed: int = 0, init_from: str = "", **params) -> dict:
     """Train (from scratch, or on from the checkpoint ``init_from``) and write the results into ``out_dir``.
 
     Files: ``train_log.csv`` (step, loss, smooth_loss), ``samples.json``, ``best.npz``,
     ``last.npz`` (rewritten every ``checkpoint_every`` updates) and ``run.json`` (configuration,
-    corpus, timing, epoch starts). ``params`` are :class:`~helpers.config.TrainConfig` fields;
+    corpus, timing, epoch starts). ``params`` are :class:`~helpers.train.config.TrainConfig` fields;
     ``n_updates`` counts all updates, those before ``init_from`` included. A resumed run goes on
     exactly as the uninterrupted run would have (same parameters, samples and losses).
     Returns the contents of ``run.json``.
@@ -86,11 +97,17 @@ def train(data_path: str, out_dir: str, seed: int = 0, init_from: str = "", **pa
     cfg = TrainConfig.from_kwargs(**params)
     seed = coerce("seed", seed, "int")
     corpus = load_corpus(data_path)
+    with lock.hold(out_dir):  # one training per folder; refused here when another one runs
+        trainer, meta = start(cfg, corpus, seed, init_from)
+        return run_to_end(trainer, resolve(out_dir), meta)
+
+
+def start(cfg: TrainConfig, corpus, seed: int, init_from: str = "") -> tuple[Trainer, dict]:
+    """The trainer of a new run, or of the run ``init_from`` (a last.npz) resumes, and its files' meta."""
     chars = build_vocab(corpus.text)
     if init_from:
         last = ckpt.load(init_from)
-        best_path = resolve(init_from).with_name("best.npz")
-        state = TrainState.resume(last, ckpt.load(best_path) if best_path.is_file() else None, cfg, chars)
+        state = TrainState.resume(last, None if last.best is not None else _old_best(init_from), cfg, chars)
         was = last.meta.get("corpus", {})
         if was.get("n_chars", len(corpus.text)) != len(corpus.text):
             raise ValueError(f"the checkpoint was trained on {was.get('name')!r} ({was['n_chars']:,} characters) but "
@@ -101,17 +118,44 @@ def train(data_path: str, out_dir: str, seed: int = 0, init_from: str = "", **pa
     else:
         state, run_id = TrainState.fresh(cfg, len(chars), np.random.default_rng(seed)), new_run_id()
     trainer = Trainer(cfg, encode(corpus.text, chars), chars, state)
-    out = resolve(out_dir)
-    meta = {"run_id": run_id, "seed": seed, "config": cfg.as_dict(), "corpus": corpus_info(corpus, chars)}
-    print(f"training on {corpus.name}: {len(corpus.text):,} characters, K = {len(chars)}; writing to {out}")
-    first_step = state.step
-    seconds = trainer.run_saving(cfg.n_updates, lambda: write_run_files(trainer, out, meta))
-    final_val = None
-    if len(trainer.val_data) and (not state.val_log or state.val_log[-1][0] != state.step):
-        # the final model's figure, off the eval_every grid: reported, but kept out of val_log and the
-        # best-model choice, so that a run stopped here and resumed equals an uninterrupted one
-        final_val = evaluate.loss_per_char(cfg.cell, state.params, trainer.val_data)
-    run = write_run_files(trainer, out, meta, seconds, state.step - first_step, final_val)
+    return trainer, {"run_id": run_id, "seed": seed, "config": cfg.as_dict(), "corpus": corpus_info(corpus, chars)}
+
+
+def _old_best(init_from: str):
+    """best.npz beside a last.npz written before last.npz carried the best model, or None."""
+    path = resolve(init_from).with_name("best.npz")
+    try:
+        return ckpt.load(path) if path.is_file() else None
+    except ValueError as err:
+        print(f"note: {err}; resuming with the best model as last.npz names it unknown")
+        return None
+
+
+def run_to_end(trainer: Trainer, out, meta: dict) -> dict:
+    """Train to ``n_updates``, writing the results into ``out`` at every checkpoint and at the end.
+
+    A full disk or a read-only folder stops training with an OSError that names the file, the
+    update reached and the update that ``last.npz`` (left as it was) holds.
+    """
+    state, cfg, first_step = trainer.state, trainer.cfg, trainer.state.step
+    corpus, per_epoch = meta["corpus"], (trainer.L - 1) // cfg.seq_length
+    print(f"training on {corpus['name']}: {corpus['n_chars']:,} characters, K = {corpus['K']}; one epoch is "
+          f"{per_epoch:,} updates, so {cfg.n_updates:,} updates are {cfg.n_updates / per_epoch:.1f} epochs; "
+          f"writing to {out}")
+    try:
+        seconds = trainer.run_saving(cfg.n_updates, lambda: write_run_files(trainer, out, meta))
+        final_val = None
+        if len(trainer.val_data) and (not state.val_log or state.val_log[-1][0] != state.step):
+            # the final model's figure, off the eval_every grid: reported, but kept out of val_log and the
+            # best-model choice, so that a run stopped here and resumed equals an uninterrupted one
+            final_val = evaluate.loss_per_char(cfg.cell, state.params, trainer.val_data)
+        run = write_run_files(trainer, out, meta, seconds, state.step - first_step, final_val,
+                              final_sample(trainer, meta["seed"]))
+    except OSError as err:
+        if err.errno not in files.WRITE_ERRNOS:
+            raise
+        raise type(err)(err.errno, f"{err.strerror or err}\ntraining stopped at update {state.step:,}; "
+                                   f"{_kept(out / 'last.npz', meta['run_id'])}.") from err
     for what in ("best_val", "test"):
         if run[f"{what}_loss_per_char"] is not None:
             print(f"{what.replace('_', ' ')}: {run[f'{what}_loss_per_char']:.4f} nats/char, "
@@ -119,13 +163,45 @@ def train(data_path: str, out_dir: str, seed: int = 0, init_from: str = "", **pa
     return run
 
 
+def _kept(path, run_id: str) -> str:
+    """What the checkpoint at ``path`` holds, for the message of a run that could not write."""
+    try:
+        there = ckpt.load(path)
+    except (FileNotFoundError, ValueError):
+        return "no checkpoint of this run was written"
+    if there.meta.get("run_id") != run_id:
+        return f"{path} is an earlier run's"
+    return f"{path} holds update {there.step:,}: resume from it (init_from) once the files can be written"
+
+
+def final_sample(trainer: Trainer, seed: int) -> dict | None:
+    """A sample of the final model when the run ended between two scheduled samples, else None.
+
+    A run shorter than ``sample_every`` would otherwise show only the untrained model's text. The
+    sample is drawn like the scheduled ones (``sample_length`` characters from stream 0's state and
+    the next input character), but from its own generator seeded by (seed, step), and it is kept out
+    of the training state: a run stopped here and resumed goes on exactly as an uninterrupted one.
+    """
+    s, cfg = trainer.state, trainer.cfg
+    upcoming = (s.step // cfg.sample_every + 1) * cfg.sample_every
+    if s.step == 0 or s.step % cfg.sample_every == 0 or upcoming > cfg.sample_until:
+        return None
+    x0 = int(trainer.train_data[min(s.position, len(trainer.train_data) - 1)])
+    idx, _ = trainer.engine.sampler(s.params, s.hprev[0], x0, cfg.sample_length, np.random.default_rng([seed, s.step]),
+                                    cell=cfg.cell)
+    return {"step": s.step, "smooth_loss": s.smooth_loss, "text": "".join(trainer.chars[i] for i in idx), "final": True}
+
+
 def write_run_files(trainer: Trainer, out, meta: dict, seconds: float | None = None, updates: int = 0,
-                    final_val: float | None = None) -> dict:
+                    final_val: float | None = None, final: dict | None = None) -> dict:
     """Write checkpoints, logs, samples, ``run.json`` and ``metrics.json``; returns run.json's contents.
 
-    ``last.npz`` goes first: it holds the best model too, so it alone resumes the run whatever
-    happens before ``best.npz`` is written. ``final_val`` is the final model's validation loss when
-    it was not evaluated on the grid. ``seconds`` is this session's training time (``updates``
+    The files are written as one group (:func:`helpers.common.files.atomic_group`): a full disk
+    or a read-only folder leaves all of them as they were. ``last.npz`` is renamed into place
+    first: it holds the best model too, so it alone resumes the run whatever happens before
+    ``best.npz`` is. ``final_val`` is the final model's validation loss when it was not evaluated
+    on the grid; ``final`` a sample of the final model that samples.json lists after the scheduled
+    ones (see :func:`final_sample`). ``seconds`` is this session's training time (``updates``
     updates); run.json's and metrics.json's ``seconds`` count every session of the run. At the end
     of a session (``seconds`` given) the best model is evaluated once on the test part, if any.
     """
@@ -139,10 +215,6 @@ def write_run_files(trainer: Trainer, out, meta: dict, seconds: float | None = N
         best_val = final_val
     test = trainer.test(best.params) if seconds is not None else None  # once, never used for choosing
     best.meta.update(per_char(best_val, "best_val"), **(per_char(test, "test") if test is not None else {}))
-    ckpt.save(out / "last.npz", trainer.checkpoint("last", meta))
-    ckpt.save(out / "best.npz", best)
-    files.write_text(out / "train_log.csv", files.log_csv(s.log))
-    files.write_json(out / "samples.json", s.samples)
     last_val = final_val if final_val is not None else (s.val_log[-1][3] if s.val_log else None)
     total_seconds = trainer.seconds
     losses = {**per_char(last_val, "val"), **per_char(best_val, "best_val"), **per_char(test, "test")}
@@ -151,7 +223,6 @@ def write_run_files(trainer: Trainer, out, meta: dict, seconds: float | None = N
                "chars_seen": trainer.chars_seen, "seconds": total_seconds, "val_chars": len(trainer.val_data),
                "test_chars": len(trainer.test_data), "history": [
                    {"step": st, "chars_seen": ch, "seconds": sec, "val_loss_per_char": v} for st, ch, sec, v in s.val_log]}
-    files.write_json(out / "metrics.json", {**metrics, "run_id": meta["run_id"]})
     constants = {"clip": optim.CLIP, "smoothing": SMOOTHING, "optimizer": cfg.optimizer,
                  "optimizer_settings": optim.SETTINGS[cfg.optimizer]}
     summary = {**meta, "steps_done": s.step, "epochs": s.epoch, "epoch_starts": s.epoch_starts,
@@ -162,7 +233,13 @@ def write_run_files(trainer: Trainer, out, meta: dict, seconds: float | None = N
                "session_seconds": seconds, "session_updates": updates,
                "updates_per_second": updates / seconds if seconds else None,
                "engine": trainer.engine.name, "constants": constants}
-    files.write_json(out / "run.json", summary)
+    with files.atomic_group() as group:  # all written, then renamed in this order: last.npz first
+        ckpt.save(out / "last.npz", trainer.checkpoint("last", meta), group)
+        ckpt.save(out / "best.npz", best, group)
+        group.write_text(out / "train_log.csv", files.log_csv(s.log))
+        group.write_json(out / "samples.json", s.samples + ([final] if final else []))
+        group.write_json(out / "metrics.json", {**metrics, "run_id": meta["run_id"]})
+        group.write_json(out / "run.json", summary)
     return summary
 
 
@@ -200,6 +277,8 @@ def synthesize(checkpoint: str, length: int = 1000, seed: int = 0, prime: str = 
     h0 = sample.warm_up(ck.params, cells.initial_state(cell, ck.params)[0], x[:-1], cell)
     sampler = sample.sample_indices
     if engine == "numba":
+        from ..model import fast  # numba: imported only when asked for
+
         sampler = fast.sample_indices if fast.AVAILABLE else sampler
     elif engine != "numpy":
         raise ValueError(f"engine must be numpy or numba, got {engine!r}")

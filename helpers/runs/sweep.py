@@ -23,9 +23,12 @@ import io
 import itertools
 import json
 import logging
+import os
 import re
+import socket
 import sys
 import time
+import uuid
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
@@ -38,6 +41,7 @@ from ..common.paths import resolve
 from ..common.progress import Progress
 from ..report.figures import save_figure
 from ..report.sweep import RESULTS, canonical, collect, loss_figure, record_for, section  # noqa: F401 (section: for 08)
+from . import lock
 from .notebooks import NotebookError, notebook_parameters, run_notebook
 
 UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
@@ -127,15 +131,22 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def run_point(parameters: dict, folder: str) -> dict:
+def run_point(parameters: dict, folder: str, sweep_id: str = "") -> dict:
     """Execute 02_train with ``parameters`` into ``folder`` and record it in point.json (the Dask task).
 
-    A notebook that fails is recorded with status "failed" and its error, not raised.
-    Returns the record.
+    A notebook that fails is recorded with status "failed" and its error, not raised. A point
+    this sweep (``sweep_id``) has already finished is not run again (Dask recomputes a result
+    that was lost with its worker); a point whose folder a training still holds (the orphaned
+    kernel of a killed worker, which ends within seconds) is waited for. Returns the record.
     """
     folder = Path(folder)
-    record = {"parameters": parameters, "status": "running", "error": "", "started": _now()}
-    files.write_json(folder / "point.json", record)
+    done = record_for(folder, parameters)
+    if sweep_id and done and done.get("status") == "done" and done.get("sweep_id") == sweep_id:
+        return done
+    lock.wait_free(folder, timeout=LOCK_WAIT)
+    record = {"parameters": parameters, "status": "running", "error": "", "started": _now(), "sweep_id": sweep_id,
+              "host": socket.gethostname(), "pid": os.getpid()}
+    files.write_json(folder / "point.json", record)  # from here until "done", the folder never counts as done
     start = time.perf_counter()
     try:
         run_notebook("02_train", folder / "02_train.ipynb", {**parameters, "out_dir": str(folder)})
@@ -149,8 +160,12 @@ def run_point(parameters: dict, folder: str) -> dict:
     return record
 
 
+LOCK_WAIT = 30.0
+"""Seconds a point waits for its folder's training lock (held by the orphaned kernel of a killed worker)."""
+
+
 def outcome(future, run: dict) -> dict:
-    """The record of a completed task; a task that raised (a lost worker, ...) is recorded as failed here."""
+    """The record of a completed task; a task that raised (a worker killed too often, ...) is recorded as failed here."""
     try:
         return future.result()
     except Exception as err:
@@ -177,23 +192,48 @@ def connect(scheduler: str = "", n_workers: int = 1, timeout: float = 60):
         client = Client(scheduler, timeout=timeout)
     except OSError as err:
         raise ConnectionError(f"no Dask scheduler answers at {scheduler} ({err}); start one with `dask scheduler`") from None
-    with client:
+    try:
         try:
             client.wait_for_workers(1, timeout=timeout)
         except TimeoutError:
             raise ConnectionError(f"the scheduler at {scheduler} has no worker after {timeout:g} s; start one with "
                                   f"`dask worker {scheduler}` in the project's environment") from None
         yield client
+    finally:  # a lost scheduler: its reconnection attempt would end in a traceback; the error raised says it all
+        logger = logging.getLogger("distributed.client")
+        was, logger.disabled = logger.disabled, client.status != "running"
+        try:
+            client.close()
+        finally:
+            logger.disabled = was
 
 
-def execute(client, todo: list[dict]) -> None:
-    """Submit ``todo`` and record each point as it completes; on Ctrl-C cancel the rest and re-raise."""
-    futures = {client.submit(run_point, r["parameters"], r["folder"], pure=False): r for r in todo}
+def execute(client, todo: list[dict], sweep_id: str = "") -> None:
+    """Submit ``todo`` and record each point as it completes.
+
+    A point whose worker dies is run again by Dask, up to ``distributed.scheduler.allowed-failures``
+    times (3 by default), then recorded as failed with Dask's KilledWorker error. A finished point's
+    future is released at once, so that a worker lost later has nothing of it to compute again.
+    On Ctrl-C the rest is cancelled and KeyboardInterrupt re-raised.
+
+    Raises
+    ------
+    ConnectionError
+        When the scheduler goes away mid-sweep; the points that finished are recorded, the others
+        run when the sweep is run again.
+    """
+    futures = {client.submit(run_point, r["parameters"], r["folder"], sweep_id, pure=False): r for r in todo}
     bar, counts = Progress(len(todo), "points"), Counter()
     try:
-        for future in as_completed(futures):
-            run = futures[future]
+        for future in as_completed(list(futures)):
+            run = futures.pop(future)
+            if future.cancelled() and client.status != "running":
+                raise ConnectionError(
+                    f"lost the Dask scheduler ({getattr(client.scheduler, 'address', '?')}) "
+                    f"mid-sweep: {counts['done']} of the {len(todo)} points to run finished (they are recorded). "
+                    "Start the scheduler and its workers again and run the same sweep: only the missing points run.")
             record = outcome(future, run)
+            future.release()
             counts[record["status"]] += 1
             bar.write(f"{run['name']}: " + ("done" if record["status"] == "done" else f"failed, {record['error']}"))
             if record["status"] == "done" and not finished(run):
@@ -243,7 +283,7 @@ def run(grid, base=None, out_dir="output/sweep", scheduler: str = "", n_workers:
     try:
         if todo:
             with connect(scheduler, min(n_workers or CPU_COUNT, len(todo)), timeout) as client:
-                execute(client, todo)
+                execute(client, todo, uuid.uuid4().hex[:12])
     finally:
         rows = collect(out)
         write_results(out, rows)

@@ -12,6 +12,7 @@ every file is written atomically (:func:`helpers.common.files.atomic_path`).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import zipfile
 from dataclasses import dataclass, field
@@ -19,8 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..common.files import atomic_path
+from ..common.files import AtomicGroup, atomic_path
 from ..common.paths import resolve
+from ..model import cells
 from ..model.params import NAMES, ParamSet, count_layers, layer_names
 
 GROUPS = {"params": "", "mem": "m", "mem2": "v", "best": "best"}
@@ -78,6 +80,9 @@ def from_arrays(data: dict, where: str = "checkpoint") -> Checkpoint:
         chars = [chr(code) for code in data["char_codes"].tolist()]
     else:
         chars = [str(ch) for ch in data["chars"].tolist()]
+    if groups["params"].gates not in {cell.gates for cell in cells.REGISTRY.values()}:
+        raise ValueError(f"{where} is inconsistent: W has {groups['params'].gates} blocks of m rows, which no cell "
+                         f"has ({', '.join(f'{n}: {c.gates}' for n, c in cells.REGISTRY.items())}).")
     if len(chars) != groups["params"].K:
         raise ValueError(f"{where} has {len(chars)} characters but K={groups['params'].K} columns in U.")
     meta = json.loads(str(data["meta"])) if "meta" in data else {}
@@ -85,10 +90,14 @@ def from_arrays(data: dict, where: str = "checkpoint") -> Checkpoint:
                       smooth_loss=float(data.get("smooth_loss", np.nan)), hprev=data.get("hprev"), **groups)
 
 
-def save(path, ck: Checkpoint) -> Path:
-    """Write checkpoint ``ck`` to ``path`` (an ``.npz``) atomically; returns the resolved path."""
+def save(path, ck: Checkpoint, group: AtomicGroup | None = None) -> Path:
+    """Write checkpoint ``ck`` to ``path`` (an ``.npz``) atomically; returns the resolved path.
+
+    With ``group`` (an :func:`~helpers.common.files.atomic_group`) the file is staged there and
+    renamed into place with the group's other files.
+    """
     path = resolve(path)
-    with atomic_path(path) as tmp:
+    with contextlib.nullcontext(group.add(path)) if group is not None else atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             np.savez(f, **to_arrays(ck))
     return path

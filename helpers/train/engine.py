@@ -10,9 +10,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..model import cells, fast, sample
+from ..model import cells, sample
 from . import optim
 from .config import TrainConfig
+
+
+def _fast():
+    """helpers.model.fast, imported when the numba engine is asked for (numba takes ~0.4 s to import)."""
+    from ..model import fast
+
+    return fast
 
 
 class NumpyEngine:
@@ -45,12 +52,11 @@ class NumbaEngine(NumpyEngine):
     name = "numba"
 
     def __init__(self, cfg: TrainConfig, K: int, dtype):
-        super().__init__(cfg, K, dtype)
-        self.ws = fast.Workspace(cfg.m, K, cfg.seq_length, dtype)
-        self.sampler = fast.sample_indices
+        self.cfg, self.cell, fast = cfg, cells.get(cfg.cell), _fast()
+        self.ws, self.sampler = fast.Workspace(cfg.m, K, cfg.seq_length, dtype), fast.sample_indices
 
     def loss_and_grads(self, p, X, Y, state, grads, masks=None):
-        loss, hlast = fast.loss_and_grads(p, X[0], Y[0], state[0], grads, self.ws)
+        loss, hlast = _fast().loss_and_grads(p, X[0], Y[0], state[0], grads, self.ws)
         return loss, hlast[None, :]
 
     def step(self, theta, g, slots, t: int, tmp, eta: float | None = None) -> None:
@@ -63,6 +69,7 @@ class NumbaEngine(NumpyEngine):
 def make(cfg: TrainConfig, K: int, dtype, out=print) -> NumpyEngine:
     """The engine ``cfg.engine`` names, or numpy with a note when numba cannot serve the run."""
     if cfg.engine == "numba":
+        fast = _fast()
         if fast.AVAILABLE and cfg.cell == "rnn" and cfg.batch_size == 1 and cfg.n_layers == 1 and cfg.dropout == 0:
             return NumbaEngine(cfg, K, dtype)
         why = fast.REASON if not fast.AVAILABLE else \
@@ -84,6 +91,7 @@ def clip_adagrad_(theta: np.ndarray, g: np.ndarray, mem: np.ndarray, eta: float,
     eta, eps, limit : float
         Learning rate, AdaGrad's epsilon, clipping limit (used in the arrays' dtype).
     """
+    fast = _fast()
     fast.require()
     if not (theta.ndim == 1 and theta.shape == g.shape == mem.shape):
         raise ValueError(f"theta, g and mem must be flat arrays of one shape, got {theta.shape}, {g.shape}, "
