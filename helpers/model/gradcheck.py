@@ -52,17 +52,23 @@ def numerical_grads(p: ParamSet, x, y, hprev, h: float = 1e-4, progress=None, ce
         view = p[name].reshape(-1)  # a view into theta
         out = grads[name].reshape(-1)
         for i in range(view.size):
-            old = view[i]
-            view[i] = old + h
-            plus = loss()
-            view[i] = old - h
-            minus = loss()
-            view[i] = old
-            out[i] = (plus - minus) / (2 * h)
+            out[i] = centered_difference(loss, view, i, h)
             done += 1
             if progress is not None and done % 500 == 0:
                 progress(done)
     return grads
+
+
+def centered_difference(loss, view: np.ndarray, i: int, h: float) -> float:
+    """(L(theta_i + h) - L(theta_i - h)) / 2h for entry ``i`` of ``view`` (a view into the parameters
+    that ``loss()`` reads); the entry is restored afterwards."""
+    old = view[i]
+    view[i] = old + h
+    plus = loss()
+    view[i] = old - h
+    minus = loss()
+    view[i] = old
+    return (plus - minus) / (2 * h)
 
 
 def relative_errors(g_a: np.ndarray, g_n: np.ndarray, eps: float = EPS) -> dict[str, float]:
