@@ -56,11 +56,6 @@ def forward(cell: str, p: ParamSet, X, Y, state, ws=None, masks=None):
     return get(cell).forward(p, X, Y, state, ws, masks)
 
 
-def backward(cell: str, p: ParamSet, cache: dict, grads: ParamSet) -> None:
-    """``get(cell).backward``: the unclipped mean gradients into ``grads``."""
-    get(cell).backward(p, cache, grads)
-
-
 def loss_and_grads(cell: str, p: ParamSet, X, Y, state, grads: ParamSet, ws=None, masks=None):
     """Forward and backward over a mini-batch; returns (mean loss, state after the last step)."""
     c = get(cell)
