@@ -14,7 +14,14 @@ PDF_ENGINE ?=
 PYPROJECT_HASH := $(shell $(PYTHON) -c 'import hashlib; print(hashlib.sha256(open("pyproject.toml", "rb").read()).hexdigest()[:16])' 2>/dev/null)
 STAMP := $(VENV)/.installed-$(PYPROJECT_HASH)
 
+# git stores notebooks/*.ipynb through this clean filter (.gitattributes), as `nbstripout --install` sets up: the
+# outputs a run in the Lab saves stay on disk, git never sees them; the Jupyter post-save hook installed with the
+# venv keeps `git status` clean too (helpers/runs/notebooks.py)
+NB_FILTER := $(BIN)/python -m helpers.runs.notebooks clean %f
+
 venv: $(STAMP)
+	@if git rev-parse --is-inside-work-tree >/dev/null 2>&1 && [ "$$(git config filter.notebook.clean)" != '$(NB_FILTER)' ]; then \
+		git config filter.notebook.clean '$(NB_FILTER)' && echo "git: notebooks/*.ipynb are stored without outputs (filter.notebook.clean)"; fi
 
 $(STAMP):
 	$(PYTHON) -c 'import sys; sys.exit("Python 3.11 or newer is needed, this is " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -22,6 +29,9 @@ $(STAMP):
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev,fast]'
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (charrnn)" >/dev/null
+	mkdir -p $(VENV)/etc/jupyter
+	echo '{"FileContentsManager": {"post_save_hook": "helpers.runs.notebooks.after_save"}}' \
+		> $(VENV)/etc/jupyter/jupyter_server_config.json
 	rm -f $(VENV)/.installed $(VENV)/.installed-*
 	touch $@
 

@@ -10,4 +10,14 @@ The sub-packages are layers; imports point down only (checked by import-linter i
     common    paths, atomic result files, progress display, units
 
 ``report`` and ``train`` never import each other; ``model`` and ``data`` neither.
+
+In a notebook, ``%load_ext helpers`` (the first line of every notebook here) makes the errors this
+package raises on purpose show as their one-line message (:mod:`helpers.common.errors`).
 """
+
+
+def load_ipython_extension(ipython) -> None:
+    """``%load_ext helpers``: errors raised on purpose show as one line in this IPython kernel."""
+    from .common import errors
+
+    errors.install(ipython)

@@ -63,6 +63,16 @@ def test_non_bmp_text_trains_and_samples(tmp_path):
     assert set(text) <= set(ck.chars)
 
 
+def test_a_prime_with_unknown_characters_leaves_them_out_and_says_so(run):
+    known = workflow.synthesize(str(run / "last.npz"), 30, prime="abc")
+    mixed = workflow.synthesize(str(run / "last.npz"), 30, prime="aQb🐍c")
+    assert mixed["text"] == known["text"] and mixed["prime"] == "abc" and known["note"] == ""
+    assert "left out of the prime: 'Q', '🐍'" in mixed["note"]
+    alien = workflow.synthesize(str(run / "last.npz"), 30, prime="QQ")  # nothing left: the default prime
+    assert alien["prime"] == "\n" and "instead" in alien["note"]
+    assert alien["text"] == workflow.synthesize(str(run / "last.npz"), 30)["text"]
+
+
 # --- parameters ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name,value,message", [
@@ -90,8 +100,7 @@ def test_unknown_parameter_names_are_listed(text_file, tmp_path):
 @pytest.mark.parametrize("kwargs,message", [
     ({"top_p": 0}, r"top_p must be in \(0, 1\]"), ({"top_p": 1.5}, r"top_p must be in \(0, 1\]"),
     ({"temperature": 0}, "temperature must be > 0"), ({"temperature": -1}, "temperature must be > 0"),
-    ({"length": -1}, "length must be a whole number >= 0"), ({"prime": ""}, "prime must be a non-empty text"),
-    ({"prime": "abcQ"}, r"not in the model's vocabulary of \d+: 'Q'"),
+    ({"length": -1}, "length must be a whole number >= 0"), ({"prime": 5}, "prime must be a text"),
 ])
 def test_bad_sampling_options(run, kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -213,16 +222,24 @@ def test_report_refuses_results_of_two_runs(run, text_file, tmp_path):
     quiet(workflow.synthesize, str(run / "best.npz"), 20, out_path=str(run / "best_passage.json"))
     report.load_results(run)  # one run: fine
     quiet(workflow.train, str(text_file), str(run), n_updates=40, **KW)  # a second run into the same folder
-    with pytest.raises(ValueError, match="best_passage.json .* comes from run .* re-run notebooks/04_best_model"):
+    with pytest.raises(ValueError, match="best_passage.json comes from run .*; re-run notebooks/04_best_model.ipynb on "
+                                         ".*best.npz, then this one"):
+        report.load_results(run)
+    (run / "best_passage.json").unlink()
+    with pytest.raises(FileNotFoundError, match="has no best_passage.json; re-run notebooks/04_best_model"):
         report.load_results(run)
 
 
-def test_report_refuses_a_gradient_test_on_another_text(run, tmp_path):
+def test_report_refuses_a_gradient_test_on_another_text(run, tmp_path, text_file):
     other = tmp_path / "other.txt"
     other.write_text("zyxw vuts " * 10, encoding="utf-8")
     quiet(workflow.gradient_test, str(other), str(run), [3], m=4)
     quiet(workflow.synthesize, str(run / "best.npz"), 20, out_path=str(run / "best_passage.json"))
-    with pytest.raises(ValueError, match="gradcheck.json .* another text"):
+    with pytest.raises(ValueError, match="gradcheck.json .* another text .*; re-run notebooks/01_gradient_test.ipynb"):
+        report.load_results(run)
+    quiet(workflow.train, str(other), str(run), n_updates=40, **KW)  # 02 on the other text: 04 is stale now
+    quiet(workflow.gradient_test, str(text_file), str(run), [3], m=4)  # and 01 on the first text
+    with pytest.raises(ValueError, match="re-run notebooks/01_gradient_test.ipynb .*, then notebooks/04_best_model"):
         report.load_results(run)
 
 

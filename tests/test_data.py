@@ -25,9 +25,30 @@ def test_vocab_is_sorted_distinct_characters():
     assert all(a < b for a, b in zip(chars, chars[1:]))
 
 
-def test_char_to_index_is_position_in_vocab():
-    chars = ["\n", "a", "z"]
-    assert data.char_to_index(chars) == {"\n": 0, "a": 1, "z": 2}
+def test_default_prime_is_always_in_the_vocabulary():
+    assert data.default_prime(["\n", " ", "a"]) == "\n"  # the assignment's line break
+    assert data.default_prime([" ", "a", "b"]) == " "
+    assert data.default_prime(["a", "b"]) == "a"
+
+
+def test_known_part_drops_unknown_characters_and_names_them():
+    chars = data.build_vocab("abc \n")
+    assert data.known_part("a b", chars) == ("a b", [])
+    assert data.known_part("Abc🙂a", chars) == ("bca", ["A", "🙂"])
+    note = data.unknown_note(["A", "🙂"], chars, "prime")
+    assert "'A', '🙂'" in note and "prime" in note and "5 characters" in note
+    assert data.unknown_note([], chars, "prime") == ""
+
+
+def test_training_text_is_found_where_the_checkpoint_says(tmp_path, monkeypatch):
+    text = tmp_path / "mine.txt"
+    text.write_text("hello\r\nworld", encoding="utf-8")
+    corpus = {"name": "mine.txt", "source": str(text), "n_chars": 11, "K": 8}
+    assert data.training_text(corpus).text == "hello\nworld"
+    assert data.training_text({"source": "pydoc_data", "name": "x"}).source == "pydoc_data"
+    text.unlink()
+    with pytest.raises(FileNotFoundError, match="'mine.txt', is not at .* any more; pass data_path="):
+        data.training_text(corpus)
 
 
 def test_encode_by_hand():

@@ -45,11 +45,14 @@ def test_sampler_widget_callbacks_resample(trained):
     assert f"after {best.step:,} updates" in s.output.value
 
 
-def test_sampler_shows_errors_instead_of_raising(trained):
+def test_sampler_names_unknown_characters_and_shows_errors_instead_of_raising(trained, tmp_path):
     s = interactive.Sampler(str(trained / "last.npz"), length=20)
-    s.prime.value = "Z€"  # not in the vocabulary
+    s.prime.value = "Z€"  # not in the vocabulary: left out, the sample still comes
     shown = html.unescape(s.output.value)
-    assert "not in the model's vocabulary" in shown and "'€'" in shown
+    assert "left out of the prime: 'Z', '€'" in shown and "20 characters" in shown
+    s.checkpoint.options = [*s.checkpoint.options, str(tmp_path / "gone.npz")]
+    s.checkpoint.value = str(tmp_path / "gone.npz")
+    assert "gone.npz" in html.unescape(s.output.value) and "characters</div>" not in s.output.value
 
 
 def test_top_p_tiny_and_cold_temperature_are_greedy(trained):
@@ -131,9 +134,9 @@ def test_prime_box_shows_a_line_break_and_reads_it_back(trained):
     assert interactive.show_prime("\n") == "\\n" and interactive.read_prime("\\n") == "\n"
     for prime in ("the cat\n", "a\\b\tc", "\n\n"):
         assert interactive.read_prime(interactive.show_prime(prime)) == prime
-    assert interactive.read_prime("") == "\n"
+    assert interactive.read_prime("") == ""  # the default prime
     s = interactive.Sampler(str(trained / "last.npz"), length=20)
-    assert s.prime.value == "\\n"  # visible, not an empty-looking box
+    assert s.prime.value == "\\n"  # the default shown as it is, not an empty-looking box
     s.prime.value = "the\\n"
     assert 'prime "the\\n"' in html.unescape(s.output.value)
 
@@ -181,3 +184,32 @@ def test_explore_looks_inside_a_trained_model(trained, text_file):
     loss = html.unescape(explore.slice_loss(ck, str(text_file), 100).data)
     assert "the last 100 characters of the text" in loss and "smooth loss / seq_length" in loss
     assert "last.npz" in explore.checkpoint_facts(str(trained / "best.npz")).data
+
+
+def test_looks_inside_default_to_the_text_the_model_was_trained_on(trained, text_file, tmp_path):
+    from helpers.runs import explore
+
+    ck = str(trained / "last.npz")
+    assert explore.hidden_units(ck).data == explore.hidden_units(ck, str(text_file)).data
+    assert "On tiny.txt" in explore.hidden_units(ck).data
+    assert "trained on too" in html.unescape(explore.slice_loss(ck, "", 100).data)
+    foreign = tmp_path / "foreign.txt"
+    foreign.write_text("THE CAT, the cat 🐈\n" * 30, encoding="utf-8")
+    shown = html.unescape(explore.hidden_units(ck, str(foreign)).data)  # characters it never saw: left out, named
+    assert "left out of the text 'foreign.txt': ',', 'A', 'C', 'E', 'H', 'T', '🐈'" in shown
+    text_file.rename(tmp_path / "moved.txt")  # the training text is gone: one line, and how to go on
+    for look in (explore.hidden_units(ck), explore.slice_loss(ck)):
+        assert look.data.count("<p") == 1 and "is not at" in look.data and "pass data_path=" in look.data
+
+
+def test_hidden_units_are_light_and_honest(trained, monkeypatch):
+    """Backgrounds keep dark text readable (lightness >= 78%), and a unit below |r| 0.2 is not said to track."""
+    from helpers.runs import explore
+
+    for v in (-1, -0.5, 0, 0.3, 1):
+        assert int(explore.activation_colour(v).split(",")[2].strip(" %)")) >= 78
+    ck = str(trained / "last.npz")
+    assert "</b> tracks" in explore.hidden_units(ck).data
+    monkeypatch.setattr(explore, "TRACKS", 1.01)  # no unit can reach it
+    shown = explore.hidden_units(ck).data
+    assert shown.count("No unit tracks") == 2 and "activations" not in shown and "</b> tracks" not in shown  # no quotes

@@ -39,7 +39,7 @@ def test_notebooks_are_committed_clean_and_thin():
     assert set(pipeline.NOTEBOOKS) <= {p.stem for p in NOTEBOOKS}
     assert all(p.stem[:2].isdigit() and p.stem[2] == "_" for p in NOTEBOOKS)  # numbered, run in order
     for path in NOTEBOOKS:
-        nb = nbformat.read(path, as_version=4)
+        nb = nbformat.reads(notebooks.stored(path), as_version=4)  # what git holds, whatever the Lab saved
         code = [c for c in nb.cells if c.cell_type == "code"]
         assert all(not c.outputs and c.execution_count is None for c in code), f"{path.name} has outputs"
         tagged = [c for c in code if "parameters" in c.metadata.get("tags", [])]
@@ -195,10 +195,13 @@ def test_pipeline_keeps_one_run_folder(tmp_path, name):
         pipeline.plan(tmp_path, {name: str(tmp_path / "elsewhere")})
 
 
-def test_pipeline_saves_figure_2_in_the_run_folder_unless_it_is_the_default_run(tmp_path):
-    steps = dict(pipeline.plan(tmp_path, {}))
-    assert steps["05_report"]["figure_path"] == str(tmp_path / "smooth_loss.png")
-    assert dict(pipeline.plan("output/run", {}))["05_report"]["figure_path"] == "figures/smooth_loss.png"
+def test_figure_2_goes_into_the_run_folder_unless_it_is_the_default_run(tmp_path):
+    from helpers.report import sections
+
+    assert sections.figure_file(tmp_path) == tmp_path / "smooth_loss.png"
+    assert sections.figure_file("output/run") == ROOT / "figures" / "smooth_loss.png"
+    assert sections.figure_file(tmp_path, "elsewhere/f.png") == ROOT / "elsewhere" / "f.png"
+    assert "figure_path" not in dict(pipeline.plan(tmp_path, {}))["05_report"]
 
 
 def test_training_notebook_shows_figure_2_as_an_image(run_dir):
@@ -227,16 +230,32 @@ def test_report_states_the_constants_run_json_records(run_dir, tmp_path):
         sections.loss_section(copy, tmp_path / "f.png")
 
 
-def test_notebooks_are_saved_as_jupyterlab_writes_them():
-    """Opening and saving a notebook in JupyterLab changes nothing: nbformat's JSON, current minor
-    version, cell ids, this environment's kernelspec and language_info, no outputs."""
+def test_notebooks_are_stored_as_jupyterlab_writes_them():
+    """Opening and saving a notebook in JupyterLab changes nothing git stores: nbformat's JSON, current
+    minor version, cell ids, the project's kernelspec and language_info, no outputs."""
     for path in NOTEBOOKS:
-        assert path.read_text(encoding="utf-8") == notebooks.normalized(path), (
-            f"{path.name} is not as JupyterLab saves it; run: python -m helpers.runs.notebooks normalize")
-    done = subprocess.run([str(ROOT / ".venv" / "bin" / "nbstripout") if (ROOT / ".venv" / "bin" / "nbstripout").exists()
-                           else shutil.which("nbstripout") or "nbstripout", "--verify", "--keep-id",
-                           *map(str, NOTEBOOKS)], capture_output=True, text=True)
-    assert done.returncode == 0, done.stdout + done.stderr
+        text = notebooks.stored(path)
+        assert text == notebooks.normalized_text(text, path.stem[:2]), (
+            f"{path.name} is not stored as JupyterLab saves it; run: python -m helpers.runs.notebooks normalize")
+    assert notebooks.main(["check"]) == 0
+
+
+def test_the_check_reads_what_git_stores_and_bites(tmp_path):
+    """A notebook committed with its outputs fails the check, whatever the file on disk holds."""
+    repo = tmp_path / "repo"
+    (repo / "notebooks").mkdir(parents=True)
+    nb = nbformat.read(NOTEBOOKS[0], as_version=4)
+    nb.cells[1].outputs = [nbformat.v4.new_output("stream", text="hello\n")]
+    path = repo / "notebooks" / NOTEBOOKS[0].name
+    nbformat.write(nb, path)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    subprocess.run([*git, "add", "."], cwd=repo, check=True)
+    assert "outputs" in notebooks.stored(path) and notebooks.main(["check", str(path)]) == 1
+    path.write_text(notebooks.normalized(path), encoding="utf-8")  # the file is clean, the index is not
+    assert notebooks.main(["check", str(path)]) == 1
+    subprocess.run([*git, "add", "."], cwd=repo, check=True)
+    assert notebooks.main(["check", str(path)]) == 0
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -299,3 +318,57 @@ def test_errors_raised_on_purpose_show_their_message_not_a_traceback(tmp_path):
     errors = [o for c in nbformat.read(executed, as_version=4).cells for o in c.get("outputs", [])
               if o.output_type == "error"]
     assert len(errors) == 1 and len(errors[0].traceback) == 2 and "does not exist" in errors[0].traceback[0]
+
+
+def test_every_notebook_shows_the_packages_errors_as_one_line_whatever_it_imports():
+    """``%load_ext helpers`` opens every notebook; importing the package installs nothing by itself."""
+    for path in NOTEBOOKS:
+        first = next(c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
+        assert first.source.startswith("%load_ext helpers\n"), path.name
+    done = subprocess.run([sys.executable, "-c", "import IPython.core.interactiveshell as s; import helpers.runs.steps, "
+                           "helpers.report.sections; print(s.InteractiveShell.initialized())"],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert done.stdout.strip() == "False", done.stderr  # no shell was created or touched on import
+
+
+def test_a_report_on_mixed_runs_says_in_one_line_which_notebooks_to_run_again(run_dir, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("notebooks"))
+    passage = json.loads((copy / "best_passage.json").read_text())
+    (copy / "best_passage.json").write_text(json.dumps({**passage, "run_id": "an0ther0run0"}))
+    executed = tmp_path / "05.ipynb"
+    with pytest.raises(papermill.PapermillExecutionError, match="re-run notebooks/04_best_model.ipynb"):
+        papermill.execute_notebook(ROOT / "notebooks" / "05_report.ipynb", executed, parameters={"run_dir": str(copy)},
+                                   cwd=str(ROOT), progress_bar=False, kernel_name="python3")
+    errors = [o for c in nbformat.read(executed, as_version=4).cells for o in c.get("outputs", [])
+              if o.output_type == "error"]
+    assert len(errors) == 1 and len(errors[0].traceback) == 2 and "mixes two runs" in errors[0].traceback[0]
+
+
+def test_the_post_save_hook_keeps_git_status_clean_and_leaves_real_edits(tmp_path):
+    repo = tmp_path / "repo"
+    (repo / "notebooks").mkdir(parents=True)
+    (repo / ".gitattributes").write_text((ROOT / ".gitattributes").read_text())
+    path = repo / "notebooks" / "01_gradient_test.ipynb"
+    path.write_text(notebooks.stored(NOTEBOOKS[0]), encoding="utf-8")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    subprocess.run(["git", "config", "filter.notebook.clean", f"{sys.executable} -m helpers.runs.notebooks clean %f"],
+                   cwd=repo, check=True)
+    subprocess.run([*git, "add", "."], cwd=repo, check=True)
+    subprocess.run([*git, "commit", "-qm", "x"], cwd=repo, check=True)
+
+    def status():
+        return subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True).stdout
+
+    nb = nbformat.read(path, as_version=4)  # the Lab ran it and saved it with its outputs
+    code = next(c for c in nb.cells if c.cell_type == "code")
+    code.outputs, code.execution_count = [nbformat.v4.new_output("stream", text="hello\n")], 1
+    nbformat.write(nb, path)
+    assert status() == " M notebooks/01_gradient_test.ipynb\n"  # git trusts the size: a filter alone is not enough
+    assert subprocess.run(["git", "diff", "--quiet"], cwd=repo).returncode == 0  # ... though nothing differs
+    assert notebooks.after_save(os_path=str(path)) and status() == "" and "hello" in path.read_text()
+    nb.cells[0].source += "\n\nA sentence of my own."  # a real edit: left for the user to add
+    nbformat.write(nb, path)
+    assert not notebooks.after_save(os_path=str(path)) and status() == " M notebooks/01_gradient_test.ipynb\n"
+    assert not notebooks.after_save(os_path=str(tmp_path / "elsewhere.ipynb"))

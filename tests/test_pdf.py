@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.abc
+import json
 import subprocess
 import sys
 
@@ -145,3 +146,40 @@ def test_chromium_opt_in_prints_the_same_report(monkeypatch, page):
     assert PdfReader(out).metadata.title == "A small report"
     assert sorted(p.name for p in out.parent.iterdir()) == ["report.pdf"]  # no profile or print copy left
     assert sorted(p.name for p in page.parent.iterdir()) == ["out", "report.html"]
+
+
+def _report_pieces(folder) -> str:
+    """The reference-point section and the best model's passage, built by the report's own code."""
+    from helpers.report import reference, sections
+
+    (folder / "metrics.json").write_text(json.dumps(
+        {"reference": {"uniform": 4.382, "unigram": 3.131, "bigram": 2.445, "train_chars": 1_000_000},
+         "best_val_loss_per_char": None}))
+    (folder / "run.json").write_text(json.dumps(
+        {"corpus": {"K": 80, "name": "book.txt", "n_chars": 1_000_000}, "best_smooth_loss": 43.5, "steps_done": 300_000,
+         "final_smooth_loss": 44.0, "best_chosen_by": "smooth loss", "config": {"seq_length": 25}}))
+    lines = [f"line {i:02d} of the passage, as a model writes it: " + "words " * 12 for i in range(16)]
+    (folder / "best_passage.json").write_text(json.dumps(
+        {"text": "\n".join(lines), "prime": "\n", "seed": 0, "step": 299_000, "smooth_loss": 43.5}))
+    return reference.section(folder).data + "<h2>4 The best model</h2>" + sections.best_section(folder).data
+
+
+@pytest.mark.parametrize("filler", range(0, 44, 4))
+def test_no_heading_at_a_page_foot_and_no_passage_split_that_fits_on_a_page(tmp_path, filler):
+    """Wherever the page breaks fall, a section heading stays with what follows and a passage that
+    fits on one page is printed on one page, with the sentence that introduces it."""
+    body = "".join(f"<p>Paragraph {i} of the report, long enough to fill a line or two of the page with words "
+                   "that push what follows down the page.</p>" for i in range(filler))
+    path = tmp_path / "r.html"
+    path.write_text(f'<!DOCTYPE html><html><head><meta charset="utf-8"></head><body><h1>A report</h1>{body}'
+                    f"{_report_pieces(tmp_path)}</body></html>", encoding="utf-8")
+    pages = [" ".join(t.split()) for t in _text(pdf.to_pdf(path, tmp_path / "r.pdf", engine="weasyprint"))]
+
+    def page_of(needle: str) -> int:
+        found = [i for i, text in enumerate(pages) if needle in text]
+        assert len(found) == 1, (needle, found)
+        return found[0]
+
+    assert page_of("Reference points") == page_of("uniform guess") == page_of("Losses per character")
+    assert page_of("4 The best model") == page_of("It synthesized the following") == page_of("line 00 of") \
+        == page_of("line 15 of")

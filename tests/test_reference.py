@@ -81,6 +81,27 @@ def test_reference_table_without_a_validation_split_shows_the_training_loss(tmp_
     assert "this run: smooth training loss" in html and "this run: validation" not in html
 
 
+def test_reference_words_say_what_was_held_out(tmp_path):
+    """The sentence under the heading matches the run: held out or not, with or without other networks."""
+    plain = train(tmp_path, "plain", val_fraction=0.0)
+    held = train(tmp_path, "held", test_fraction=0.1)
+    alone, beside, with_split = (reference.section(plain).data, reference.section(plain, best_dir=str(held)).data,
+                                 reference.section(held).data)
+    assert reference.NOT_HELD_OUT in alone and reference.HELD_OUT not in alone
+    assert reference.NOT_HELD_OUT in beside and f"The other networks' {reference.HELD_OUT}" in beside
+    assert reference.NOT_HELD_OUT not in with_split and f"The networks' {reference.HELD_OUT}" in with_split
+    assert "<sub><i>t</i>−1</sub>" in alone and "x_t" not in alone  # real subscripts, no raw underscores
+
+
+def test_the_first_smooth_loss_is_called_equal_to_the_uniform_guess_only_when_it_is(tmp_path):
+    run = train(tmp_path, "run", val_fraction=0.0, sample_every=10, sample_until=20)
+    assert "starts at" in sections.loss_facts(run).data and "equal to seq_length · ln K" in sections.loss_facts(run).data
+    samples = json.loads((run / "samples.json").read_text())
+    samples[0]["smooth_loss"] += 0.5
+    (run / "samples.json").write_text(json.dumps(samples))
+    assert "close to seq_length · ln K" in sections.loss_facts(run).data
+
+
 def test_reference_table_refuses_a_run_on_another_text_and_old_files(tmp_path):
     run = train(tmp_path, "run")
     other = train(tmp_path, "other", text=TEXT.upper())

@@ -2,8 +2,8 @@
 
 A bad parameter, a missing file, a diverging loss or the stop button raise an exception whose
 message already names the problem and the fix; in a notebook the 40-line traceback under it only
-buries that message. :func:`install` (called when :mod:`helpers.runs` is imported in a Jupyter
-kernel) makes IPython show such an error as one line, ``ValueError: m must be > 0, got 0``.
+buries that message. :func:`install` (``%load_ext helpers``, the first line of every notebook)
+makes IPython show such an error as one line, ``ValueError: m must be > 0, got 0``.
 
 "On purpose" means: a ValueError, TypeError, OSError (missing files), FloatingPointError,
 KeyError, RuntimeError or MemoryError raised by a line of this package (the innermost frame of
@@ -69,13 +69,9 @@ def _shows_returned_traceback() -> bool:
 SHOWS_RETURNED_TRACEBACK = _shows_returned_traceback()
 
 
-def install() -> bool:
-    """Show errors raised on purpose as their message in the running IPython kernel; False outside one."""
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return False
-    shell = get_ipython()
+def install(shell) -> bool:
+    """Show errors raised on purpose as their message in the IPython kernel ``shell``; False for a
+    terminal IPython, which keeps its tracebacks."""
     if shell is None or type(shell).__name__ != "ZMQInteractiveShell":
         return False
     shell.set_custom_exc(OURS, _show)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from pydoc_data.topics import topics
@@ -67,6 +68,25 @@ def load_corpus(data_path: str = AUTO) -> Corpus:
     path = resolve(BOOK_PATH if str(data_path) == AUTO else data_path)
     text = read_text_file(path)
     return Corpus(text, path.name, str(path))
+
+
+def training_text(corpus: dict) -> Corpus:
+    """The text a model was trained on, from what its checkpoint records (``meta["corpus"]``).
+
+    Looks at the recorded path, then at ``data/<name>`` (the same text in another checkout, when it
+    has the recorded length). Raises FileNotFoundError naming the text and the way out when neither is there.
+    """
+    source, name = str(corpus.get("source", "")), str(corpus.get("name", "?"))
+    if source == STDLIB_CORPUS:
+        return load_corpus(STDLIB_CORPUS)
+    for path in (resolve(source) if source else None, resolve("data") / Path(name).name):
+        if path is not None and path.is_file():
+            text = read_text_file(path)
+            if path == resolve(source) or len(text) == corpus.get("n_chars"):
+                return Corpus(text, path.name, str(path))
+    raise FileNotFoundError(
+        f"the text this model was trained on, {name!r}, is not at {source or 'the recorded path'} any more; "
+        f"pass data_path='path/to/{Path(name).name}' (or another text) to use it here.")
 
 
 def read_text_file(path) -> str:
@@ -140,9 +160,26 @@ def build_vocab(text: str) -> list[str]:
     return sorted(set(text))
 
 
-def char_to_index(chars: list[str]) -> dict[str, int]:
-    """Map each vocabulary character to its index."""
-    return {ch: i for i, ch in enumerate(chars)}
+def default_prime(chars: list[str]) -> str:
+    """The priming text when none is given: a line break (the assignment's), or, for a text without
+    one, a space, or else the vocabulary's first character: always a character the model knows."""
+    return next((ch for ch in ("\n", " ") if ch in chars), chars[0])
+
+
+def known_part(text: str, chars: list[str]) -> tuple[str, list[str]]:
+    """``text`` without the characters outside the vocabulary ``chars``, and those characters (sorted)."""
+    vocab = set(chars)
+    missing = sorted(set(text) - vocab)
+    return ("".join(ch for ch in text if ch in vocab) if missing else text), missing
+
+
+def unknown_note(missing: list[str], chars: list[str], what: str) -> str:
+    """The one line that says which characters of ``what`` were left out, or "" when none were."""
+    if not missing:
+        return ""
+    shown = ", ".join(repr(ch) for ch in missing[:10]) + (" ..." if len(missing) > 10 else "")
+    return (f"left out of the {what}: {shown} ({'is' if len(missing) == 1 else 'are'} not among the "
+            f"{len(chars)} characters the model was trained on)")
 
 
 def encode(text: str, chars: list[str]) -> np.ndarray:

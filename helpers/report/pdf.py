@@ -63,7 +63,10 @@ table, img.figure, p.caption, div.sample, p.formula { break-inside: avoid; }
 table, img.figure, p.sample-head { break-after: avoid; }  /* a caption or text stays with its table or figure */
 table { max-width: 100%; }
 .jp-RenderedHTMLCommon img.figure { max-width: 88% !important; }
-div.text { orphans: 4; widows: 4; }  /* a long text block breaks between lines, never fewer than 4 on a page */
+/* a text block that fits on a page stays on one; a longer one breaks between lines, at least 4 on a page */
+div.text { break-inside: avoid; break-before: avoid; orphans: 4; widows: 4; }  /* and with the words before it */
+div.keep { break-inside: avoid; }  /* a section's words and its table, together */
+div.equation { break-before: avoid; break-inside: avoid; }  /* an equation stays with the sentence before it */
 a.anchor-link { display: none !important; }
 """
 """Paged-media CSS that both engines add to the report's HTML for the PDF only."""

@@ -17,19 +17,23 @@ from ..common.paths import resolve
 from ..common.units import bits, perplexity
 from .html import table
 
-EXPLAIN = ("<p>A loss per character is the mean of −ln p<sub>t</sub>[y<sub>t</sub>] over a text, in nats; "
-           "divided by ln 2 it is in bits per character, and e<sup>loss</sup> is the perplexity: a model that "
-           "hesitated between that many equally likely characters would lose as much. The uniform guess has "
-           "perplexity K. The unigram and bigram entropies are what a model that knew the exact frequencies "
-           "of single characters, or of a character given the one before, in the training text would lose on "
-           "that text; the recurrent networks read the held-out validation and test parts, which they never "
-           "trained on.</p>")
+EXPLAIN = ("<p>A loss per character is the mean of −ln <i>p</i><sub><i>t</i></sub>[<i>y</i><sub><i>t</i></sub>] "
+           "over a text, in nats; divided by ln 2 it is in bits per character, and e<sup>loss</sup> is the "
+           "perplexity: a model that hesitated between that many equally likely characters would lose as much. "
+           "The uniform guess has perplexity <i>K</i>. The unigram and bigram entropies are what a model that "
+           "knew the exact frequencies of single characters, or of a character given the one before, in the "
+           "training text would lose on that text.")
+HELD_OUT = "rows are losses on held-out parts of the text, which they never trained on."
+NOT_HELD_OUT = ("This run held no text out, so its row is its smooth loss per character on the text it trained "
+                "on, not a held-out figure.")
+BIGRAM = "<i>H</i>(<i>x</i><sub><i>t</i></sub> | <i>x</i><sub><i>t</i>−1</sub>)"
 
 
-def _row(name: str, nats: float | None, where: str) -> list[str]:
+def _row(name: str, nats: float | None, where: str, where_html: str = "") -> list[str]:
+    where = where_html or html.escape(where)
     if nats is None:
-        return [html.escape(name), "", "", "", html.escape(where)]
-    return [html.escape(name), f"{nats:.3f}", f"{bits(nats):.3f}", f"{perplexity(nats):.2f}", html.escape(where)]
+        return [html.escape(name), "", "", "", where]
+    return [html.escape(name), f"{nats:.3f}", f"{bits(nats):.3f}", f"{perplexity(nats):.2f}", where]
 
 
 def _model_rows(folder, name: str, corpus: dict) -> list[list[str]]:
@@ -60,7 +64,7 @@ def section(run_dir, baseline_dir: str = "", best_dir: str = "") -> HTML:
     K = run["corpus"]["K"]
     rows = [_row("uniform guess, ln K", ref["uniform"], f"K = {K}"),
             _row("unigram entropy of the training text", ref["unigram"], f"{ref['train_chars']:,} characters"),
-            _row("bigram entropy of the training text", ref["bigram"], "H(x_t | x_t−1)")]
+            _row("bigram entropy of the training text", ref["bigram"], "", BIGRAM)]
     seen = set()
     for folder, name in ((baseline_dir, "the assignment's vanilla RNN"), (best_dir, "the best recipe"), (run_dir, "this run")):
         key = resolve(folder) if folder else None
@@ -68,9 +72,14 @@ def section(run_dir, baseline_dir: str = "", best_dir: str = "") -> HTML:
             continue
         seen.add(key)
         rows += _model_rows(folder, name, run["corpus"])
-    if not any(r[0].startswith("this run") for r in rows):
+    held_out = any(r[0].startswith("this run") for r in rows)
+    if not held_out:
         per_char = run["best_smooth_loss"] / run["config"]["seq_length"]
         rows.append(_row("this run: smooth training loss", per_char, "not held out: it trained on this text"))
-    return HTML("<h2>Reference points</h2>" + EXPLAIN
+    if held_out:
+        words = f" The networks' {HELD_OUT}"
+    else:
+        words = f" {NOT_HELD_OUT}" + (f" The other networks' {HELD_OUT}" if seen else "")
+    return HTML('<div class="keep"><h2>Reference points</h2>' + EXPLAIN + words + "</p>"
                 + table(("reference point", "nats/char", "bits/char", "perplexity", "what"), rows,
-                        "Losses per character, lower is better."))
+                        "Losses per character, lower is better.") + "</div>")

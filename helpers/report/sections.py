@@ -47,21 +47,37 @@ def after(step: int) -> str:
     return "before training" if step == 0 else f"after {step:,} update{'s' if step != 1 else ''}"
 
 
+WRITTEN_BY = {"gradcheck": "01_gradient_test", "run": "02_train", "samples": "02_train",
+              "best_passage": "04_best_model"}
+"""The result files the report reads, and the notebook that writes each."""
+
+
 def load_results(run_dir) -> dict:
     """All of the run's result files, checked to belong to one run and one text.
 
-    Raises ValueError when files of different runs or corpora are mixed in ``run_dir``.
+    Raises FileNotFoundError for a missing file and ValueError when files of different runs or texts
+    are mixed in ``run_dir``, in one message that names every notebook to run again, in order.
     """
     run_dir = resolve(run_dir)
-    res = {name: read_json(run_dir / f"{name}.json") for name in ("run", "gradcheck", "samples", "best_passage")}
-    run_id = res["run"]["run_id"]
-    if res["best_passage"].get("run_id") != run_id:
-        raise ValueError(f"best_passage.json in {run_dir} comes from run {res['best_passage'].get('run_id')}, "
-                         f"but run.json from run {run_id}; re-run notebooks/04_best_model.ipynb on this run's best.npz.")
+    missing = [name for name in WRITTEN_BY if not (run_dir / f"{name}.json").is_file()]
+    if missing:
+        raise FileNotFoundError(f"{run_dir} has no {', '.join(f'{n}.json' for n in missing)}; "
+                                f"{_run_again(sorted({WRITTEN_BY[n] for n in missing}), run_dir)}")
+    res = {name: read_json(run_dir / f"{name}.json") for name in WRITTEN_BY}
+    run_id, stale = res["run"]["run_id"], {}
     if res["gradcheck"]["corpus"] != res["run"]["corpus"]:
-        raise ValueError(f"gradcheck.json in {run_dir} was computed on another text than the training run; "
-                         "re-run notebooks/01_gradient_test.ipynb with the same data_path.")
+        stale["01_gradient_test"] = f"gradcheck.json was computed on another text than run {run_id}"
+    if res["best_passage"].get("run_id") != run_id:
+        stale["04_best_model"] = f"best_passage.json comes from run {res['best_passage'].get('run_id')}, not {run_id}"
+    if stale:
+        raise ValueError(f"{run_dir} mixes two runs: {'; '.join(stale.values())}; {_run_again(sorted(stale), run_dir)}")
     return res
+
+
+def _run_again(names: list[str], run_dir) -> str:
+    """"re-run notebooks/01_gradient_test.ipynb, then this one", with 04's checkpoint named."""
+    how = {"01_gradient_test": " with the run's data_path", "04_best_model": f" on {run_dir}/best.npz"}
+    return "re-run " + ", then ".join(f"notebooks/{n}.ipynb{how.get(n, '')}" for n in names) + ", then this one."
 
 
 def header(run_dir) -> HTML:
@@ -143,10 +159,22 @@ def training_settings(run_dir) -> HTML:
         f"epoch{'s' if epochs != 1 else ''} of the text (the last one may be partial).</p>")
 
 
-def loss_figure(run_dir, figure_path) -> HTML:
-    """Figure 2 (drawn from train_log.csv and saved as PNG at ``figure_path``) with its caption."""
+DEFAULT_RUN, DEFAULT_FIGURE = "output/run", "figures/smooth_loss.png"
+"""``make report``'s run folder, and where its Figure 2 is saved as PNG."""
+
+
+def figure_file(run_dir, figure_path: str = "") -> Path:
+    """Where Figure 2 of ``run_dir`` is saved: ``figure_path``, or when empty ``figures/smooth_loss.png``
+    for the default run folder and ``smooth_loss.png`` inside any other."""
+    if figure_path:
+        return resolve(figure_path)
+    return resolve(DEFAULT_FIGURE) if resolve(run_dir) == resolve(DEFAULT_RUN) else resolve(run_dir) / "smooth_loss.png"
+
+
+def loss_figure(run_dir, figure_path: str = "") -> HTML:
+    """Figure 2 (drawn from train_log.csv and saved as PNG at :func:`figure_file`) with its caption."""
     run = read_json(resolve(run_dir) / "run.json")
-    figure_path = save_figure(smooth_loss_figure(run_dir), figure_path)  # the PNG that is also in figures/
+    figure_path = save_figure(smooth_loss_figure(run_dir), figure_file(run_dir, figure_path))
     return HTML(image(Path(figure_path).read_bytes(), "Figure 2: smooth loss")
                 + caption(f"Figure 2. Smooth loss over {run['steps_done']:,} updates; dotted lines mark the start "
                           "of each epoch."))
@@ -160,8 +188,9 @@ def loss_facts(run_dir) -> HTML:
     samples = {s["step"]: s["smooth_loss"] for s in read_json(resolve(run_dir) / "samples.json")}
     facts = []
     if 0 in samples:
-        facts.append(f"starts at {samples[0]:.2f}, close to seq_length · ln K = {c['seq_length'] * math.log(K):.2f}, "
-                     "the loss of a uniform guess")
+        uniform = c["seq_length"] * math.log(K)
+        near = "equal to" if f"{samples[0]:.2f}" == f"{uniform:.2f}" else "close to"
+        facts.append(f"starts at {samples[0]:.2f}, {near} seq_length · ln K = {uniform:.2f}, the loss of a uniform guess")
     facts += [f"is {v:.2f} {after(k)}" for k, v in sorted(samples.items()) if k in (10_000, 100_000)]
     if run.get("best_val_loss_per_char") is None:  # the best model is the one with the lowest smooth loss
         lowest, lowest_step, logged = run["best_smooth_loss"], run["best_step"], ""
@@ -185,7 +214,7 @@ def loss_facts(run_dir) -> HTML:
     return HTML(text + ".</p>")
 
 
-def loss_section(run_dir, figure_path) -> HTML:
+def loss_section(run_dir, figure_path: str = "") -> HTML:
     """:func:`training_settings`, :func:`loss_figure` and :func:`loss_facts` together."""
     return HTML(training_settings(run_dir).data + loss_figure(run_dir, figure_path).data + loss_facts(run_dir).data)
 
@@ -247,10 +276,9 @@ def best_section(run_dir) -> HTML:
     if b["step"] != run["steps_done"] and run.get("final_smooth_loss") is not None:
         final = (f"; {after(run['steps_done'])}, at the end of training, it was {run['final_smooth_loss']:.4f}")
     return HTML(
-        f"<p>The best model, chosen by the lowest {chosen}, holds the parameters {after(b['step'])} (smooth loss "
-        f"{b['smooth_loss']:.4f}{final}). It synthesized the following {len(b['text']):,} characters (seed {b['seed']}, "
-        f"{start}{html.escape(repr(b['prime'][-1]))}).</p>"
-        + text_block(b["text"]))
+        f"<div class=\"keep\"><p>The best model, chosen by the lowest {chosen}, holds the parameters {after(b['step'])} "
+        f"(smooth loss {b['smooth_loss']:.4f}{final}). It synthesized the following {len(b['text']):,} characters (seed "
+        f"{b['seed']}, {start}{html.escape(repr(b['prime'][-1]))}).</p>" + text_block(b["text"]) + "</div>")
 
 
 def passage(result: dict) -> HTML:
@@ -262,6 +290,7 @@ def passage(result: dict) -> HTML:
         f"<p>{len(result['text']):,} characters from <code>{html.escape(result['checkpoint'])}</code> "
         f"({after(result['step'])}, smooth loss {result['smooth_loss']:.2f}; {how}, "
         f"prime {html.escape(repr(result['prime']))}):</p>"
+        + (f'<p class="note">Note: {html.escape(result["note"])}.</p>' if result.get("note") else "")
         + text_block(result["text"]))
 
 

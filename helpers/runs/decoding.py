@@ -24,7 +24,7 @@ TEMPERATURES = (0.5, 0.8, 1.0)
 """The temperatures sampled beside the beam."""
 
 
-def compare(checkpoint: str, length: int = 300, prime: str = "\n", beam_width: int = 8, seed: int = 0,
+def compare(checkpoint: str, length: int = 300, prime: str = "", beam_width: int = 8, seed: int = 0,
             temperatures=TEMPERATURES, out_path: str | None = None) -> list[dict]:
     """The beam's continuation and one sample per temperature, as :func:`steps.synthesize` results.
 

@@ -11,6 +11,9 @@ an HTML table, a figure, a few synthesized texts side by side, a passage coloure
     hidden_units(checkpoint, data_path, ...)     03: the units that track quotes, line length, words
     checkpoint_facts(checkpoint)                 04: where a model came from, beside the run's last one
     slice_loss(checkpoint, data_path, n_chars)   04: loss per character on a slice of the text
+
+``data_path`` "" (03's and 04's default) means the text the checkpoint was trained on, as its meta
+records it; a checkpoint is all it takes to look inside its model.
 """
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ from matplotlib.figure import Figure
 
 from ..common.paths import resolve
 from ..common.units import bits
-from ..data.text import encode, load_corpus
+from ..data.text import Corpus, encode, known_part, load_corpus, training_text, unknown_note
 from ..model import cells, gradcheck, sample
 from ..model.params import NAMES, ParamSet
 from ..report.figures import show
@@ -30,7 +33,7 @@ from ..report.html import table, text_block
 from ..report.sections import after
 from ..train import checkpoint as ckpt
 from ..train import evaluate
-from .steps import synthesize
+from .steps import synthesize, usable_prime
 
 ROLES = {"U": "input → hidden", "W": "hidden → hidden", "V": "hidden → output", "b": "hidden bias",
          "c": "output bias"}
@@ -100,16 +103,33 @@ def next_char_probabilities(checkpoint: str, prime: str, temperature: float = 1.
     """The vocabulary and p(next character) after reading ``prime``, at ``temperature``."""
     ck = ckpt.load(checkpoint)
     cell = cells.of(ck.params)
-    x = encode(prime, ck.chars)
+    x = encode(usable_prime(prime, ck.chars)[0], ck.chars)
     state = sample.warm_up(ck.params, cells.initial_state(cell, ck.params)[0], x, cell)
     o = (ck.params.V @ cells.get(cell).top(ck.params, state) + ck.params.c) / temperature
     p = np.exp(o - o.max())
     return ck.chars, p / p.sum()
 
 
-def next_char_figure(checkpoint: str, prime: str, temperatures=(0.5, 1.0, 1.5), top_k: int = 15):
+def default_probe(text: str, start: int = 0, length: int = 30) -> str:
+    """About ``length`` characters of ``text`` from ``start``, ending with a whole word: a probe made of
+    the model's own kind of text."""
+    piece = text[start:start + length + 1]
+    cut = piece.rstrip().rfind(" ")
+    return (piece[:cut] if cut > 0 else piece[:length]).strip() or piece[:length]
+
+
+def next_char_figure(checkpoint: str, prime: str = "", temperatures=(0.5, 1.0, 1.5), top_k: int = 15,
+                     data_path: str = "", start: int = 0):
     """Bar chart: the ``top_k`` most likely next characters after ``prime`` (at temperature 1), with
-    their probabilities at each temperature."""
+    their probabilities at each temperature. An empty ``prime`` is :func:`default_probe` of the
+    model's text (``data_path``, by default the text it was trained on) from ``start``."""
+    ck = ckpt.load(checkpoint)
+    if not prime:
+        try:
+            prime = default_probe(model_text(ck, data_path)[0].text, int(start))
+        except FileNotFoundError:
+            pass  # usable_prime gives the default prime
+    prime, note = usable_prime(prime, ck.chars, "probe")
     chars, base = next_char_probabilities(checkpoint, prime)
     order = np.argsort(-base, kind="stable")[:top_k]
     fig = Figure(figsize=(7.5, 2.8), dpi=130)
@@ -126,6 +146,8 @@ def next_char_figure(checkpoint: str, prime: str, temperatures=(0.5, 1.0, 1.5), 
     ax.legend(frameon=False, fontsize=8)
     ax.grid(axis="y", alpha=0.25)
     fig.tight_layout()
+    if note:
+        print(f"note: {note}")
     return show(fig)
 
 
@@ -155,19 +177,47 @@ def hidden_states(checkpoint: str, text: str) -> np.ndarray:
     return cache["layers"][-1]["H"][1:, 0, :]
 
 
-def hidden_units(checkpoint: str, data_path: str = "auto", start: int = 0, length: int = 400,
+def model_text(ck: ckpt.Checkpoint, data_path: str = "") -> tuple[Corpus, str]:
+    """The text to look at a model on, without the characters it does not know, and a note on those.
+
+    ``data_path`` "" is the text the checkpoint was trained on (FileNotFoundError, saying so and how to
+    pass ``data_path``, when it is gone); any other value is read as 02_train reads it.
+    """
+    corpus = load_corpus(data_path) if data_path else training_text(ck.meta.get("corpus", {}))
+    kept, missing = known_part(corpus.text, ck.chars)
+    return Corpus(kept, corpus.name, corpus.source), unknown_note(missing, ck.chars, f"text {corpus.name!r}")
+
+
+def _gone(err: FileNotFoundError) -> HTML:
+    """The one line a look inside the model shows when the text it needs is not there."""
+    return HTML(f'<p class="note">Skipped: {html.escape(str(err))}</p>')
+
+
+TRACKS = 0.2
+"""Below this |correlation| over the window, a unit is not said to track a feature."""
+
+
+def hidden_units(checkpoint: str, data_path: str = "", start: int = 0, length: int = 400,
                  window: int = 20_000) -> HTML:
     """A passage of the text coloured by the hidden units that best track each of :data:`FEATURES`.
 
     The units are chosen by the correlation of h_t with each feature over ``window`` characters from
-    ``start``; the first ``length`` of them are shown, red where the unit is near +1, blue near −1.
+    ``start``; for each unit with |correlation| >= :data:`TRACKS`, the first ``length`` characters are
+    shown on a light red background where the unit is near +1, light blue near −1 (white at 0). A
+    feature no unit tracks that well is named with its best unit, and no passage.
     """
-    text = load_corpus(data_path).text
+    ck = ckpt.load(checkpoint)
+    try:
+        corpus, note = model_text(ck, data_path)
+    except FileNotFoundError as err:
+        return _gone(err)
+    text = corpus.text
     start = max(0, min(int(start), len(text) - 2))
     stretch = text[start:start + window + 1]
     H = hidden_states(checkpoint, stretch)  # after each of stretch[:-1]
     read = stretch[:-1]
-    blocks = []
+    blocks = [f'<p class="note">On {html.escape(corpus.name)}, from character {start:,}'
+              + (f"; {html.escape(note)}" if note else "") + ".</p>"]
     for name, feature in FEATURES.items():
         f = feature(read).astype(float)
         if f.std() == 0:
@@ -175,18 +225,33 @@ def hidden_units(checkpoint: str, data_path: str = "auto", start: int = 0, lengt
         Hc, fc = H - H.mean(axis=0), f - f.mean()
         corr = (Hc * fc[:, None]).sum(axis=0) / np.maximum(np.sqrt((Hc ** 2).sum(axis=0) * (fc ** 2).sum()), 1e-12)
         unit = int(np.argmax(np.abs(corr)))
+        found = f"(correlation {corr[unit]:+.2f} over {len(read):,} characters)"
+        if abs(corr[unit]) < TRACKS:
+            blocks.append(f'<p style="margin: 0.6em 0 0.2em 0">No unit tracks <i>{html.escape(name)}</i> well: the '
+                          f"closest, unit {unit}, has |correlation| below {TRACKS:g} {found}.</p>")
+            continue
         spans = "".join(_coloured(ch, H[t, unit]) for t, ch in enumerate(read[:length]))
-        blocks.append(f'<p style="margin: 0.6em 0 0.2em 0"><b>unit {unit}</b>: {html.escape(name)} '
-                      f"(correlation {corr[unit]:+.2f} over {len(read):,} characters)</p>"
-                      f'<div style="white-space: pre-wrap; font-family: \'DejaVu Sans Mono\', monospace; '
-                      f'font-size: 8.5pt; line-height: 1.5">{spans}</div>')
-    return HTML("".join(blocks))
+        blocks.append(f'<p style="margin: 0.6em 0 0.2em 0"><b>unit {unit}</b> tracks <i>{html.escape(name)}</i> '
+                      f'{found}:</p><div class="activations" style="{PASSAGE_STYLE}">{spans}</div>')
+    return HTML("".join(blocks) + (LEGEND if any("activations" in b for b in blocks) else ""))
+
+
+def activation_colour(value: float) -> str:
+    """A light diverging colour for an activation in [-1, 1]: white at 0, light red toward +1, light
+    blue toward −1; dark text stays readable on every shade (as in Karpathy's visualisations)."""
+    v = float(np.clip(value, -1.0, 1.0))
+    return f"hsl({8 if v > 0 else 210}, 80%, {100 - 20 * abs(v):.0f}%)"
+
+
+LEGEND = (f'<p class="note">Background: <span style="background: {activation_colour(1)}">&nbsp;near +1&nbsp;</span> '
+          '<span style="border: 1px solid #ddd">&nbsp;0&nbsp;</span> '
+          f'<span style="background: {activation_colour(-1)}">&nbsp;near −1&nbsp;</span></p>')
+PASSAGE_STYLE = "white-space: pre-wrap; font-family: 'DejaVu Sans Mono', monospace; font-size: 8.5pt; line-height: 1.6"
 
 
 def _coloured(ch: str, value: float) -> str:
-    colour = f"rgba(214, 39, 40, {value:.2f})" if value > 0 else f"rgba(31, 119, 180, {-value:.2f})"
     shown_ch = "↵\n" if ch == "\n" else ch
-    return f'<span style="background: {colour}">{html.escape(shown_ch)}</span>'
+    return f'<span style="background: {activation_colour(value)}">{html.escape(shown_ch)}</span>'
 
 
 def checkpoint_facts(checkpoint: str) -> HTML:
@@ -205,7 +270,7 @@ def checkpoint_facts(checkpoint: str) -> HTML:
                       f"the lowest {chosen}."))
 
 
-def slice_loss(checkpoint: str, data_path: str = "auto", n_chars: int = 10_000) -> HTML:
+def slice_loss(checkpoint: str, data_path: str = "", n_chars: int = 10_000) -> HTML:
     """The model's loss per character on a slice of the text, beside its smooth loss per character.
 
     The slice is the run's held-out validation part when it had one, else the last ``n_chars``
@@ -213,15 +278,20 @@ def slice_loss(checkpoint: str, data_path: str = "auto", n_chars: int = 10_000) 
     """
     ck = ckpt.load(checkpoint)
     cfg = ck.meta.get("config", {})
-    data = encode(load_corpus(data_path).text, ck.chars)
+    try:
+        corpus, note = model_text(ck, data_path)
+    except FileNotFoundError as err:
+        return _gone(err)
+    data = encode(corpus.text, ck.chars)
     n_val = int(round(cfg.get("val_fraction", 0) * len(data)))
-    held_out = n_val >= 2
+    held_out = n_val >= 2 and not data_path
     part = data[-n_val:] if held_out else data[-max(2, min(int(n_chars), len(data))):]
     loss = evaluate.loss_per_char(cells.of(ck.params), ck.params, part)
     T = cfg.get("seq_length", 25)
+    trained = "trained on too: this run held nothing out" if not data_path else f"from {corpus.name}"
     where = (f"the held-out last {len(part):,} characters (never trained on)" if held_out else
-             f"the last {len(part):,} characters of the text (trained on too: this run held nothing out)")
-    rows = [[f"loss on {where}", f"{loss:.3f}", f"{bits(loss):.3f}"],
+             f"the last {len(part):,} characters of the text ({trained})")
+    rows = [[html.escape(f"loss on {where}"), f"{loss:.3f}", f"{bits(loss):.3f}"],
             [f"smooth loss / seq_length = {ck.smooth_loss:.2f} / {T} (training chunks, a running average)",
              f"{ck.smooth_loss / T:.3f}", f"{bits(ck.smooth_loss / T):.3f}"]]
-    return HTML(table(["per character", "nats", "bits"], rows))
+    return HTML(table(["per character", "nats", "bits"], rows, html.escape(note.capitalize()) if note else ""))

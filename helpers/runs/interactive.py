@@ -8,8 +8,9 @@ search instead of sampling); the text is synthesized
 again whenever a control moves. Under papermill, nbconvert or ``make report`` the same call
 shows one static sample with the given settings instead of a widget.
 
-The priming text box shows a line break as ``\n`` (and a tab as ``\t``, a backslash as ``\\``), so
-the default prime, a single line break, is visible; an empty box means that line break too.
+The priming text box shows a line break as ``\n`` (and a tab as ``\t``, a backslash as ``\\``); an
+empty box means the default prime (a line break when the model knows one). Characters the model
+never saw are left out of the prime, and the header says which.
 """
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ from ..common.paths import ROOT, resolve
 from ..common.progress import is_interactive
 from ..report.html import text_block
 from ..report.sections import after
-from .steps import synthesize
+from ..train.checkpoint import load
+from . import steps
 
 ESCAPES = {"n": "\n", "t": "\t", "\\": "\\"}
 """What a backslash sequence in the priming text box stands for."""
@@ -41,8 +43,8 @@ def show_prime(prime: str) -> str:
 
 
 def read_prime(text: str) -> str:
-    """The priming text typed in the box: ``\\n``, ``\\t``, ``\\\\`` read back; empty means a line break."""
-    return re.sub(r"\\([nt\\])", lambda m: ESCAPES[m.group(1)], text) or "\n"
+    """The priming text typed in the box: ``\\n``, ``\\t``, ``\\\\`` read back; empty means the default."""
+    return re.sub(r"\\([nt\\])", lambda m: ESCAPES[m.group(1)], text)
 
 
 def sample_html(result: dict) -> str:
@@ -51,7 +53,11 @@ def sample_html(result: dict) -> str:
     return (f'<div style="font-size:12px;color:#555">{html.escape(after(result["step"]))}, smooth loss '
             f'{result["smooth_loss"]:.2f} · temperature {result["temperature"]:.2f}, top-p {result["top_p"]:.2f}, '
             f'prime "{html.escape(show_prime(result["prime"]))}", seed {result["seed"]} · '
-            f'{len(result["text"]):,} characters</div>' + text_block(result["text"]))
+            f'{len(result["text"]):,} characters</div>' + _note(result) + text_block(result["text"]))
+
+
+def _note(result: dict) -> str:
+    return f'<div style="font-size:12px;color:#8a4b00">{html.escape(result["note"])}</div>' if result.get("note") else ""
 
 
 class Sampler:
@@ -62,7 +68,7 @@ class Sampler:
     """
 
     def __init__(self, checkpoint: str, length: int = 300, temperature: float = 1.0, top_p: float = 1.0,
-                 prime: str = "\n", seed: int = 0, beam_width: int = 0):
+                 prime: str = "", seed: int = 0, beam_width: int = 0):
         import ipywidgets as w
 
         options = find_checkpoints()
@@ -80,8 +86,9 @@ class Sampler:
                                    continuous_update=False, layout=w.Layout(width="360px"))
         self.length = w.IntSlider(value=length, min=0, max=2000, step=10, description="length", style=style,
                                   continuous_update=False, layout=w.Layout(width="360px"))
+        prime = prime or steps.usable_prime("", load(checkpoint).chars)[0]  # the default, visible in the box
         self.prime = w.Text(value=show_prime(prime), description="prime", style=style,
-                            placeholder="empty: a line break (\\n)", layout=w.Layout(width="440px"))
+                            placeholder="empty: a line break (\\n) if the model knows one", layout=w.Layout(width="440px"))
         self.seed = w.IntText(value=seed, description="seed", style=style, layout=w.Layout(width="200px"))
         self.beam_width = w.IntSlider(value=beam_width, min=0, max=16, description="beam width", style=style)
         self.output = w.HTML()
@@ -95,7 +102,7 @@ class Sampler:
     def refresh(self, _change=None) -> None:
         """Synthesize with the current settings; a bad setting shows its message instead of text."""
         try:
-            result = synthesize(self.checkpoint.value, self.length.value, self.seed.value,
+            result = steps.synthesize(self.checkpoint.value, self.length.value, self.seed.value,
                                 read_prime(self.prime.value), self.temperature.value, self.top_p.value,
                                 beam_width=self.beam_width.value)
             self.output.value = sample_html(result)
@@ -107,9 +114,9 @@ class Sampler:
 
 
 def sampler(checkpoint: str = "output/run/last.npz", length: int = 300, temperature: float = 1.0,
-            top_p: float = 1.0, prime: str = "\n", seed: int = 0, beam_width: int = 0):
+            top_p: float = 1.0, prime: str = "", seed: int = 0, beam_width: int = 0):
     """The interactive sampler in a live notebook; one static sample (HTML) in a batch run."""
     if is_interactive():
         return Sampler(checkpoint, length, temperature, top_p, prime, seed, beam_width)
-    result = synthesize(checkpoint, length, seed, prime, temperature, top_p, beam_width=beam_width)
+    result = steps.synthesize(checkpoint, length, seed, prime, temperature, top_p, beam_width=beam_width)
     return HTML("<p>Static sample (the interactive sampler needs a live notebook):</p>" + sample_html(result))

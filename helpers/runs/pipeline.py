@@ -36,9 +36,7 @@ def plan(out_dir, params: dict) -> list[tuple[str, dict]]:
     if wired:
         raise ValueError(f"{', '.join(wired)} follow(s) from --out-dir (checkpoints and results of one run stay "
                          "together); pass --out-dir instead.")
-    # Figure 2 goes to figures/ for the default run folder, else into the run folder itself
-    figure = "figures/smooth_loss.png" if out == resolve("output/run") else str(out / "smooth_loss.png")
-    wiring = {"out_dir": str(out), "run_dir": str(out), "figure_path": figure}
+    wiring = {"out_dir": str(out), "run_dir": str(out)}
     declared = {name: notebook_parameters(name) for name in NOTEBOOKS}
     known = set().union(*declared.values())
     unknown = sorted(set(params) - known)

@@ -14,7 +14,7 @@ from ..common import files
 from ..common.paths import resolve
 from ..common.progress import Progress
 from ..common.units import per_char
-from ..data.text import build_vocab, encode, load_corpus, ngram_entropy
+from ..data.text import build_vocab, default_prime, encode, known_part, load_corpus, ngram_entropy, unknown_note
 from ..model import cells, gradcheck, sample
 from ..train import checkpoint as ckpt
 from ..train import evaluate, optim
@@ -99,7 +99,23 @@ def train(data_path: str, out_dir: str, seed: int = 0, init_from: str = "", **pa
     corpus = load_corpus(data_path)
     with lock.hold(out_dir):  # one training per folder; refused here when another one runs
         trainer, meta = start(cfg, corpus, seed, init_from)
+        if note := replacing(resolve(out_dir), meta["run_id"]):
+            print(note)
         return run_to_end(trainer, resolve(out_dir), meta)
+
+
+def replacing(out, run_id: str) -> str:
+    """The line that says which run a training into ``out`` replaces ("" for a new folder or the same run)."""
+    try:
+        run = files.read_json(out / "run.json")
+    except (OSError, ValueError):
+        return ""
+    if run.get("run_id") == run_id:
+        return ""
+    report = " and the report made from it (report.html)" if (out / "report.html").is_file() else ""
+    return (f"note: {out} holds run {run.get('run_id')} ({run.get('steps_done', 0):,} updates on "
+            f"{run.get('corpus', {}).get('name', '?')}){report}; this training replaces its checkpoints and results. "
+            "To keep them, train into another out_dir (e.g. output/lab).")
 
 
 def start(cfg: TrainConfig, corpus, seed: int, init_from: str = "") -> tuple[Trainer, dict]:
@@ -251,27 +267,48 @@ def reference_points(trainer: Trainer) -> dict:
             "train_chars": len(data)}
 
 
-def synthesize(checkpoint: str, length: int = 1000, seed: int = 0, prime: str = "\n",
+def result_path(checkpoint: str, out_dir: str, name: str) -> str:
+    """Where 03 and 04 write result ``name``: into ``out_dir``, or beside the checkpoint when it is empty."""
+    return str((resolve(out_dir) if out_dir else resolve(checkpoint).parent) / name)
+
+
+def usable_prime(prime: str, chars: list[str], what: str = "prime") -> tuple[str, str]:
+    """The priming text as the model can read it, and a note on what was changed ("" when nothing).
+
+    Empty means the default (:func:`~helpers.data.text.default_prime`: a line break when the text had
+    one); characters outside the vocabulary are left out, and a prime with none left is the default.
+    """
+    if not isinstance(prime, str):
+        raise ValueError(f"{what} must be a text, got {type(prime).__name__}: {prime!r}")
+    kept, missing = known_part(prime, chars)
+    note = unknown_note(missing, chars, what)
+    if not kept:
+        kept = default_prime(chars)
+        note += f"; {kept!r} instead" if note else ""
+    return kept, note
+
+
+def synthesize(checkpoint: str, length: int = 1000, seed: int = 0, prime: str = "",
                temperature: float = 1.0, top_p: float = 1.0, out_path: str | None = None,
                engine: str = "numpy", beam_width: int = 0) -> dict:
     """Synthesize ``length`` characters from a checkpoint, with the vocabulary it carries.
 
     The hidden state starts at zero and is run over ``prime`` but its last character, which is
-    x_0. ``beam_width`` 0 or 1 samples (``engine="numba"`` draws with the compiled sampler, the same
-    draws; numpy when numba is missing); 2 or more runs beam search for the most probable
-    continuation instead (seed, temperature and top_p then play no part). Writes the result as JSON
-    to ``out_path`` when given. Returns ``{"checkpoint", "step", "smooth_loss", "seed", "prime",
-    "temperature", "top_p", "beam_width", "text", "log_prob", "run_id"}``, ``log_prob`` being the
-    text's log-probability under the model (nats).
+    x_0 (empty: :func:`usable_prime`'s default; characters the model does not know are left out, and
+    ``note`` says which). ``beam_width`` 0 or 1 samples (``engine="numba"`` draws with the compiled
+    sampler, the same draws; numpy when numba is missing); 2 or more runs beam search for the most
+    probable continuation instead (seed, temperature and top_p then play no part). Writes the result
+    as JSON to ``out_path`` when given. Returns ``{"checkpoint", "step", "smooth_loss", "seed", "prime",
+    "temperature", "top_p", "beam_width", "text", "log_prob", "run_id", "note"}``, ``log_prob`` being
+    the text's log-probability under the model (nats).
     """
     length, seed = coerce("length", length, "int"), coerce("seed", seed, "int")
     temperature, top_p = coerce("temperature", temperature, "float"), coerce("top_p", top_p, "float")
     beam_width = coerce("beam_width", beam_width, "int")
     if beam_width < 0:
         raise ValueError(f"beam_width must be >= 0 (0 or 1: sample; 2 or more: beam search), got {beam_width}")
-    if not isinstance(prime, str) or not prime:
-        raise ValueError(f"prime must be a non-empty text (its last character starts the sample), got {prime!r}")
     ck = ckpt.load(checkpoint)
+    prime, note = usable_prime(prime, ck.chars)
     x = encode(prime, ck.chars)
     cell = cells.of(ck.params)
     h0 = sample.warm_up(ck.params, cells.initial_state(cell, ck.params)[0], x[:-1], cell)
@@ -290,7 +327,8 @@ def synthesize(checkpoint: str, length: int = 1000, seed: int = 0, prime: str = 
         log_prob = sample.log_prob(ck.params, h0, int(x[-1]), idx, cell)
     result = {"checkpoint": str(resolve(checkpoint)), "step": ck.step, "smooth_loss": ck.smooth_loss,
               "seed": seed, "prime": prime, "temperature": temperature, "top_p": top_p, "beam_width": beam_width,
-              "text": "".join(ck.chars[i] for i in idx), "log_prob": log_prob, "run_id": ck.meta.get("run_id")}
+              "text": "".join(ck.chars[i] for i in idx), "log_prob": log_prob, "run_id": ck.meta.get("run_id"),
+              "note": note}
     if out_path:
         files.write_json(resolve(out_path), result)
     return result
