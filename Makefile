@@ -16,8 +16,8 @@ STAMP := $(VENV)/.installed-$(PYPROJECT_HASH)
 
 # git stores notebooks/*.ipynb through this clean filter (.gitattributes), as `nbstripout --install` sets up: the
 # outputs a run in the Lab saves stay on disk, git never sees them; the Jupyter post-save hook installed with the
-# venv keeps `git status` clean too (helpers/runs/notebooks.py)
-NB_FILTER := $(BIN)/python -m helpers.runs.notebooks clean %f
+# venv keeps `git status` clean too (helpers/jobs/notebooks.py)
+NB_FILTER := $(BIN)/python -m helpers.jobs.notebooks clean %f
 
 venv: $(STAMP)
 	@if git rev-parse --is-inside-work-tree >/dev/null 2>&1 && [ "$$(git config filter.notebook.clean)" != '$(NB_FILTER)' ]; then \
@@ -30,14 +30,14 @@ $(STAMP):
 	$(BIN)/python -m pip install --quiet -e '.[dev,fast]'
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (charrnn)" >/dev/null
 	mkdir -p $(VENV)/etc/jupyter
-	echo '{"FileContentsManager": {"post_save_hook": "helpers.runs.notebooks.after_save"}}' \
+	echo '{"FileContentsManager": {"post_save_hook": "helpers.jobs.notebooks.after_save"}}' \
 		> $(VENV)/etc/jupyter/jupyter_server_config.json
 	rm -f $(VENV)/.installed $(VENV)/.installed-*
 	touch $@
 
 ## report: run the five notebooks with papermill into $(OUT) and render report.html and report.pdf
 report: venv
-	$(BIN)/python -m helpers.runs.pipeline --out-dir $(OUT) $(if $(PDF_ENGINE),--pdf-engine '$(PDF_ENGINE)') $(ARGS)
+	$(BIN)/python -m helpers.jobs.pipeline --out-dir $(OUT) $(if $(PDF_ENGINE),--pdf-engine '$(PDF_ENGINE)') $(ARGS)
 
 ## test: the layer contracts (import-linter), then the test suite (unit tests, notebook smoke runs, report rendering)
 test: venv
@@ -50,7 +50,7 @@ bench: venv
 
 ## faults: kill trainings, a Dask worker and a scheduler on purpose, and count what survived (a few minutes)
 faults: venv
-	$(BIN)/python -m benchmarks.faults $(ARGS)
+	$(BIN)/python -m faults $(ARGS)
 
 ## lab: JupyterLab with the project's environment, on the repository (README, helpers/, output/), opened in notebooks/
 lab: venv
@@ -69,7 +69,7 @@ SWEEP_OUT ?= output/sweep
 
 ## sweep: train once per point of GRID with papermill on Dask (a local cluster, or SCHEDULER) into $(SWEEP_OUT)
 sweep: venv
-	$(BIN)/python -m helpers.runs.sweep --grid '$(GRID)' --base '$(BASE)' --scheduler '$(SCHEDULER)' --out-dir $(SWEEP_OUT) $(ARGS)
+	$(BIN)/python -m helpers.jobs.sweep --grid '$(GRID)' --base '$(BASE)' --scheduler '$(SCHEDULER)' --out-dir $(SWEEP_OUT) $(ARGS)
 
 COMPARE_OUT ?= output/compare
 .PHONY: compare

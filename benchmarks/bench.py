@@ -6,7 +6,7 @@ One update = forward + BPTT over seq_length = 25 characters, clipping to [-5, 5]
 step, for m = 100 and the vocabulary of the text (K = 80 for the book), on consecutive chunks
 of real text with hprev carried over, as in training. Measured, each in its own state:
 
-  oracle        helpers.model.reference.loss_and_grads (per time step, one-hot inputs) + np.clip and
+  oracle        helpers.model.oracles.loss_and_grads (per time step, one-hot inputs) + np.clip and
                 AdaGrad per parameter array: the min-char-rnn style baseline
   numpy f64     helpers.train.trainer.Trainer.update with engine="numpy": helpers.model.rnn on the flat buffers,
                 the finiteness check, optim.clip_ + optim.adagrad_, smooth loss, log, best model;
@@ -47,13 +47,13 @@ from threadpoolctl import threadpool_info, threadpool_limits
 from helpers.data import text as data_mod
 from helpers.model import cells, fast
 from helpers.model import gradcheck
-from helpers.model import reference
+from helpers.model import oracles as reference
 from helpers.model import rnn
 from helpers.model import sample as synth
 from helpers.model.params import NAMES, ParamSet, init_params
 from helpers.common.paths import ROOT
 from helpers.train.config import TrainConfig
-from helpers.runs.notebooks import run_notebook
+from helpers.jobs.notebooks import run_notebook
 from helpers.train.trainer import Trainer, TrainState, initial_state
 
 M, SEQ_LENGTH, ETA, SIG, SEED = 100, 25, 0.1, 0.01, 42

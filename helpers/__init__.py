@@ -2,12 +2,13 @@
 
 The sub-packages are layers; imports point down only (checked by import-linter in ``make test``):
 
-    runs      one function per notebook step, the pipeline, comparison, documents, Dask sweeps
+    jobs      what runs notebooks: papermill, make report, the comparison, Dask sweeps
+    runs      one function per notebook step: train, synthesize, look inside, documents, sampler
     report    HTML toolkit, figures, sections, rendering    |  train   config, optimizers, engines,
               (reads result files only)                     |          trainer, checkpoints
     model     parameters, cells, oracles, gradient check,   |  data    the text, document collections
               sampling, numba engine                        |
-    common    paths, atomic result files, progress display, units
+    common    paths, atomic result files, the folder lock, progress display, units, errors
 
 ``report`` and ``train`` never import each other; ``model`` and ``data`` neither.
 

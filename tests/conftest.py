@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from hypothesis import settings
 
-from helpers.model import reference
+from helpers.model import oracles as reference
 from helpers.model.params import NAMES, ParamSet
 
 # No example database and derandomized examples: every run is the same. Hypothesis's remaining

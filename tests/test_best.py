@@ -5,7 +5,7 @@ import re
 import shlex
 from pathlib import Path
 
-from helpers.runs.notebooks import notebook_parameters
+from helpers.jobs.notebooks import notebook_parameters
 from helpers.train.config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,7 +1,7 @@
 """The features beyond the assignment: the LSTM cell, mini-batches of B streams, RMSProp and Adam,
 the validation split and its metrics, exact resume of such runs, and the engine fall-back.
 
-Every expectation is derived independently: the per-step oracles in ``helpers.model.reference``, hand
+Every expectation is derived independently: the per-step oracles in ``helpers.model.oracles``, hand
 written optimizer formulas, an LSTM step written out here with ``1 / (1 + exp(-z))``, and the
 documented layout of the streams and of the validation split. All sizes are tiny.
 """
@@ -19,7 +19,7 @@ from helpers.model import cells
 from helpers.train import evaluate
 from helpers.model import gradcheck
 from helpers.train import optim
-from helpers.model import reference
+from helpers.model import oracles as reference
 from helpers.model import rnn
 from helpers.model import sample as synth
 from helpers.runs import steps as workflow
@@ -141,7 +141,7 @@ def test_cells_batch_is_the_mean_over_streams_of_the_reference(cell, B, T):
     np.testing.assert_allclose(new_state, np.stack([r[2] for r in refs]), rtol=1e-10, atol=1e-12)
     np.testing.assert_array_equal(state, state_before)  # the input state is not modified
     # loss_only agrees with the forward of loss_and_grads
-    assert cells.loss_only(cell, p, X, Y, state) == pytest.approx(loss, rel=1e-13)
+    assert cells.forward(cell, p, X, Y, state)[0] == pytest.approx(loss, rel=1e-13)
 
 
 def test_cells_rnn_one_stream_equals_helpers_rnn():
@@ -168,7 +168,7 @@ def test_lstm_forward_loss_from_the_equations():
     for t in range(T):
         h, s = lstm_step_by_hand(p, h, s, x[t])
         loss -= math.log(softmax(p.V @ h + p.c)[y[t]])
-    got = cells.loss_only("lstm", p, x[None, :], y[None, :], np.zeros((1, 2 * m)))
+    got = cells.forward("lstm", p, x[None, :], y[None, :], np.zeros((1, 2 * m)))[0]
     assert got == pytest.approx(loss, rel=1e-12)
 
 
@@ -237,7 +237,7 @@ def test_step_state_chained_equals_forward_states(cell):
     _, cache = cells.forward(cell, p, x[None, :], y[None, :], state0[None, :].copy())
     state = state0.copy()
     for t in range(T):
-        state = cells.step_state(cell, p, state, int(x[t]))
+        state = cells.get(cell).model_step(p, state, int(x[t]))
         np.testing.assert_allclose(state[:m], cache["layers"][0]["H"][t + 1, 0], rtol=1e-12, atol=1e-14)
         if cell == "lstm":
             np.testing.assert_allclose(state[m:], cache["layers"][0]["S"][t + 1, 0], rtol=1e-12, atol=1e-14)

@@ -1,5 +1,5 @@
-"""The comparison's report pieces (helpers.report.compare) from a compare.json, and resuming a
-checkpoint written before the state was batched and before last.npz carried the best model."""
+"""The comparison's report pieces (helpers.report.compare_section) from a compare.json, and the
+checkpoint format: recorded, and any other refused by name."""
 from __future__ import annotations
 
 import contextlib
@@ -7,8 +7,9 @@ import io
 import json
 
 import numpy as np
+import pytest
 
-from helpers.report import compare
+from helpers.report import compare_section as compare
 from helpers.runs import steps
 from helpers.train import checkpoint as ckpt
 
@@ -34,20 +35,25 @@ def quiet(fn, *args, **kwargs):
         return fn(*args, **kwargs)
 
 
-def test_an_old_format_checkpoint_resumes_exactly(tmp_path):
-    """hprev (m,) and no best arrays in last.npz, the best model in best.npz beside it: as written before."""
-    kw = dict(m=8, seq_length=5, sample_every=50, sample_until=100, checkpoint_every=50, log_every=10)
-    quiet(steps.train, "pydoc_data", str(tmp_path / "full"), seed=2, n_updates=200, **kw)
-    quiet(steps.train, "pydoc_data", str(tmp_path / "old"), seed=2, n_updates=100, **kw)
-    last = ckpt.load(tmp_path / "old" / "last.npz")
-    assert last.hprev.shape == (1, 8)
-    last.hprev, last.best = last.hprev[0], None  # the old layout
-    ckpt.save(tmp_path / "old" / "last.npz", last)
-    with np.load(tmp_path / "old" / "last.npz") as z:
-        assert "bestU" not in z.files and z["hprev"].shape == (8,)
-    quiet(steps.train, "pydoc_data", str(tmp_path / "old"), seed=2, n_updates=200,
-          init_from=str(tmp_path / "old" / "last.npz"), **kw)
-    for name in ("last.npz", "best.npz"):
-        a, b = ckpt.load(tmp_path / "full" / name), ckpt.load(tmp_path / "old" / name)
-        assert a.step == b.step
-        np.testing.assert_array_equal(a.params.flat, b.params.flat)
+def test_checkpoints_carry_their_format_and_an_unknown_one_is_refused_by_name(tmp_path):
+    quiet(steps.train, "pydoc_data", str(tmp_path / "run"), seed=2, n_updates=20, m=8, seq_length=5, sample_every=50,
+          checkpoint_every=20)
+    with np.load(tmp_path / "run" / "last.npz") as z:
+        assert json.loads(str(z["meta"]))["format"] == ckpt.FORMAT == 1
+    with np.load(tmp_path / "run" / "last.npz") as z:
+        data = {k: z[k] for k in z.files}
+    data["meta"] = np.array(json.dumps({**json.loads(str(data["meta"])), "format": 2}))
+    np.savez(tmp_path / "new.npz", **data)
+    with pytest.raises(ValueError, match=r"new.npz' is in checkpoint format 2, but this version reads format 1"):
+        ckpt.load(tmp_path / "new.npz")
+
+
+def test_a_last_checkpoint_without_its_best_model_or_with_another_state_shape_is_refused(tmp_path):
+    kw = dict(m=8, seq_length=5, sample_every=50, checkpoint_every=20)
+    quiet(steps.train, "pydoc_data", str(tmp_path / "run"), seed=2, n_updates=20, **kw)
+    last = ckpt.load(tmp_path / "run" / "last.npz")
+    for broken in ({"best": None}, {"hprev": last.hprev[0]}):
+        ckpt.save(tmp_path / "b.npz", ckpt.Checkpoint(**{**last.__dict__, **broken}))
+        with pytest.raises(ValueError, match="no optimizer or random state|recurrent state has shape"):
+            quiet(steps.train, "pydoc_data", str(tmp_path / "run2"), seed=2, n_updates=40,
+                  init_from=str(tmp_path / "b.npz"), **kw)

@@ -18,7 +18,7 @@ import pytest
 
 from helpers.common import files
 from helpers.runs import steps
-from helpers.runs.lock import LOCK_NAME
+from helpers.common.lock import LOCK_NAME
 from helpers.train import checkpoint as ckpt
 
 SETTINGS = {"m": 8, "n_updates": 200, "seq_length": 10, "checkpoint_every": 50, "log_every": 10, "sample_every": 100,

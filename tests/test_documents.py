@@ -19,13 +19,13 @@ from conftest import quiet
 from helpers.common import files
 from helpers.train import checkpoint as ckpt
 from helpers.runs import documents
-from helpers.model import reference
+from helpers.model import oracles as reference
 from helpers.report import sections as report
 from helpers.model import sample as synth
 from helpers.data.collection import STDLIB_SOURCE, load_collection, stdlib_documents
 from helpers.train.config import TrainConfig
 from helpers.data.text import build_vocab, decode
-from helpers.train.documents import DocumentState, DocumentTrainer
+from helpers.train.document_trainer import DocumentState, DocumentTrainer
 from helpers.data.collection import END_CHAR
 from helpers.model.params import NAMES
 from helpers.common.paths import ROOT

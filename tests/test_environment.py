@@ -16,8 +16,8 @@ import pytest
 
 from helpers.common.paths import ROOT
 from helpers.model import fast
-from helpers.runs import pipeline
-from helpers.runs.notebooks import NotebookError
+from helpers.jobs import pipeline
+from helpers.jobs.notebooks import NotebookError
 
 KERNELS = """
 import numpy as np

@@ -1,4 +1,4 @@
-"""helpers.model.fast (the optional numba path) against helpers.model.rnn, helpers.model.reference, helpers.train.optim
+"""helpers.model.fast (the optional numba path) against helpers.model.rnn, helpers.model.oracles, helpers.train.optim
 and helpers.model.sample, plus its behaviour when numba is missing.
 
 The numba tests are skipped when numba (or scipy) is not installed. The first run compiles the

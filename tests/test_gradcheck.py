@@ -9,7 +9,7 @@ import pytest
 
 from conftest import random_params, random_sequence
 from helpers.model import gradcheck
-from helpers.model import reference
+from helpers.model import oracles as reference
 from helpers.runs import steps as workflow
 from helpers.model.params import NAMES, init_params, param_shapes
 

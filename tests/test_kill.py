@@ -1,15 +1,15 @@
 """SIGKILL during training, no chance to save: the checkpoints left form a consistent pair and the
 run resumed from them ends bit for bit as an uninterrupted one (a plain ``python -c`` call of the
-training step, and a papermill run of 02_train). The harness is :mod:`benchmarks.kills`, whose
+training step, and a papermill run of 02_train). The harness is :mod:`faults.kills`, whose
 ``make faults`` runs the same with many more kills."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from benchmarks import kills
+from faults import kills
 from helpers.runs import steps
-from helpers.runs.lock import FolderInUse
+from helpers.common.lock import FolderInUse
 
 SETTINGS = {**kills.SETTINGS, "n_updates": 600, "sample_every": 200, "sample_until": 600}
 LONG = {**kills.SETTINGS, "n_updates": 3000, "sample_every": 1000, "sample_until": 3000}

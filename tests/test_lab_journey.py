@@ -48,11 +48,11 @@ def repo(tmp_path_factory):
             (repo / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / name, repo / name)
     run("git", "init", "-q", cwd=repo)
-    run("git", "config", "filter.notebook.clean", f"{sys.executable} -m helpers.runs.notebooks clean %f", cwd=repo)
+    run("git", "config", "filter.notebook.clean", f"{sys.executable} -m helpers.jobs.notebooks clean %f", cwd=repo)
     run(*GIT, "add", ".", cwd=repo)
     run(*GIT, "commit", "-qm", "the project", cwd=repo)
     env = {**os.environ, "PYTHONPATH": str(repo)}
-    run(sys.executable, "-m", "helpers.runs.pipeline", "--no-pdf", *TINY_REPORT, cwd=repo, env=env)
+    run(sys.executable, "-m", "helpers.jobs.pipeline", "--no-pdf", *TINY_REPORT, cwd=repo, env=env)
     assert (repo / "output" / "run" / "report.html").is_file() and not run("git", "status", "--porcelain", cwd=repo)
     return repo
 
@@ -173,4 +173,4 @@ def test_a_first_look_then_the_report_from_the_lab_keeps_git_clean(repo, lab, pa
     assert changed[2:] == ['-    "n_updates: int = 300000  # total number of updates (the book: about 6.8 epochs; training prints '
                            'the figure for your text)\\n",', '+    "n_updates: int = 20000\\n",'], changed
     assert "outputs" in (repo / "notebooks" / "05_report.ipynb").read_text()  # the Lab's save kept them on disk
-    run(sys.executable, "-m", "helpers.runs.notebooks", "check", cwd=repo, env={**os.environ, "PYTHONPATH": str(repo)})
+    run(sys.executable, "-m", "helpers.jobs.notebooks", "check", cwd=repo, env={**os.environ, "PYTHONPATH": str(repo)})

@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 
 from helpers.common.paths import ROOT
-from helpers.runs import documents, lock, pipeline, steps
-from helpers.runs.lock import LOCK_NAME, FolderInUse
+from helpers.common import lock
+from helpers.jobs import pipeline
+from helpers.runs import documents, steps
+from helpers.common.lock import LOCK_NAME, FolderInUse
 
 TINY = {"m": 8, "n_updates": 60, "seq_length": 10, "sample_every": 30, "sample_until": 60, "sample_length": 10,
         "log_every": 10, "checkpoint_every": 30}
@@ -26,7 +28,7 @@ def snapshot(folder) -> dict[str, bytes]:
 
 def holding(folder, wait: float = 30) -> subprocess.Popen:
     """Another process that holds ``folder``'s lock until it is killed."""
-    code = f"import time\nfrom helpers.runs import lock\nwith lock.hold({str(folder)!r}):\n    time.sleep(600)"
+    code = f"import time\nfrom helpers.common import lock\nwith lock.hold({str(folder)!r}):\n    time.sleep(600)"
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + wait
     while lock.holder(folder) is None:
@@ -57,7 +59,7 @@ def test_a_second_training_refuses_and_names_the_folder_the_process_and_the_fix(
             steps.train("pydoc_data", str(trained), **TINY)
         text = str(err.value)
         assert str(trained) in text and f"pid {other.pid} on " in text and "(under a minute ago)" in text
-        assert "helpers.runs import lock" in text  # its command
+        assert "helpers.common import lock" in text  # its command
         assert "another out_dir" in text and "Wait for that run to end" in text
         assert snapshot(trained) == before | {LOCK_NAME: (trained / LOCK_NAME).read_bytes()}  # nothing touched
         with pytest.raises(FolderInUse, match="in use by another training"):

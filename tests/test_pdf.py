@@ -11,7 +11,7 @@ from pypdf import PdfReader
 
 from helpers.common.paths import ROOT
 from helpers.report import pdf
-from helpers.runs import pipeline
+from helpers.jobs import pipeline
 
 PAGE = """<!DOCTYPE html><html><head><meta charset="utf-8"><title>Notebook</title></head><body>
 <h1>A small report</h1><p>First page.</p>
@@ -55,7 +55,7 @@ def test_pipeline_refuses_an_unknown_engine_before_running_any_notebook(monkeypa
     with pytest.raises(pdf.PdfError, match="unknown PDF engine 'typst'"):
         pipeline.run(tmp_path, {}, log=lambda *_: None)
     assert not (tmp_path / "notebooks").exists()
-    done = subprocess.run([sys.executable, "-m", "helpers.runs.pipeline", "--out-dir", str(tmp_path), "--pdf-engine",
+    done = subprocess.run([sys.executable, "-m", "helpers.jobs.pipeline", "--out-dir", str(tmp_path), "--pdf-engine",
                            "typst"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 3 and "unknown PDF engine 'typst'" in done.stderr, done.stderr
 

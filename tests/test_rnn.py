@@ -1,4 +1,4 @@
-"""helpers.model.rnn (vectorized forward/BPTT) against helpers.model.reference (the per-step oracle)."""
+"""helpers.model.rnn (vectorized forward/BPTT) against helpers.model.oracles (the per-step oracle)."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import assert_close, oracle, random_params, random_sequence, softmax
-from helpers.model import reference
+from helpers.model import oracles as reference
 from helpers.model import rnn
 from helpers.model.params import NAMES, ParamSet, init_params, param_shapes
 
@@ -61,17 +61,8 @@ def test_zero_params_loss_is_T_log_K():
     m, K, T = 6, 9, 11
     p = ParamSet(m, K)
     x, y = random_sequence(K, T, np.random.default_rng(0))
-    loss = rnn.loss_only(p, x, y, np.zeros(m))
+    loss = rnn.forward(p, x, y, np.zeros(m))[0]
     assert loss == pytest.approx(T * np.log(K), rel=1e-12)
-
-
-def test_loss_only_matches_loss_and_grads(rng):
-    p = random_params(7, 5, rng)
-    x, y = random_sequence(5, 9, rng)
-    hprev = rng.standard_normal(7) * 0.3
-    grads = p.zeros_like()
-    loss, _ = rnn.loss_and_grads(p, x, y, hprev, grads)
-    assert rnn.loss_only(p, x, y, hprev) == pytest.approx(loss, rel=1e-14)
 
 
 def test_inputs_not_modified(rng):

@@ -151,7 +151,7 @@ def test_resume_on_a_cosine_schedule_is_exact_at_the_trainer_level(tmp_path):
         whole.run(50, progress=False)
         part.run(23, progress=False)
     ckpt.save(tmp_path / "last.npz", part.checkpoint("last", {"config": part.cfg.as_dict()}))
-    state = TrainState.resume(ckpt.load(tmp_path / "last.npz"), None, part.cfg, part.chars)
+    state = TrainState.resume(ckpt.load(tmp_path / "last.npz"), part.cfg, part.chars)
     resumed = Trainer(part.cfg, part.data, part.chars, state)
     with quiet():
         resumed.run(50, progress=False)

@@ -11,7 +11,8 @@ import json
 import numpy as np
 import pytest
 
-from helpers.model import cells, gradcheck, reference
+from helpers.model import cells, gradcheck
+from helpers.model import oracles as reference
 from helpers.model import sample as synth
 from helpers.model.params import NAMES, ParamSet, init_params
 from helpers.runs import steps as workflow
@@ -88,7 +89,7 @@ def test_gru_loss_from_the_equations():
 def test_gru_step_and_registry():
     p = random_model("gru", 1, seed=3)
     h = np.random.default_rng(1).standard_normal(p.m) * 0.5
-    np.testing.assert_allclose(cells.step_state("gru", p, h, 2), gru_step_by_hand(p, h, 2), rtol=1e-12)
+    np.testing.assert_allclose(cells.get("gru").model_step(p, h, 2), gru_step_by_hand(p, h, 2), rtol=1e-12)
     assert cells.CELLS["gru"] == 3 and cells.STATE_SIZES["gru"] == 1 and cells.of(p) == "gru"
 
 
@@ -178,7 +179,7 @@ def test_sampling_steps_of_a_stack_equal_the_forward_states(cell):
     _, cache = cells.forward(cell, p, x[None, :], x[None, :], state0[None, :].copy())
     state = state0.copy()
     for t in range(len(x)):
-        state = cells.step_state(cell, p, state, int(x[t]))
+        state = cells.get(cell).model_step(p, state, int(x[t]))
         np.testing.assert_allclose(cells.get(cell).top(p, state), cache["top"][t, 0], rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(state, cache["state"][0], rtol=1e-12, atol=1e-14)
     idx, h = synth.sample_indices(p, state0, 2, 30, np.random.default_rng(0), cell=cell)

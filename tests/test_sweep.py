@@ -23,7 +23,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from helpers.report import sections as report
-from helpers.runs import sweep
+from helpers.jobs import sweep
 from helpers.common.paths import ROOT
 
 TRAIN = {"data_path": "pydoc_data", "n_updates": 200, "seq_length": 10, "log_every": 10, "sample_every": 100,
@@ -329,4 +329,4 @@ def test_make_sweep_passes_the_grid_to_the_cli():
                           cwd=ROOT, capture_output=True, text=True, timeout=30, env=env)
     assert done.returncode == 0, done.stderr
     line = done.stdout.strip().splitlines()[-1]
-    assert "-m helpers.runs.sweep" in line and """--grid '{"m": [8, 16]}'""" in line and "--out-dir /tmp/x" in line
+    assert "-m helpers.jobs.sweep" in line and """--grid '{"m": [8, 16]}'""" in line and "--out-dir /tmp/x" in line

@@ -3,7 +3,7 @@ point trains, and later whose scheduler goes away: every point ends done, finish
 never run again, a killed point's half-written folder never counts as done, the lost scheduler is
 a clear error, and a re-run has only the missing point to do. One scenario (each point is a
 papermill run, the costly part), checked by the tests below; the harness is
-:mod:`benchmarks.sweep_faults`."""
+:mod:`faults.sweep`."""
 from __future__ import annotations
 
 import json
@@ -11,8 +11,8 @@ import signal
 
 import pytest
 
-from benchmarks import sweep_faults as faults
-from helpers.runs import sweep
+from faults import sweep as faults
+from helpers.jobs import sweep
 
 GRID = {"eta": [0.05, 0.1, 0.2]}
 

@@ -7,7 +7,7 @@ import pytest
 from conftest import chi2_stat, chi2_upper, random_params, softmax
 from helpers.common import files
 from helpers.train import checkpoint as ckpt
-from helpers.model import reference
+from helpers.model import oracles as reference
 from helpers.model import sample as synth
 from helpers.runs import steps as workflow
 from helpers.model.params import NAMES

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from helpers.train import checkpoint as ckpt
-from helpers.model import reference
+from helpers.model import oracles as reference
 from helpers.model import sample as synth
 from helpers.common import files
 from helpers.runs import steps as workflow

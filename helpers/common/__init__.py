@@ -1,1 +1,2 @@
-"""The bottom layer: paths, atomic result files and progress display, used by every other layer."""
+"""The bottom layer: paths, atomic result files, the one-training-per-folder lock, progress display,
+units and short errors in notebooks; used by every other layer."""

@@ -15,7 +15,7 @@ from IPython import get_ipython
 from IPython.display import HTML, display
 from tqdm import tqdm
 
-BATCH_PARENTS = ("papermill", "nbconvert", "nbclient", "pytest", "helpers.runs.pipeline", "dask")
+BATCH_PARENTS = ("papermill", "nbconvert", "nbclient", "pytest", "helpers.jobs.pipeline", "dask")
 
 
 def in_kernel() -> bool:

@@ -4,7 +4,7 @@
 
 A new cell is a subclass of :class:`helpers.model.base.Cell` in its own module (forward and
 backward side by side), one line in ``REGISTRY`` and a per-step oracle in
-:mod:`helpers.model.reference`; nothing else in the package names a cell.
+:mod:`helpers.model.oracles`; nothing else in the package names a cell.
 """
 from __future__ import annotations
 
@@ -63,12 +63,3 @@ def loss_and_grads(cell: str, p: ParamSet, X, Y, state, grads: ParamSet, ws=None
     c.backward(p, cache, grads)
     return loss, cache["state"]
 
-
-def loss_only(cell: str, p: ParamSet, X, Y, state, ws=None) -> float:
-    """The mean loss over a mini-batch (forward only)."""
-    return get(cell).forward(p, X, Y, state, ws)[0]
-
-
-def step_state(cell: str, p: ParamSet, state: np.ndarray, x: int) -> np.ndarray:
-    """One recurrence step of every layer of a single stream (state (L S m,)) on input index x."""
-    return get(cell).model_step(p, state, x)

@@ -11,7 +11,7 @@ the recurrent product, which lets one product W h_{t-1} serve all three gates):
 PyTorch keeps a second bias b_hn inside r * (w_n + b_hn); here there is one bias per gate (b_hn = 0),
 so U, W, b stack three blocks like every other cell. Cho et al.'s original form applies r before
 the product, tanh(a_n + W_n (r * h_{t-1})). The state of a stream is h (m,);
-``reference.gru_loss_and_grads`` is the per-step oracle.
+``oracles.gru_loss_and_grads`` is the per-step oracle.
 """
 from __future__ import annotations
 

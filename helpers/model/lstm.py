@@ -4,7 +4,7 @@
     i, f, o = sigmoid(z_i, z_f, z_o),  g = tanh(z_g)
     s_t = f * s_{t-1} + i * g,  h_t = o * tanh(s_t)        (s: the cell state)
 
-The recurrent state of a stream is [h, s] (2m,). ``reference.lstm_loss_and_grads`` is the
+The recurrent state of a stream is [h, s] (2m,). ``oracles.lstm_loss_and_grads`` is the
 per-step oracle.
 """
 from __future__ import annotations

@@ -10,7 +10,7 @@ layer, the softmax and the weight gradients are whole-sequence array operations.
     o_t = V h_t + c                  p_t = softmax(o_t)
     loss = sum_t -log p_t[y_t]
 
-``helpers.model.reference`` holds the plain per-step version that the tests use as the oracle.
+``helpers.model.oracles`` holds the plain per-step version that the tests use as the oracle.
 """
 from __future__ import annotations
 
@@ -137,11 +137,6 @@ def loss_and_grads(p: ParamSet, x, y, hprev, grads: ParamSet, ws: Workspace | No
     hlast = ws.H[len(x)].copy()
     backward(p, x, y, ws, grads)
     return loss, hlast
-
-
-def loss_only(p: ParamSet, x, y, hprev, ws: Workspace | None = None) -> float:
-    """The summed loss over one sequence (forward only), e.g. for numerical gradients."""
-    return forward(p, x, y, hprev, ws)[0]
 
 
 class RNN(Cell):

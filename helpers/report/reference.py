@@ -57,10 +57,7 @@ def section(run_dir, baseline_dir: str = "", best_dir: str = "") -> HTML:
     """The table of reference points, the run's own held-out losses and, when their folders are given,
     the assignment's vanilla RNN (``baseline_dir``) and the best recipe (``best_dir``)."""
     metrics, run = read_json(resolve(run_dir) / "metrics.json"), read_json(resolve(run_dir) / "run.json")
-    ref = metrics.get("reference")
-    if ref is None:
-        raise ValueError(f"{run_dir}/metrics.json has no reference points (an older version wrote it); "
-                         "re-run notebooks/02_train.ipynb.")
+    ref = metrics["reference"]
     K = run["corpus"]["K"]
     rows = [_row("uniform guess, ln K", ref["uniform"], f"K = {K}"),
             _row("unigram entropy of the training text", ref["unigram"], f"{ref['train_chars']:,} characters"),

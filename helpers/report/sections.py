@@ -17,7 +17,7 @@ from IPython.display import HTML
 from ..common.files import read_json, read_log
 from ..common.paths import resolve
 from ..common.units import bits, perplexity
-from . import compare, documents, reference, sweep
+from . import compare_section, documents_section, reference, sweep_section
 from .figures import save_figure, smooth_loss_figure
 from .html import caption, image, sample, table, text_block
 
@@ -148,7 +148,7 @@ def gradient_section(run_dir) -> HTML:
 def training_settings(run_dir) -> HTML:
     """The run's training settings as one sentence: sizes, optimizer and its constants, clipping, length."""
     run = read_json(resolve(run_dir) / "run.json")
-    c, k = run["config"], run_constants(run)
+    c, k = run["config"], run["constants"]
     epochs = len(run["epoch_starts"])
     batch = (f", {c['batch_size']} parallel streams" if c.get("batch_size", 1) > 1 else "")
     return HTML(
@@ -212,11 +212,6 @@ def loss_facts(run_dir) -> HTML:
         text += (f". On the test part, the {c['test_fraction']:.0%} of the text before it, never used for choosing, "
                  f"the best model loses {test:.3f} nats ({bits(test):.3f} bits, perplexity {perplexity(test):.2f})")
     return HTML(text + ".</p>")
-
-
-def loss_section(run_dir, figure_path: str = "") -> HTML:
-    """:func:`training_settings`, :func:`loss_figure` and :func:`loss_facts` together."""
-    return HTML(training_settings(run_dir).data + loss_figure(run_dir, figure_path).data + loss_facts(run_dir).data)
 
 
 def epoch_table(run_dir) -> HTML:
@@ -295,9 +290,9 @@ def passage(result: dict) -> HTML:
 
 
 OPTIONAL_SECTIONS = {
-    "compare": (compare.section, "Comparing models"),
-    "documents": (documents.section, "Learning from short documents"),
-    "sweep": (sweep.section, "Parameter sweep"),
+    "compare": (compare_section.section, "Comparing models"),
+    "documents": (documents_section.section, "Learning from short documents"),
+    "sweep": (sweep_section.section, "Parameter sweep"),
 }
 """Report sections that appear only when their notebook ran: name -> (``section(dir)``, title)."""
 
@@ -308,15 +303,6 @@ def optional_section(name: str, folder: str):
         return None
     section, title = OPTIONAL_SECTIONS[name]
     return HTML(f"<h2>{html.escape(title)}</h2>" + section(folder).data)
-
-
-def run_constants(run: dict) -> dict:
-    """The training constants run.json records (clip limit, smoothing, optimizer settings)."""
-    if "constants" not in run:
-        raise ValueError("run.json does not record the training constants (it was written by an older version); "
-                         "re-run notebooks/02_train.ipynb, or resume it with init_from=last.npz and the same n_updates, which rewrites "
-                         "run.json without training.")
-    return run["constants"]
 
 
 def optimizer_text(name: str, settings: dict) -> str:

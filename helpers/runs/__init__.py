@@ -1,5 +1,5 @@
-"""The runs layer: one function per notebook step (``steps``, ``documents``), running notebooks
-with papermill (``notebooks``), ``make report`` (``pipeline``), ``make compare`` (``compare``),
-``make sweep`` on Dask (``sweep``), the interactive sampler (``interactive``) and the looks inside
-a trained model that 03 and 04 show (``explore``). The top layer: it may import every other one.
+"""The runs layer: what a notebook calls inside its kernel. One function per notebook step
+(``steps``: gradient test, train, synthesize; ``documents``), the looks inside a trained model that
+01, 03 and 04 show (``explore``, ``decoding``) and the interactive sampler (``interactive``).
+Imports every layer below; the jobs that run notebooks are :mod:`helpers.jobs`.
 """

@@ -1,9 +1,9 @@
 """The run step of notebooks/07_documents.ipynb: train on a collection of short documents and
 write the results; synthesize documents from its checkpoints.
 
-The training itself is :class:`helpers.train.documents.DocumentTrainer` (its docstring explains
+The training itself is :class:`helpers.train.document_trainer.DocumentTrainer` (its docstring explains
 the end character, the chunks and the shuffling); the report section is
-:mod:`helpers.report.documents`.
+:mod:`helpers.report.documents_section`.
 """
 from __future__ import annotations
 
@@ -17,13 +17,13 @@ from ..common.paths import resolve
 from ..data.collection import END_CHAR, STDLIB_SOURCE, load_collection
 from ..data.text import build_vocab
 from ..model import sample
-from ..report.documents import section  # noqa: F401  (the notebook's section call)
+from ..report.documents_section import section  # noqa: F401  (the notebook's section call)
 from ..report.html import text_block
 from ..train import checkpoint as ckpt
 from ..train.config import TrainConfig, coerce
-from ..train.documents import DocumentState, DocumentTrainer
+from ..train.document_trainer import DocumentState, DocumentTrainer
 from ..train.trainer import new_run_id
-from . import lock
+from ..common import lock
 
 
 def train(data_path: str = "", out_dir: str = "output/documents", text_field: str = "text", seed: int = 0,

@@ -20,7 +20,7 @@ from ..train import checkpoint as ckpt
 from ..train import evaluate, optim
 from ..train.config import TrainConfig, coerce
 from ..train.trainer import SMOOTHING, Trainer, TrainState, new_run_id
-from . import lock
+from ..common import lock
 
 
 def corpus_info(corpus, chars) -> dict:
@@ -123,7 +123,7 @@ def start(cfg: TrainConfig, corpus, seed: int, init_from: str = "") -> tuple[Tra
     chars = build_vocab(corpus.text)
     if init_from:
         last = ckpt.load(init_from)
-        state = TrainState.resume(last, None if last.best is not None else _old_best(init_from), cfg, chars)
+        state = TrainState.resume(last, cfg, chars)
         was = last.meta.get("corpus", {})
         if was.get("n_chars", len(corpus.text)) != len(corpus.text):
             raise ValueError(f"the checkpoint was trained on {was.get('name')!r} ({was['n_chars']:,} characters) but "
@@ -135,16 +135,6 @@ def start(cfg: TrainConfig, corpus, seed: int, init_from: str = "") -> tuple[Tra
         state, run_id = TrainState.fresh(cfg, len(chars), np.random.default_rng(seed)), new_run_id()
     trainer = Trainer(cfg, encode(corpus.text, chars), chars, state)
     return trainer, {"run_id": run_id, "seed": seed, "config": cfg.as_dict(), "corpus": corpus_info(corpus, chars)}
-
-
-def _old_best(init_from: str):
-    """best.npz beside a last.npz written before last.npz carried the best model, or None."""
-    path = resolve(init_from).with_name("best.npz")
-    try:
-        return ckpt.load(path) if path.is_file() else None
-    except ValueError as err:
-        print(f"note: {err}; resuming with the best model as last.npz names it unknown")
-        return None
 
 
 def run_to_end(trainer: Trainer, out, meta: dict) -> dict:

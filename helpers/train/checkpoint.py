@@ -25,6 +25,9 @@ from ..common.paths import resolve
 from ..model import cells
 from ..model.params import NAMES, ParamSet, count_layers, layer_names
 
+FORMAT = 1
+"""The checkpoint format this version writes and reads, recorded as ``meta["format"]`` (a file
+without it is taken for format 1, the only one written so far); any other is refused by name."""
 GROUPS = {"params": "", "mem": "m", "mem2": "v", "best": "best"}
 """Checkpoint attribute holding a ParamSet -> the prefix of its arrays' names."""
 
@@ -57,7 +60,7 @@ def to_arrays(ck: Checkpoint) -> dict[str, np.ndarray]:
         smooth_loss=np.float64(ck.smooth_loss),
         chars=np.array(ck.chars, dtype=str),  # for people; numpy strings drop a trailing NUL,
         char_codes=np.array([ord(ch) for ch in ck.chars], dtype=np.int32),  # so these are exact
-        meta=np.array(json.dumps(ck.meta, ensure_ascii=False)),
+        meta=np.array(json.dumps({**ck.meta, "format": FORMAT}, ensure_ascii=False)),
     )
     return arrays
 
@@ -67,6 +70,11 @@ def from_arrays(data: dict, where: str = "checkpoint") -> Checkpoint:
     missing = [k for k in (*NAMES, "chars") if k not in data]
     if missing:
         raise ValueError(f"{where} lacks {', '.join(missing)}; it was not written by this project.")
+    meta = json.loads(str(data["meta"])) if "meta" in data else {}
+    if meta.pop("format", FORMAT) != FORMAT:
+        raise ValueError(f"{where} is in checkpoint format {json.loads(str(data['meta']))['format']!r}, but this "
+                         f"version reads format {FORMAT} "
+                         "only; use the version of the project that wrote it, or train again.")
     dtype = data["U"].dtype if data["U"].dtype in (np.float32, np.float64) else np.float64
     groups = {}
     try:
@@ -85,7 +93,6 @@ def from_arrays(data: dict, where: str = "checkpoint") -> Checkpoint:
                          f"has ({', '.join(f'{n}: {c.gates}' for n, c in cells.REGISTRY.items())}).")
     if len(chars) != groups["params"].K:
         raise ValueError(f"{where} has {len(chars)} characters but K={groups['params'].K} columns in U.")
-    meta = json.loads(str(data["meta"])) if "meta" in data else {}
     return Checkpoint(chars=chars, meta=meta, step=int(data.get("step", 0)),
                       smooth_loss=float(data.get("smooth_loss", np.nan)), hprev=data.get("hprev"), **groups)
 

@@ -64,11 +64,9 @@ class TrainState:
                    best_params=params.copy(), mem2=params.zeros_like() if optim.SLOTS[cfg.optimizer] > 1 else None)
 
     @classmethod
-    def resume(cls, last: Checkpoint, best: Checkpoint | None, cfg: TrainConfig, chars: list[str]) -> "TrainState":
-        """The state saved in ``last`` (a "last" checkpoint), checked against the run.
-
-        The best model comes from ``last`` itself; older checkpoints without it fall back on
-        ``best`` (best.npz) when its step is the one ``last`` names, else on ``last``.
+    def resume(cls, last: Checkpoint, cfg: TrainConfig, chars: list[str]) -> "TrainState":
+        """The state saved in ``last`` (a "last" checkpoint, which holds the best model too), checked
+        against the run.
 
         Raises ValueError when the checkpoint cannot continue this run exactly (another vocabulary,
         a setting of RESUME_KEYS that differs, or no optimizer state).
@@ -80,7 +78,7 @@ class TrainState:
                 f"the checkpoint's vocabulary ({len(last.chars)} characters) does not match the text's ({len(chars)}): "
                 f"only in the checkpoint {extra[:10]!r}, only in the text {missing[:10]!r}. Resume on the text it was "
                 "trained on, or train from scratch (init_from='').")
-        if last.mem is None or "rng_state" not in meta:
+        if last.mem is None or last.best is None or "rng_state" not in meta:
             raise ValueError("this checkpoint has no optimizer or random state (a best.npz?); resume from last.npz.")
         differ = changed_settings(meta.get("config", {}), cfg)
         if last.params.m != cfg.m:
@@ -88,19 +86,19 @@ class TrainState:
         if differ:
             raise ValueError("the checkpoint was trained with other settings than this run asks for; resume with "
                              + ", ".join(f"{k}={v!r}" for k, v in differ.items()) + " (or train from scratch).")
+        if last.hprev is None or last.hprev.shape != initial_state(cfg, last.hprev.dtype).shape:
+            raise ValueError(f"the checkpoint's recurrent state has shape {getattr(last.hprev, 'shape', None)}, not the "
+                             f"{initial_state(cfg, np.float64).shape} of this run's streams; resume from a last.npz "
+                             "written by this version.")
         dtype = np.dtype(cfg.dtype)
         rng = np.random.default_rng()
         rng.bit_generator.state = meta["rng_state"]
-        if last.best is not None:
-            best = Checkpoint(params=last.best, chars=chars, step=meta["best_step"])
-        good_best = best is not None and best.step == meta["best_step"]  # m is checked above
         return cls(params=last.params.astype(dtype), mem=last.mem.astype(dtype),
                    mem2=last.mem2.astype(dtype) if last.mem2 is not None else None,
-                   hprev=np.asarray(last.hprev, dtype).reshape(initial_state(cfg, dtype).shape).copy(), rng=rng,
+                   hprev=np.array(last.hprev, dtype), rng=rng,
                    step=last.step, position=meta["position"], epoch=meta["epoch"], smooth_loss=last.smooth_loss,
-                   best_params=(best.params if good_best else last.params).astype(dtype),
-                   best_smooth_loss=meta["best_smooth_loss"] if good_best else last.smooth_loss,
-                   best_step=meta["best_step"] if good_best else last.step,
+                   best_params=last.best.astype(dtype), best_smooth_loss=meta["best_smooth_loss"],
+                   best_step=meta["best_step"],
                    epoch_starts=list(meta["epoch_starts"]), log=[tuple(row) for row in meta["log"]],
                    samples=list(meta["samples"]), val_log=[tuple(r) for r in meta.get("val_log", [])],
                    best_val_loss=meta.get("best_val_loss", math.inf), seconds=meta.get("seconds", 0.0))

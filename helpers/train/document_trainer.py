@@ -20,7 +20,7 @@ with three changes:
 
 Synthesis starts like training (h_0 = 0, x_0 = END) and stops at END or after ``max_length``
 characters (140 for tweets). The collection is read by :mod:`helpers.data.collection`; the run step that trains and writes
-the results is :mod:`helpers.runs.documents`, the report section :mod:`helpers.report.documents`.
+the results is :mod:`helpers.runs.documents`, the report section :mod:`helpers.report.documents_section`.
 """
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Training killed with SIGKILL at a chosen moment, then resumed: the harness behind ``make faults``
-(:mod:`benchmarks.faults`) and tests/test_kill.py.
+(:mod:`faults`) and tests/test_kill.py.
 
 A kill starts a training on the built-in corpus (``data_path`` "pydoc_data", m = 16, a checkpoint
 every 20 updates, so that most of the time goes to writing files and many kills land mid-write)
@@ -33,8 +33,9 @@ import numpy as np
 from helpers.common import files
 from helpers.common.paths import ROOT
 from helpers.data.text import load_corpus
-from helpers.runs import lock, steps
-from helpers.runs.lock import LOCK_NAME
+from helpers.common import lock
+from helpers.runs import steps
+from helpers.common.lock import LOCK_NAME
 from helpers.train import checkpoint as ckpt
 from helpers.train.config import TrainConfig
 

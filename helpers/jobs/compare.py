@@ -7,7 +7,7 @@
 Every run trains on the same text with the same validation split and sees the same number of
 characters (updates x batch_size x seq_length); the comparison is of the validation loss per
 character against characters seen and against wall-clock time. The figure, table and samples
-are drawn by :mod:`helpers.report.compare` from ``compare.json``.
+are drawn by :mod:`helpers.report.compare_section` from ``compare.json``.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from ..common.files import read_json, write_json
 from ..common.paths import resolve
 from ..common.units import bits
 from .notebooks import NotebookError, run_notebook
-from .steps import synthesize
+from ..runs.steps import synthesize
 
 DEFAULT_RUNS = [
     {"name": "rnn-m100", "cell": "rnn", "m": 100},

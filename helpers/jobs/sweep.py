@@ -1,6 +1,6 @@
 """Parameter sweeps: notebooks/02_train.ipynb run once per point of a grid, with papermill, on Dask.
 
-    python -m helpers.runs.sweep --grid '{"eta": [0.05, 0.1], "m": [50, 100]}' [--base '{"n_updates": 100000}']
+    python -m helpers.jobs.sweep --grid '{"eta": [0.05, 0.1], "m": [50, 100]}' [--base '{"n_updates": 100000}']
                             [--scheduler tcp://HOST:8786] [--n-workers N] [--out-dir output/sweep] [--redo]
 
 Without a scheduler the points run on a local Dask cluster of single-threaded worker processes,
@@ -40,8 +40,8 @@ from ..common import files
 from ..common.paths import resolve
 from ..common.progress import Progress
 from ..report.figures import save_figure
-from ..report.sweep import RESULTS, canonical, collect, loss_figure, record_for, section  # noqa: F401 (section: for 08)
-from . import lock
+from ..report.sweep_section import RESULTS, canonical, collect, loss_figure, record_for, section  # noqa: F401 (section: for 08)
+from ..common import lock
 from .notebooks import NotebookError, notebook_parameters, run_notebook
 
 UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
@@ -307,7 +307,7 @@ def write_results(out_dir, rows: list[dict]) -> None:
 
 def main(argv=None) -> int:
     """``make sweep``: run the sweep, print one line per point; exit 0 when all finished, 1 when some failed, 2 on bad input."""
-    parser = argparse.ArgumentParser(prog="python -m helpers.runs.sweep", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m helpers.jobs.sweep", description=__doc__.split("\n\n")[0])
     parser.add_argument("--grid", required=True, help='JSON: 02_train parameters mapped to lists, e.g. {"eta": [0.05, 0.1]}')
     parser.add_argument("--base", default="{}", help="JSON: 02_train parameters common to all points")
     parser.add_argument("--scheduler", default="", help="address of a Dask scheduler (default: a local cluster)")

@@ -1,6 +1,6 @@
 """The one command behind ``make report``: run the notebooks with papermill, then render the report.
 
-    python -m helpers.runs.pipeline [--out-dir output/run] [-p NAME VALUE ...] [--no-pdf] [--pdf-engine NAME]
+    python -m helpers.jobs.pipeline [--out-dir output/run] [-p NAME VALUE ...] [--no-pdf] [--pdf-engine NAME]
 
 Each ``-p NAME VALUE`` goes to every notebook that declares ``NAME`` in its parameters cell
 (VALUE is read as JSON when it parses, else as text). The executed notebooks go to
@@ -21,7 +21,7 @@ from pathlib import Path
 from ..common.paths import resolve
 from ..report.pdf import PdfError, choose_engine, to_pdf
 from ..report.render import to_html
-from . import lock
+from ..common import lock
 from .notebooks import NotebookError, notebook_parameters, run_notebook
 
 NOTEBOOKS = ("01_gradient_test", "02_train", "03_synthesis", "04_best_model", "05_report")
@@ -62,7 +62,7 @@ def run(out_dir="output/run", params: dict | None = None, pdf: bool = True, log=
     a PDF that cannot be made raises :class:`helpers.report.pdf.PdfError` after the HTML is written.
     A notebook that fails raises :class:`NotebookError`, which also names the outputs an earlier run
     left (the later executed notebooks, the report); another training in ``out_dir`` raises
-    :class:`helpers.runs.lock.FolderInUse` before any notebook runs.
+    :class:`helpers.common.lock.FolderInUse` before any notebook runs.
     """
     if pdf:
         pdf_engine = choose_engine(pdf_engine)  # an unknown name fails now, not after training
@@ -120,7 +120,7 @@ def parse_value(text: str):
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m helpers.runs.pipeline", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m helpers.jobs.pipeline", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out-dir", default="output/run", help="run folder (default: output/run)")
     parser.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                         help="a notebook parameter, e.g. -p n_updates 100000 (repeatable)")

@@ -1,6 +1,6 @@
 """The report's section on a parameter sweep (notebooks/08_sweep.ipynb), read from the sweep's
 folder only: ``sweep.json`` (the plan), each point's ``point.json``, ``run.json``, ``metrics.json``
-and ``train_log.csv``. :func:`collect` is also what :mod:`helpers.runs.sweep` writes ``sweep.csv`` from.
+and ``train_log.csv``. :func:`collect` is also what :mod:`helpers.jobs.sweep` writes ``sweep.csv`` from.
 """
 from __future__ import annotations
 

@@ -1,14 +1,14 @@
 """Faults survived, measured: ``make faults``.
 
-    python -m benchmarks.faults [--kills 50] [--papermill 5] [--worker-deaths 3] [--scheduler-losses 1]
+    python -m faults [--kills 50] [--papermill 5] [--worker-deaths 3] [--scheduler-losses 1]
                                 [--seed 0] [--json PATH]
 
-* SIGKILL during training (:mod:`benchmarks.kills`): ``--kills`` plain ``python -c`` trainings and
+* SIGKILL during training (:mod:`faults.kills`): ``--kills`` plain ``python -c`` trainings and
   ``--papermill`` papermill runs of 02_train, each killed at a random moment (seeded, uniform over
   the time an uninterrupted training holds its lock, measured first); every time the checkpoints
   left must form a consistent pair and the run resumed from them must end bit for bit as the
   uninterrupted one.
-* A Dask worker killed mid-point (:mod:`benchmarks.sweep_faults`): ``--worker-deaths`` sweeps of
+* A Dask worker killed mid-point (:mod:`faults.sweep`): ``--worker-deaths`` sweeps of
   two points on a scheduler and worker on 127.0.0.1, the worker process killed while the second
   point trains; the sweep must end with both points done, the first untouched, the second not
   counted done in between.
@@ -31,9 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks import kills, sweep_faults
+from faults import kills, sweep as sweep_faults
 from benchmarks.bench import machine_info
-from helpers.runs import sweep
+from helpers.jobs import sweep
 
 
 def sigkill_loop(work: Path, n: int, papermill: bool, rng, ref: kills.Reference, log) -> dict:
@@ -129,7 +129,7 @@ def report(results: dict, out=print) -> None:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m benchmarks.faults", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m faults", description=__doc__.split("\n\n")[0])
     ap.add_argument("--kills", type=int, default=50, help="python -c trainings killed (default 50)")
     ap.add_argument("--papermill", type=int, default=5, help="papermill 02_train runs killed (default 5)")
     ap.add_argument("--worker-deaths", type=int, default=3, help="sweeps whose Dask worker is killed (default 3)")

@@ -25,8 +25,8 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from ..common import files
-from ..common.paths import resolve
+from . import files
+from .paths import resolve
 
 try:
     import fcntl

@@ -15,8 +15,8 @@ import threading
 import time
 from pathlib import Path
 
-from helpers.runs import sweep
-from helpers.runs.lock import LOCK_NAME
+from helpers.jobs import sweep
+from helpers.common.lock import LOCK_NAME
 
 BIN = Path(sys.executable).parent
 TRAIN = {"data_path": "pydoc_data", "m": 16, "n_updates": 600, "seq_length": 25, "log_every": 10, "sample_every": 300,

@@ -1,9 +1,9 @@
 """Running a notebook with papermill (the one call behind the pipeline, the comparison and the
 sweep), and keeping the committed notebooks in the form JupyterLab saves, outputs cleared.
 
-    python -m helpers.runs.notebooks normalize [notebooks/*.ipynb]    # rewrite them so
-    python -m helpers.runs.notebooks check [notebooks/*.ipynb]        # exit 1 if git stores one otherwise
-    python -m helpers.runs.notebooks clean < in.ipynb > out.ipynb     # the git filter
+    python -m helpers.jobs.notebooks normalize [notebooks/*.ipynb]    # rewrite them so
+    python -m helpers.jobs.notebooks check [notebooks/*.ipynb]        # exit 1 if git stores one otherwise
+    python -m helpers.jobs.notebooks clean < in.ipynb > out.ipynb     # the git filter
 
 JupyterLab marks a notebook as modified the moment it opens when its file differs from what it
 would save: another kernelspec name, no ``language_info``, an older nbformat minor, cells without
@@ -156,7 +156,7 @@ def main(argv=None) -> int:
     if args[0] == "check":
         stale = [str(p) for p in paths if (text := stored(p)) != normalized_text(text, Path(p).stem[:2])]
         for p in stale:
-            print(f"{p} is not stored in its committed form; run: python -m helpers.runs.notebooks normalize {p}, "
+            print(f"{p} is not stored in its committed form; run: python -m helpers.jobs.notebooks normalize {p}, "
                   "then git add it")
         return 1 if stale else 0
     for p in normalize(paths):
