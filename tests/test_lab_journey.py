@@ -121,7 +121,8 @@ def run_all_and_save(page) -> str:
     menu(page, "Run", "Run All Cells")
     time.sleep(1)
     finished(page)
-    page.keyboard.press("Control+s")
+    page.wait_for_selector(".jp-StatusBar-Item:has-text('Idle')")
+    menu(page, "File", "Save Notebook")
     page.wait_for_function("() => !document.querySelector('.lm-TabBar-tab.lm-mod-current.jp-mod-dirty')")
     return page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)").text_content()
 

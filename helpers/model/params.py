@@ -4,7 +4,7 @@ One layer (the assignment): U (G m, K), W (G m, m), V (K, m), b (G m,), c (K,), 
 L stacked layers append, for l = 2 .. L, the input weights U_l (G m, m) (the input of layer l is
 h_t of layer l - 1), W_l (G m, m) and b_l (G m,), named ``U2 W2 b2 U3 ...``; V and c read the top
 layer. Layer 1 keeps its plain names and its place at the front, so a one-layer ParamSet (and
-checkpoint) is exactly the assignment's, and older checkpoints load unchanged.
+checkpoint) is exactly the assignment's.
 
 One flat buffer makes gradient clipping and the optimizers a handful of whole-array calls, and
 lets parameters, gradients and the optimizer's state share one layout.
