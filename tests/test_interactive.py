@@ -11,6 +11,7 @@ from conftest import quiet
 from helpers.train import checkpoint
 from helpers.runs import interactive
 from helpers.common import progress
+from helpers.report.html import activation_colour
 from helpers.runs import steps as workflow
 
 KW = dict(m=10, seq_length=6, sample_every=40, sample_until=200, sample_length=20, log_every=5,
@@ -207,7 +208,7 @@ def test_hidden_units_are_light_and_honest(trained, monkeypatch):
     from helpers.runs import explore
 
     for v in (-1, -0.5, 0, 0.3, 1):
-        assert int(explore.activation_colour(v).split(",")[2].strip(" %)")) >= 78
+        assert int(activation_colour(v).split(",")[2].strip(" %)")) >= 78
     ck = str(trained / "last.npz")
     assert "</b> tracks" in explore.hidden_units(ck).data
     monkeypatch.setattr(explore, "TRACKS", 1.01)  # no unit can reach it

@@ -64,3 +64,24 @@ def image(data: bytes, alt: str) -> str:
 def img_tag(fig, alt: str) -> str:
     """A matplotlib figure as a self-contained ``<img>``."""
     return image(png(fig), alt)
+
+
+def activation_colour(value: float) -> str:
+    """A light diverging colour for an activation in [-1, 1]: white at 0, light red toward +1, light
+    blue toward −1; dark text stays readable on every shade (as in Karpathy's visualisations). The
+    live component (``static/live.js``) draws the same colours."""
+    v = max(-1.0, min(1.0, float(value)))
+    return f"hsl({8 if v > 0 else 210}, 80%, {100 - 20 * abs(v):.0f}%)"
+
+
+ACTIVATION_STYLE = "white-space: pre-wrap; font-family: 'DejaVu Sans Mono', monospace; font-size: 8.5pt; line-height: 1.6"
+ACTIVATION_LEGEND = (f'<p class="note">Background: <span style="background: {activation_colour(1)}">&nbsp;near +1&nbsp;'
+                     '</span> <span style="border: 1px solid #ddd">&nbsp;0&nbsp;</span> <span style="background: '
+                     f'{activation_colour(-1)}">&nbsp;near −1&nbsp;</span></p>')
+
+
+def activation_passage(text: str, values) -> str:
+    """``text`` with each character on the colour of one unit's activation after it (a line break as ↵)."""
+    spans = "".join(f'<span style="background: {activation_colour(v)}">{html.escape("↵" + ch if ch == chr(10) else ch)}'
+                    "</span>" for ch, v in zip(text, values))
+    return f'<div class="activations" style="{ACTIVATION_STYLE}">{spans}</div>'

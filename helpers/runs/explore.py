@@ -29,7 +29,7 @@ from ..data.text import Corpus, encode, known_part, load_corpus, training_text, 
 from ..model import cells, gradcheck, sample
 from ..model.params import NAMES, ParamSet
 from ..report.figures import show
-from ..report.html import table, text_block
+from ..report.html import ACTIVATION_LEGEND, activation_passage, table, text_block
 from ..report.sections import after
 from ..train import checkpoint as ckpt
 from ..train import evaluate
@@ -197,14 +197,29 @@ TRACKS = 0.2
 """Below this |correlation| over the window, a unit is not said to track a feature."""
 
 
+def tracking_units(H: np.ndarray, read: str) -> list[dict]:
+    """For each of :data:`FEATURES` that varies over ``read``, the unit of H (T, m) whose activation
+    correlates best with it: ``{"feature", "unit", "r"}``."""
+    found = []
+    for name, feature in FEATURES.items():
+        f = feature(read).astype(float)
+        if f.std() == 0:
+            continue
+        Hc, fc = H - H.mean(axis=0), f - f.mean()
+        corr = (Hc * fc[:, None]).sum(axis=0) / np.maximum(np.sqrt((Hc ** 2).sum(axis=0) * (fc ** 2).sum()), 1e-12)
+        unit = int(np.argmax(np.abs(corr)))
+        found.append({"feature": name, "unit": unit, "r": float(corr[unit])})
+    return found
+
+
 def hidden_units(checkpoint: str, data_path: str = "", start: int = 0, length: int = 400,
                  window: int = 20_000) -> HTML:
     """A passage of the text coloured by the hidden units that best track each of :data:`FEATURES`.
 
     The units are chosen by the correlation of h_t with each feature over ``window`` characters from
-    ``start``; for each unit with |correlation| >= :data:`TRACKS`, the first ``length`` characters are
-    shown on a light red background where the unit is near +1, light blue near −1 (white at 0). A
-    feature no unit tracks that well is named with its best unit, and no passage.
+    ``start`` (:func:`tracking_units`); for each unit with |correlation| >= :data:`TRACKS`, the first
+    ``length`` characters are shown on a light red background where the unit is near +1, light blue
+    near −1 (white at 0). A feature no unit tracks that well is named with its best unit, and no passage.
     """
     ck = ckpt.load(checkpoint)
     try:
@@ -216,42 +231,19 @@ def hidden_units(checkpoint: str, data_path: str = "", start: int = 0, length: i
     stretch = text[start:start + window + 1]
     H = hidden_states(checkpoint, stretch)  # after each of stretch[:-1]
     read = stretch[:-1]
-    blocks = [f'<p class="note">On {html.escape(corpus.name)}, from character {start:,}'
-              + (f"; {html.escape(note)}" if note else "") + ".</p>"]
-    for name, feature in FEATURES.items():
-        f = feature(read).astype(float)
-        if f.std() == 0:
+    blocks, coloured = [f'<p class="note">On {html.escape(corpus.name)}, from character {start:,}'
+                        + (f"; {html.escape(note)}" if note else "") + ".</p>"], False
+    for u in tracking_units(H, read):
+        found = f"(correlation {u['r']:+.2f} over {len(read):,} characters)"
+        if abs(u["r"]) < TRACKS:
+            blocks.append(f'<p style="margin: 0.6em 0 0.2em 0">No unit tracks <i>{html.escape(u["feature"])}</i> well: '
+                          f"the closest, unit {u['unit']}, has |correlation| below {TRACKS:g} {found}.</p>")
             continue
-        Hc, fc = H - H.mean(axis=0), f - f.mean()
-        corr = (Hc * fc[:, None]).sum(axis=0) / np.maximum(np.sqrt((Hc ** 2).sum(axis=0) * (fc ** 2).sum()), 1e-12)
-        unit = int(np.argmax(np.abs(corr)))
-        found = f"(correlation {corr[unit]:+.2f} over {len(read):,} characters)"
-        if abs(corr[unit]) < TRACKS:
-            blocks.append(f'<p style="margin: 0.6em 0 0.2em 0">No unit tracks <i>{html.escape(name)}</i> well: the '
-                          f"closest, unit {unit}, has |correlation| below {TRACKS:g} {found}.</p>")
-            continue
-        spans = "".join(_coloured(ch, H[t, unit]) for t, ch in enumerate(read[:length]))
-        blocks.append(f'<p style="margin: 0.6em 0 0.2em 0"><b>unit {unit}</b> tracks <i>{html.escape(name)}</i> '
-                      f'{found}:</p><div class="activations" style="{PASSAGE_STYLE}">{spans}</div>')
-    return HTML("".join(blocks) + (LEGEND if any("activations" in b for b in blocks) else ""))
-
-
-def activation_colour(value: float) -> str:
-    """A light diverging colour for an activation in [-1, 1]: white at 0, light red toward +1, light
-    blue toward −1; dark text stays readable on every shade (as in Karpathy's visualisations)."""
-    v = float(np.clip(value, -1.0, 1.0))
-    return f"hsl({8 if v > 0 else 210}, 80%, {100 - 20 * abs(v):.0f}%)"
-
-
-LEGEND = (f'<p class="note">Background: <span style="background: {activation_colour(1)}">&nbsp;near +1&nbsp;</span> '
-          '<span style="border: 1px solid #ddd">&nbsp;0&nbsp;</span> '
-          f'<span style="background: {activation_colour(-1)}">&nbsp;near −1&nbsp;</span></p>')
-PASSAGE_STYLE = "white-space: pre-wrap; font-family: 'DejaVu Sans Mono', monospace; font-size: 8.5pt; line-height: 1.6"
-
-
-def _coloured(ch: str, value: float) -> str:
-    shown_ch = "↵\n" if ch == "\n" else ch
-    return f'<span style="background: {activation_colour(value)}">{html.escape(shown_ch)}</span>'
+        blocks.append(f'<p style="margin: 0.6em 0 0.2em 0"><b>unit {u["unit"]}</b> tracks '
+                      f'<i>{html.escape(u["feature"])}</i> {found}:</p>'
+                      + activation_passage(read[:length], H[:length, u["unit"]]))
+        coloured = True
+    return HTML("".join(blocks) + (ACTIVATION_LEGEND if coloured else ""))
 
 
 def checkpoint_facts(checkpoint: str) -> HTML:
