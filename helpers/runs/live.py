@@ -17,6 +17,7 @@ from IPython.display import HTML
 
 from ..common import files
 from ..common.paths import resolve
+from ..data.text import known_part
 from ..model import cells
 from ..report import live as live_html
 from ..train import checkpoint as ckpt
@@ -54,7 +55,7 @@ def payload(checkpoint: str, passage: str = "", length: int = 400, seed: int = 0
     a passage to explore (``passage``, or ``length`` characters it writes with ``seed``), the units
     that track features, and their activations on the passage for the printed version."""
     ck = ckpt.load(checkpoint)
-    passage = passage or synthesize(checkpoint, length, seed)["text"]
+    passage = known_part(passage, ck.chars)[0] or synthesize(checkpoint, length, seed)["text"]
     found = sorted(units(checkpoint, ck, passage, data_path), key=lambda u: -abs(u["r"]))
     H = hidden_states(checkpoint, passage + passage[-1:]) if passage else np.zeros((0, ck.params.m))  # after each character
     strong = [u for u in found if abs(u["r"]) >= TRACKS][:2] or found[:1]
