@@ -10,6 +10,7 @@ from IPython.display import HTML
 from ..common.files import read_json
 from ..common.paths import resolve
 from ..data.collection import STDLIB_SOURCE
+from . import latex
 from .html import table, text_block
 
 
@@ -43,7 +44,8 @@ def _intro(run: dict) -> str:
             f"{_plural(len(run['epoch_starts']), 'epoch')}{seconds}; the smooth loss fell to "
             f"{run['final_smooth_loss']:.2f} (lowest {run['best_smooth_loss']:.2f} after {run['best_step']:,} "
             "updates). It sums over chunks that are shorter at each document's end, so it is not comparable with "
-            "the book's.</p><p>Synthesis starts from a zero hidden state with the end character as x<sub>0</sub> "
+            "the book's.</p><p>Synthesis starts from a zero hidden state with the end character as "
+            f"{latex.html('x_0', as_img=True)} "
             f"and stops when the network writes the end character or after {cfg['max_length']} characters.</p>")
 
 

@@ -59,14 +59,14 @@ h1, h2, h3 { break-after: avoid; }
 /* a heading is a markdown cell of its own: keep it with the output that follows */
 .jp-MarkdownCell { break-inside: avoid; break-after: avoid; }
 p { orphans: 2; widows: 2; }
-table, img.figure, p.caption, div.sample, p.formula { break-inside: avoid; }
+table, img.figure, p.caption, div.sample { break-inside: avoid; }
 table, img.figure, p.sample-head { break-after: avoid; }  /* a caption or text stays with its table or figure */
 table { max-width: 100%; }
 .jp-RenderedHTMLCommon img.figure { max-width: 88% !important; }
 /* a text block that fits on a page stays on one; a longer one breaks between lines, at least 4 on a page */
 div.text { break-inside: avoid; break-before: avoid; orphans: 4; widows: 4; }  /* and with the words before it */
 div.keep { break-inside: avoid; }  /* a section's words and its table, together */
-div.equation { break-before: avoid; break-inside: avoid; }  /* an equation stays with the sentence before it */
+div.math-display { break-before: avoid; break-inside: avoid; }  /* an equation stays with the sentence before it */
 a.anchor-link { display: none !important; }
 """
 """Paged-media CSS that both engines add to the report's HTML for the PDF only."""

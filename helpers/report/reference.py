@@ -15,18 +15,26 @@ from IPython.display import HTML
 from ..common.files import read_json
 from ..common.paths import resolve
 from ..common.units import bits, perplexity
+from . import latex
 from .html import table
 
-EXPLAIN = ("<p>A loss per character is the mean of −ln <i>p</i><sub><i>t</i></sub>[<i>y</i><sub><i>t</i></sub>] "
-           "over a text, in nats; divided by ln 2 it is in bits per character, and e<sup>loss</sup> is the "
+EXPLAIN = ("<p>A loss per character is the mean of {loss} "
+           "over a text, in nats; divided by ln 2 it is in bits per character, and {power} is the "
            "perplexity: a model that hesitated between that many equally likely characters would lose as much. "
            "The uniform guess has perplexity <i>K</i>. The unigram and bigram entropies are what a model that "
            "knew the exact frequencies of single characters, or of a character given the one before, in the "
            "training text would lose on that text.")
+"""The words under the heading; ``{loss}`` and ``{power}`` are formulas (:func:`explain`)."""
 HELD_OUT = "rows are losses on held-out parts of the text, which they never trained on."
 NOT_HELD_OUT = ("This run held no text out, so its row is its smooth loss per character on the text it trained "
                 "on, not a held-out figure.")
 BIGRAM = "<i>H</i>(<i>x</i><sub><i>t</i></sub> | <i>x</i><sub><i>t</i>−1</sub>)"
+
+
+def explain() -> str:
+    """:data:`EXPLAIN` with its formulas drawn (:func:`.latex.html`)."""
+    return EXPLAIN.format(loss=latex.html(r"-\ln p_t[y_t]", as_img=True),
+                          power=latex.html(r"e^{\mathrm{loss}}", as_img=True))
 
 
 def _row(name: str, nats: float | None, where: str, where_html: str = "") -> list[str]:
@@ -77,6 +85,6 @@ def section(run_dir, baseline_dir: str = "", best_dir: str = "") -> HTML:
         words = f" The networks' {HELD_OUT}"
     else:
         words = f" {NOT_HELD_OUT}" + (f" The other networks' {HELD_OUT}" if seen else "")
-    return HTML('<div class="keep"><h2>Reference points</h2>' + EXPLAIN + words + "</p>"
+    return HTML('<div class="keep"><h2>Reference points</h2>' + explain() + words + "</p>"
                 + table(("reference point", "nats/char", "bits/char", "perplexity", "what"), rows,
                         "Losses per character, lower is better.") + "</div>")

@@ -10,11 +10,14 @@ import copy
 from pathlib import Path
 
 import nbformat
+from jinja2 import pass_context
 from nbconvert import HTMLExporter
+from nbconvert.filters.markdown_mistune import MarkdownWithMath
 from traitlets import default
 
 from ..common.files import atomic_path
 from ..common.paths import resolve
+from .latex import MathRenderer
 
 TEMPLATES = Path(__file__).parent / "templates"
 """nbconvert templates: ``report`` is JupyterLab's without network scripts, plus the report's CSS."""
@@ -25,7 +28,8 @@ the reader of the notebook (tagged ``remove-cell``, nbconvert's usual tag)."""
 
 class ReportExporter(HTMLExporter):
     """Standalone HTML of a notebook's Markdown and outputs: no code, no prompts, no parameters cells,
-    no script fetched from the network (the ``report`` template)."""
+    no script fetched from the network (the ``report`` template), and the Markdown's LaTeX math drawn
+    as inline SVG (:mod:`.latex`) instead of left for MathJax."""
 
     export_from_notebook = "Report"
 
@@ -48,6 +52,17 @@ class ReportExporter(HTMLExporter):
     @default("exclude_output_prompt")
     def _exclude_output_prompt_default(self):
         return True
+
+    @pass_context
+    def markdown2html(self, context, source):
+        """HTMLExporter's Markdown filter, with :class:`~.latex.MathRenderer` as the renderer."""
+        cell = context.get("cell", {})
+        renderer = MathRenderer(
+            escape=False, attachments=cell.get("attachments", {}), embed_images=self.embed_images,
+            path=context.get("resources", {}).get("metadata", {}).get("path", ""),
+            anchor_link_text=self.anchor_link_text, exclude_anchor_links=self.exclude_anchor_links,
+            **self.lexer_options)
+        return MarkdownWithMath(renderer=renderer).render(source)
 
     def from_notebook_node(self, nb, resources=None, **kw):
         nb = copy.deepcopy(nb)

@@ -17,7 +17,7 @@ from IPython.display import HTML
 from ..common.files import read_json, read_log
 from ..common.paths import resolve
 from ..common.units import bits, perplexity
-from . import compare_section, documents_section, reference, sweep_section
+from . import compare_section, documents_section, latex, reference, sweep_section
 from .figures import save_figure, smooth_loss_figure
 from .html import caption, image, sample, table, text_block
 
@@ -25,21 +25,31 @@ CELL_NAMES = {"rnn": "vanilla RNN", "lstm": "character-level LSTM", "gru": "char
 OPTIMIZER_NAMES = {"adagrad": "AdaGrad", "rmsprop": "RMSProp", "adam": "Adam"}
 SETTING_NAMES = {"eps": "eps", "rho": "decay", "beta1": "beta1", "beta2": "beta2"}
 MODEL_NOTES = {
-    "lstm": ("This run trained a long short-term memory network, not the vanilla RNN of the equations above "
-             "(gates i, f, g, o stacked in U, W and b; σ the logistic function):</p><p class=\"formula\" "
-             "style=\"text-align: center\">"
-             "[z<sub>i</sub>, z<sub>f</sub>, z<sub>g</sub>, z<sub>o</sub>] = W h<sub>t−1</sub> + U x<sub>t</sub> + b,  "
-             "s<sub>t</sub> = σ(z<sub>f</sub>) s<sub>t−1</sub> + σ(z<sub>i</sub>) tanh(z<sub>g</sub>),  "
-             "h<sub>t</sub> = σ(z<sub>o</sub>) tanh(s<sub>t</sub>),  o<sub>t</sub> = V h<sub>t</sub> + c."),
-    "gru": ("This run trained a gated recurrent unit network (the GRU of PyTorch: reset gate r, update gate z, "
-            "candidate n), not the vanilla RNN of the equations above:</p><p class=\"formula\" "
-            "style=\"text-align: center\">"
-            "[a<sub>r</sub>, a<sub>z</sub>, a<sub>n</sub>] = U x<sub>t</sub> + b,  [w<sub>r</sub>, w<sub>z</sub>, "
-            "w<sub>n</sub>] = W h<sub>t−1</sub>,  r = σ(a<sub>r</sub> + w<sub>r</sub>),  z = σ(a<sub>z</sub> + "
-            "w<sub>z</sub>),  n = tanh(a<sub>n</sub> + r w<sub>n</sub>),  h<sub>t</sub> = (1 − z) n + z "
-            "h<sub>t−1</sub>,  o<sub>t</sub> = V h<sub>t</sub> + c."),
+    "lstm": r"""This run trained a long short-term memory network, not the vanilla RNN of the equations above
+(gates $i$, $f$, $g$, $o$ stacked in $U$, $W$ and $b$; $\sigma$ the logistic function):
+
+$$
+\begin{aligned}
+{[z_i, z_f, z_g, z_o]} &= W h_{t-1} + U x_t + b \\
+s_t &= \sigma(z_f)\, s_{t-1} + \sigma(z_i) \tanh(z_g) \\
+h_t &= \sigma(z_o) \tanh(s_t) \\
+o_t &= V h_t + c
+\end{aligned}
+$$""",
+    "gru": r"""This run trained a gated recurrent unit network (the GRU of PyTorch: reset gate $r$, update gate
+$z$, candidate $n$), not the vanilla RNN of the equations above:
+
+$$
+\begin{aligned}
+{[a_r, a_z, a_n]} &= U x_t + b, & {[w_r, w_z, w_n]} &= W h_{t-1} \\
+r &= \sigma(a_r + w_r), & z &= \sigma(a_z + w_z) \\
+n &= \tanh(a_n + r\, w_n), & h_t &= (1 - z)\, n + z\, h_{t-1} \\
+& & o_t &= V h_t + c
+\end{aligned}
+$$""",
 }
-"""What the report adds when a run's cell is not the vanilla RNN that 05's Markdown describes."""
+"""What the report adds when a run's cell is not the vanilla RNN that 05's Markdown describes: Markdown
+with LaTeX, drawn as the notebooks' Markdown is (:func:`.latex.markdown`)."""
 
 
 def after(step: int) -> str:
@@ -99,7 +109,7 @@ def header(run_dir) -> HTML:
     if c.get("n_layers", 1) > 1 or c.get("dropout", 0):
         model += f', {c.get("n_layers", 1)} layers, dropout {c.get("dropout", 0):g}'
     speed = (f', {run["updates_per_second"]:,.0f} updates/s' if run.get("updates_per_second") else "")
-    cell_note = f"<p>{MODEL_NOTES[cell]}</p>" if cell in MODEL_NOTES else ""
+    cell_note = latex.markdown(MODEL_NOTES[cell]) if cell in MODEL_NOTES else ""
     return HTML(
         f'<p class="meta">Training text: <b>{html.escape(corpus["name"])}</b>, {corpus["n_chars"]:,} characters, '
         f'K = {corpus["K"]} distinct. Run <code>{run["run_id"]}</code>, seed {run["seed"]}: {model}, '
@@ -265,8 +275,9 @@ def best_section(run_dir) -> HTML:
     b = read_json(resolve(run_dir) / "best_passage.json")
     run = read_json(resolve(run_dir) / "run.json")
     chosen = run.get("best_chosen_by", "smooth loss")
-    start = (f"after warming the state up on the priming text {html.escape(repr(b['prime'][:-1]))}, with x<sub>0</sub> = "
-             if len(b["prime"]) > 1 else "starting from a zero hidden state and x<sub>0</sub> = ")
+    x0 = latex.html("x_0", as_img=True)
+    start = (f"after warming the state up on the priming text {html.escape(repr(b['prime'][:-1]))}, with {x0} = "
+             if len(b["prime"]) > 1 else f"starting from a zero hidden state and {x0} = ")
     final = ""
     if b["step"] != run["steps_done"] and run.get("final_smooth_loss") is not None:
         final = (f"; {after(run['steps_done'])}, at the end of training, it was {run['final_smooth_loss']:.4f}")
