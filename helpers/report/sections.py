@@ -58,7 +58,7 @@ def after(step: int) -> str:
 
 
 WRITTEN_BY = {"gradcheck": "01_gradient_test", "run": "02_train", "samples": "02_train",
-              "best_passage": "04_best_model"}
+              "best_passage": "04_best_model", "live_model": "04_best_model"}
 """The result files the report reads, and the notebook that writes each."""
 
 
@@ -77,8 +77,9 @@ def load_results(run_dir) -> dict:
     run_id, stale = res["run"]["run_id"], {}
     if res["gradcheck"]["corpus"] != res["run"]["corpus"]:
         stale["01_gradient_test"] = f"gradcheck.json was computed on another text than run {run_id}"
-    if res["best_passage"].get("run_id") != run_id:
-        stale["04_best_model"] = f"best_passage.json comes from run {res['best_passage'].get('run_id')}, not {run_id}"
+    for name in ("best_passage", "live_model"):
+        if res[name].get("run_id") != run_id:
+            stale["04_best_model"] = f"{name}.json comes from run {res[name].get('run_id')}, not {run_id}"
     if stale:
         raise ValueError(f"{run_dir} mixes two runs: {'; '.join(stale.values())}; {_run_again(sorted(stale), run_dir)}")
     return res

@@ -74,11 +74,12 @@ def show(checkpoint: str, passage: str = "", length: int = 400, seed: int = 0, p
     return HTML(live_html.component(payload(checkpoint, passage, length, seed), parts))
 
 
-def write(checkpoint: str, out_path: str, passage: str = "") -> dict:
-    """Write the model's JSON for the report (04: the best model and its passage); returns it."""
+def write(checkpoint: str, out_path: str, passage: str = "") -> None:
+    """Write the model's JSON for the report (04: the best model and its passage), and say how large it is."""
     data = payload(checkpoint, passage)
     files.write_json(resolve(out_path), data)
-    return data
+    tracked = ", ".join(f"unit {u['unit']} ({u['feature']}, r = {u['r']:+.2f})" for u in data["units"])
+    print(f"{resolve(out_path)}: {resolve(out_path).stat().st_size / 1024:,.0f} KiB; {tracked or 'no units compared'}")
 
 
 def main(argv=None) -> int:
