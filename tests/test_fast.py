@@ -19,7 +19,7 @@ from helpers.model import fast
 from helpers.train import engine
 from helpers.train import optim
 from helpers.model import rnn
-from helpers.model import sample as synth
+from helpers.model import sample
 from helpers.model.params import NAMES, ParamSet, init_params
 from helpers.common.paths import ROOT
 
@@ -242,9 +242,9 @@ def sampling_params(m=100, K=80, seed=0, sig=0.05):
 
 @needs_numba
 @pytest.mark.parametrize("temperature", [1.0, 0.7])
-def test_sampler_matches_synth_given_the_same_rng(temperature):
+def test_sampler_matches_the_numpy_sampler_given_the_same_rng(temperature):
     p, h0 = sampling_params()
-    idx_ref, h_ref = synth.sample_indices(p, h0, 3, 2000, np.random.default_rng(5), temperature=temperature)
+    idx_ref, h_ref = sample.sample_indices(p, h0, 3, 2000, np.random.default_rng(5), temperature=temperature)
     idx, h = fast.sample_indices(p, h0, 3, 2000, np.random.default_rng(5), temperature=temperature)
     assert idx.dtype == np.int64 and idx.shape == (2000,)
     np.testing.assert_array_equal(idx, idx_ref)
@@ -262,12 +262,12 @@ def test_sampler_kernel_with_given_uniforms():
     out = np.empty(500, np.int64)
     fast_kernels.sample(p.flat, p.K, h0, 2, u, 1.0, out)
 
-    class Replay:  # hands synth the same uniforms
+    class Replay:  # hands sample the same uniforms
         def random(self, n):
             assert n == len(u)
             return u
 
-    idx_ref, _ = synth.sample_indices(p, h0, 2, 500, Replay())
+    idx_ref, _ = sample.sample_indices(p, h0, 2, 500, Replay())
     np.testing.assert_array_equal(out, idx_ref)
     assert out.min() >= 0 and out.max() < 7
 
@@ -280,9 +280,9 @@ def test_sampler_float32_and_options():
     assert h.dtype == np.float32 and idx.min() >= 0 and idx.max() < 80
     idx64, _ = fast.sample_indices(p, h0, 0, 300, np.random.default_rng(1))
     assert np.mean(idx == idx64) > 0.9  # float32 rounding rarely moves a draw across a boundary
-    # top_p < 1 is synth's own code, with the same draws
+    # top_p < 1 is the numpy sampler's own code, with the same draws
     a, _ = fast.sample_indices(p, h0, 0, 100, np.random.default_rng(2), top_p=0.9)
-    b, _ = synth.sample_indices(p, h0, 0, 100, np.random.default_rng(2), top_p=0.9)
+    b, _ = sample.sample_indices(p, h0, 0, 100, np.random.default_rng(2), top_p=0.9)
     np.testing.assert_array_equal(a, b)
     assert fast.sample_indices(p, h0, 0, 0, np.random.default_rng(0))[0].shape == (0,)
     with pytest.raises(ValueError, match="x0"):
@@ -291,13 +291,13 @@ def test_sampler_float32_and_options():
         fast.sample_indices(p, h0, 0, 5, np.random.default_rng(0), temperature=0)
 
 
-def test_sampler_hands_the_lstm_to_synth():
-    """Other cells go to synth.sample_indices, with or without numba."""
+def test_sampler_hands_the_lstm_to_the_numpy_sampler():
+    """Other cells go to sample.sample_indices, with or without numba."""
     rng = np.random.default_rng(3)
     p = init_params(6, 5, 0.3, rng, gates=4)
     h0 = np.zeros(12)  # [h, s]
     a, ha = fast.sample_indices(p, h0, 1, 50, np.random.default_rng(4), cell="lstm")
-    b, hb = synth.sample_indices(p, h0, 1, 50, np.random.default_rng(4), cell="lstm")
+    b, hb = sample.sample_indices(p, h0, 1, 50, np.random.default_rng(4), cell="lstm")
     np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(ha, hb)
 
@@ -345,20 +345,20 @@ print("ok")
 @pytest.mark.skipif(not fast.AVAILABLE, reason="numba is not installed")
 def test_synthesis_and_training_samples_with_the_numba_engine_draw_the_same_text(tmp_path):
     from conftest import quiet
-    from helpers.runs import steps as workflow
+    from helpers.runs import steps
 
     text = tmp_path / "t.txt"
     text.write_text("the quick brown fox jumps over the lazy dog.\n" * 30, encoding="utf-8")
     kw = dict(m=12, seq_length=8, n_updates=200, sample_every=100, sample_until=200, sample_length=60)
-    quiet(workflow.train, str(text), str(tmp_path / "a"), seed=3, **kw)
-    quiet(workflow.train, str(text), str(tmp_path / "b"), seed=3, engine="numba", **kw)
+    quiet(steps.train, str(text), str(tmp_path / "a"), seed=3, **kw)
+    quiet(steps.train, str(text), str(tmp_path / "b"), seed=3, engine="numba", **kw)
     a = json.loads((tmp_path / "a" / "samples.json").read_text())
     b = json.loads((tmp_path / "b" / "samples.json").read_text())
     assert [s["step"] for s in a] == [s["step"] for s in b] == [0, 100, 200]
     assert a[0]["text"] == b[0]["text"]  # same parameters before any update: the same draws
     ck = str(tmp_path / "a" / "best.npz")
     for seed in (0, 1):
-        assert (workflow.synthesize(ck, 300, seed, engine="numba")["text"]
-                == workflow.synthesize(ck, 300, seed, engine="numpy")["text"])
+        assert (steps.synthesize(ck, 300, seed, engine="numba")["text"]
+                == steps.synthesize(ck, 300, seed, engine="numpy")["text"])
     with pytest.raises(ValueError, match="engine must be numpy or numba"):
-        workflow.synthesize(ck, 10, engine="gpu")
+        steps.synthesize(ck, 10, engine="gpu")

@@ -124,7 +124,7 @@ def test_report_html_holds_the_run_results(run_dir):
     assert json.loads((run_dir / "best_passage.json").read_text())["text"] in text
     assert f"{run['best_smooth_loss']:.2f}" in text
     assert "pydoc_data" in text and "not comparable" in text  # says which corpus it used
-    assert "def " not in text.split("<body")[1] and "workflow." not in text  # no code cells
+    assert "def " not in text.split("<body")[1] and "sections." not in text  # no code cells (05 calls sections.)
     assert (run_dir / "figure2.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -31,8 +31,8 @@ TRAIN = {"data_path": "pydoc_data", "n_updates": 200, "seq_length": 10, "log_eve
 BIN = Path(sys.executable).parent
 
 
-def quiet(*_):
-    pass
+def no_log(*_):
+    """A log function that shows nothing."""
 
 
 def read_csv(path) -> list[dict]:
@@ -83,7 +83,7 @@ def test_grid_and_base_are_read_from_dicts_or_json_text(tmp_path):
 ])
 def test_bad_grids_are_refused_before_anything_runs(tmp_path, grid, base, message):
     with pytest.raises(ValueError, match=re.escape(message)):
-        sweep.run(grid, base, tmp_path / "out", log=quiet)
+        sweep.run(grid, base, tmp_path / "out", log=no_log)
     assert not (tmp_path / "out").exists()
 
 
@@ -114,7 +114,7 @@ def test_unreachable_scheduler_is_reported(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     with pytest.raises(ConnectionError, match="no Dask scheduler answers"):
-        sweep.run({"m": [8]}, TRAIN, tmp_path, scheduler=f"tcp://127.0.0.1:{port}", timeout=2, log=quiet)
+        sweep.run({"m": [8]}, TRAIN, tmp_path, scheduler=f"tcp://127.0.0.1:{port}", timeout=2, log=no_log)
 
 
 # --- a local cluster, from the notebook ------------------------------------------------------
@@ -157,7 +157,7 @@ def test_rerun_runs_only_new_points(local_sweep, tmp_path):
     out = tmp_path / "sweep"
     shutil.copytree(local_sweep, out)
     before = snapshot(out)
-    rows = sweep.run({"eta": [0.05, 0.1, 0.2]}, {**TRAIN, "m": 8}, out, n_workers=2, log=quiet)
+    rows = sweep.run({"eta": [0.05, 0.1, 0.2]}, {**TRAIN, "m": 8}, out, n_workers=2, log=no_log)
     assert [r["name"] for r in rows] == ["eta-0.05", "eta-0.1", "eta-0.2"]
     assert all(r["status"] == "done" for r in rows)
     after = snapshot(out)
@@ -169,7 +169,7 @@ def test_rerun_with_nothing_to_do_starts_no_cluster(local_sweep, tmp_path, monke
     out = tmp_path / "sweep"
     shutil.copytree(local_sweep, out)
     monkeypatch.setattr(sweep, "connect", lambda *a, **k: pytest.fail("a cluster was started"))
-    rows = sweep.run({"eta": [0.05, 0.1]}, {**TRAIN, "m": 8}, out, log=quiet)
+    rows = sweep.run({"eta": [0.05, 0.1]}, {**TRAIN, "m": 8}, out, log=no_log)
     assert [r["status"] for r in rows] == ["done", "done"]
 
 
@@ -233,7 +233,7 @@ def scheduler(tmp_path_factory):
 def remote_sweep(scheduler, tmp_path_factory):
     """A grid with one failing point (m = 0) on the scheduler's worker."""
     out = tmp_path_factory.mktemp("remote") / "sweep"
-    rows = sweep.run({"m": [8, 0, 12]}, TRAIN, out, scheduler=scheduler, timeout=30, log=quiet)
+    rows = sweep.run({"m": [8, 0, 12]}, TRAIN, out, scheduler=scheduler, timeout=30, log=no_log)
     return out, rows
 
 
@@ -311,7 +311,7 @@ def test_redo_runs_every_point_again(remote_sweep, scheduler, tmp_path):
     out = tmp_path / "sweep"
     shutil.copytree(remote_sweep[0], out)
     before = {n: json.loads((out / n / "run.json").read_text())["run_id"] for n in ("m-8", "m-12")}
-    rows = sweep.run({"m": [8, 12]}, TRAIN, out, scheduler=scheduler, redo=True, timeout=30, log=quiet)
+    rows = sweep.run({"m": [8, 12]}, TRAIN, out, scheduler=scheduler, redo=True, timeout=30, log=no_log)
     assert [r["status"] for r in rows] == ["done", "done"]
     after = {n: json.loads((out / n / "run.json").read_text())["run_id"] for n in ("m-8", "m-12")}
     assert all(after[n] != before[n] for n in before)
