@@ -236,3 +236,21 @@ def chi2_stat(counts: np.ndarray, probs: np.ndarray) -> tuple[float, int]:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(12345)
+
+
+TINY = {"data_path": "pydoc_data", "m": 16, "seq_lengths": [4, 7], "n_updates": 600, "sample_every": 200,
+        "sample_until": 400, "sample_length": 50, "log_every": 10, "checkpoint_every": 300, "length": 120,
+        "seed": 3}
+"""Tiny settings for every notebook of ``make report``'s pipeline (the Python docs, a few hundred updates)."""
+
+
+@pytest.fixture(scope="session")
+def report_run(tmp_path_factory):
+    """One tiny end-to-end run of ``make report``'s pipeline, shared by the tests of the notebooks, the
+    report and its math: the executed notebooks, the HTML, and the PDF printed by WeasyPrint."""
+    from helpers.jobs import pipeline
+
+    out = tmp_path_factory.mktemp("report-run")
+    pipeline.run(out, {**TINY, "figure_path": str(out / "figure2.png")}, pdf=True, pdf_engine="weasyprint",
+                 log=lambda *_: None)
+    return out

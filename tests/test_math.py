@@ -15,16 +15,13 @@ from bs4 import BeautifulSoup
 from pypdf import PdfReader
 
 from helpers.common.paths import ROOT
-from helpers.jobs import notebooks, pipeline
+from helpers.jobs import notebooks
 from helpers.report import latex
 from helpers.report.sections import MODEL_NOTES
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 WITH_MATH = {"01_gradient_test", "02_train", "03_synthesis", "05_report"}
 FORMULA = re.compile(r"(?<!\\)\$\$(.+?)(?<!\\)\$\$|(?<![\\$])\$(?!\s)(.+?)(?<![\s\\$])\$", re.S)
-TINY = {"data_path": "pydoc_data", "m": 16, "seq_lengths": [3], "n_updates": 200, "sample_every": 100,
-        "sample_until": 200, "sample_length": 40, "log_every": 10, "checkpoint_every": 100, "length": 120,
-        "seed": 5}
 
 
 def markdown_cells(path):
@@ -105,13 +102,9 @@ def test_spacing_follows_tex():
     assert width(r"\sum_t -\log p") < width(r"\sum_t 0 - \log p") - width("0") - 0.1
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    """One tiny run of ``make report``'s pipeline: HTML and the PDF printed by WeasyPrint."""
-    out = tmp_path_factory.mktemp("math-run")
-    pipeline.run(out, {**TINY, "figure_path": str(out / "figure2.png")}, pdf=True, pdf_engine="weasyprint",
-                 log=lambda *_: None)
-    return out
+@pytest.fixture
+def run_dir(report_run):
+    return report_run
 
 
 def test_the_report_draws_its_math_as_inline_svg(run_dir):

@@ -14,6 +14,7 @@ import papermill
 import pytest
 from pypdf import PdfReader
 
+from conftest import TINY
 from helpers.common.paths import ROOT
 from helpers.report.render import ReportExporter
 from helpers.report.sections import after
@@ -21,18 +22,11 @@ from helpers.jobs import notebooks, pipeline
 from helpers.train import checkpoint
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
-TINY = {"data_path": "pydoc_data", "m": 16, "seq_lengths": [4, 7], "n_updates": 600, "sample_every": 200,
-        "sample_until": 400, "sample_length": 50, "log_every": 10, "checkpoint_every": 300, "length": 120,
-        "seed": 3}
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    """One tiny end-to-end run of ``make report``'s pipeline: HTML, and the PDF printed by WeasyPrint."""
-    out = tmp_path_factory.mktemp("run")
-    pipeline.run(out, {**TINY, "figure_path": str(out / "figure2.png")}, pdf=True, pdf_engine="weasyprint",
-                 log=lambda *_: None)
-    return out
+@pytest.fixture
+def run_dir(report_run):
+    return report_run
 
 
 def test_notebooks_are_committed_clean_and_thin():
