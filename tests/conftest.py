@@ -9,12 +9,13 @@ The suite is laid out by unit, as the package is (helpers/__init__.py):
     test_optim, test_config, test_trainer                   train: optimizers, schedule, settings, the loop
     test_train_results, test_resume, test_checkpoint        train: result files, exact resume, the file format
     test_data, test_sampling, test_beam, test_fast          data; sampling and beam search; the numba engine
-    test_report, test_pdf                                   report: sections, reference points, HTML, PDF
+    test_report, test_pdf, test_math                        report: sections, reference points, HTML, PDF, math
     test_interactive, test_documents, test_sweep            runs and jobs: widgets, documents, Dask sweeps
     test_notebooks, test_journeys, test_browser, test_lab_journey   notebooks and what users do with them
     test_bad_input, test_kill, test_lock, test_disk_full, test_sweep_faults   faults and bad input
     test_environment, test_book                             make, the venv, numba's cache; the book's figures
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -51,18 +52,24 @@ except ImportError:  # older Hypothesis: it keeps its default folder
 PANGRAMS = "the quick brown fox jumps over the lazy dog.\nPack my box with five dozen liquor jugs!\n" * 12
 """12 x 86 = 1,032 characters: the text of the one-stream training loop's tests."""
 
-ORWELL = ("It was a bright cold day in April, and the clocks were striking thirteen. "
-          "Winston Smith, his chin nuzzled into his breast in an effort to escape the vile wind, "
-          "slipped quickly through the glass doors of Victory Mansions, though not quickly enough "
-          "to prevent a swirl of gritty dust from entering along with him.\n") * 2
+ORWELL = (
+    "It was a bright cold day in April, and the clocks were striking thirteen. "
+    "Winston Smith, his chin nuzzled into his breast in an effort to escape the vile wind, "
+    "slipped quickly through the glass doors of Victory Mansions, though not quickly enough "
+    "to prevent a swirl of gritty dust from entering along with him.\n"
+) * 2
 """2 x 311 = 622 characters: the streams, the validation split and LSTM runs."""
 
-DURSLEY = ("Mr and Mrs Dursley, of number four, Privet Drive, were proud to say that they were perfectly "
-           "normal, thank you very much.\n") * 4
+DURSLEY = (
+    "Mr and Mrs Dursley, of number four, Privet Drive, were proud to say that they were perfectly "
+    "normal, thank you very much.\n"
+) * 4
 """4 x 122 = 488 characters: (488 - 1) // 6 = 81 updates an epoch with seq_length 6 (the schedule, the test part)."""
 
-HOGWARTS = ("The boy who lived had never been so glad to see the end of a summer; the castle waited "
-            "beyond the lake, and the owls flew over the hills at night.\n") * 3
+HOGWARTS = (
+    "The boy who lived had never been so glad to see the end of a summer; the castle waited "
+    "beyond the lake, and the owls flew over the hills at night.\n"
+) * 3
 """Stacked layers and dropout."""
 
 CAT_MAT = "the cat sat on the mat; the dog sat on the log.\n" * 4
@@ -102,8 +109,18 @@ def quiet(fn, *args, **kwargs):
         return fn(*args, **kwargs)
 
 
-TRAINER = dict(m=8, eta=0.1, seq_length=5, sig=0.01, n_updates=300, sample_every=50, sample_until=200,
-               sample_length=20, log_every=1, checkpoint_every=100)
+TRAINER = dict(
+    m=8,
+    eta=0.1,
+    seq_length=5,
+    sig=0.01,
+    n_updates=300,
+    sample_every=50,
+    sample_until=200,
+    sample_length=20,
+    log_every=1,
+    checkpoint_every=100,
+)
 """make_trainer's settings: the assignment's, made small (sig and eta as the assignment's)."""
 
 NO_SAMPLES = dict(sample_every=1000, sample_until=0, sample_length=5, checkpoint_every=1000)
@@ -132,15 +149,24 @@ def expected_epoch_starts(N: int, T: int, n: int) -> list[int]:
 # --- models and oracles ---------------------------------------------------------------------------
 
 
-def random_params(m: int, K: int, rng: np.random.Generator, sig: float = 0.3, dtype=np.float64, gates: int = 1,
-                  layers: int = 1) -> ParamSet:
+def random_params(
+    m: int,
+    K: int,
+    rng: np.random.Generator,
+    sig: float = 0.3,
+    dtype=np.float64,
+    gates: int = 1,
+    layers: int = 1,
+) -> ParamSet:
     """Non-trivial parameters: every block (including the biases b, c) drawn from N(0, sig^2)."""
     p = ParamSet(m, K, dtype=dtype, gates=gates, layers=layers)
     p.flat[...] = rng.standard_normal(p.flat.size) * sig
     return p
 
 
-def random_model(cell: str, layers: int = 1, m: int = 5, K: int = 7, seed: int = 0, sig: float = 0.4) -> ParamSet:
+def random_model(
+    cell: str, layers: int = 1, m: int = 5, K: int = 7, seed: int = 0, sig: float = 0.4
+) -> ParamSet:
     """A ``cell`` of ``layers`` layers, every entry (biases too) from N(0, sig^2) drawn with ``seed``."""
     from helpers.model import cells
 
@@ -165,7 +191,7 @@ def lstm_step_by_hand(p: ParamSet, h, s, x):
     """One LSTM step from the equations (gate order i, f, g, o), written independently of the package."""
     m = p.m
     z = p.W @ h + p.U[:, x] + p.b
-    i, f, g, o = sigmoid(z[:m]), sigmoid(z[m:2 * m]), np.tanh(z[2 * m:3 * m]), sigmoid(z[3 * m:])
+    i, f, g, o = sigmoid(z[:m]), sigmoid(z[m : 2 * m]), np.tanh(z[2 * m : 3 * m]), sigmoid(z[3 * m :])
     s = f * s + i * g
     return o * np.tanh(s), s
 
@@ -173,10 +199,10 @@ def lstm_step_by_hand(p: ParamSet, h, s, x):
 def gru_step_by_hand(p: ParamSet, h, x):
     """PyTorch's GRU equations with b_hr = b_hz = b_hn = 0 (gate order r, z, n), written independently."""
     m = p.m
-    Wr, Wz, Wn = p.W[:m], p.W[m:2 * m], p.W[2 * m:]
+    Wr, Wz, Wn = p.W[:m], p.W[m : 2 * m], p.W[2 * m :]
     r = sigmoid(p.U[:m, x] + p.b[:m] + Wr @ h)
-    z = sigmoid(p.U[m:2 * m, x] + p.b[m:2 * m] + Wz @ h)
-    n = np.tanh(p.U[2 * m:, x] + p.b[2 * m:] + r * (Wn @ h))
+    z = sigmoid(p.U[m : 2 * m, x] + p.b[m : 2 * m] + Wz @ h)
+    n = np.tanh(p.U[2 * m :, x] + p.b[2 * m :] + r * (Wn @ h))
     return (1 - z) * n + z * h
 
 
@@ -238,9 +264,19 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(12345)
 
 
-TINY = {"data_path": "pydoc_data", "m": 16, "seq_lengths": [4, 7], "n_updates": 600, "sample_every": 200,
-        "sample_until": 400, "sample_length": 50, "log_every": 10, "checkpoint_every": 300, "length": 120,
-        "seed": 3}
+TINY = {
+    "data_path": "pydoc_data",
+    "m": 16,
+    "seq_lengths": [4, 7],
+    "n_updates": 600,
+    "sample_every": 200,
+    "sample_until": 400,
+    "sample_length": 50,
+    "log_every": 10,
+    "checkpoint_every": 300,
+    "length": 120,
+    "seed": 3,
+}
 """Tiny settings for every notebook of ``make report``'s pipeline (the Python docs, a few hundred updates)."""
 
 
@@ -251,6 +287,11 @@ def report_run(tmp_path_factory):
     from helpers.jobs import pipeline
 
     out = tmp_path_factory.mktemp("report-run")
-    pipeline.run(out, {**TINY, "figure_path": str(out / "figure2.png")}, pdf=True, pdf_engine="weasyprint",
-                 log=lambda *_: None)
+    pipeline.run(
+        out,
+        {**TINY, "figure_path": str(out / "figure2.png")},
+        pdf=True,
+        pdf_engine="weasyprint",
+        log=lambda *_: None,
+    )
     return out

@@ -1,5 +1,6 @@
 """Everything a user can hand the project gets an early error naming the problem and the fix,
 and no fault loses work. (Ctrl-C and exact resume: test_resume.py.)"""
+
 from __future__ import annotations
 
 import json
@@ -9,15 +10,18 @@ import zipfile
 import numpy as np
 import pytest
 
-from conftest import quiet
 from helpers.common import files
-from helpers.train import checkpoint
 from helpers.data import text as data
 from helpers.report import sections as report
 from helpers.runs import steps
+from helpers.train import checkpoint
 from helpers.train.config import TrainConfig
 
-KW = dict(m=8, seq_length=5, sample_every=50, sample_until=100, sample_length=10, log_every=5, checkpoint_every=20)
+from conftest import quiet
+
+KW = dict(
+    m=8, seq_length=5, sample_every=50, sample_until=100, sample_length=10, log_every=5, checkpoint_every=20
+)
 
 
 LETTERS = "abcd efgh, ijkl.\n" * 30
@@ -47,10 +51,14 @@ def run(tmp_path, trained):
 
 # --- data_path -------------------------------------------------------------------------------
 
+
 def test_text_shorter_than_a_sequence(tmp_path):
     short = tmp_path / "short.txt"
     short.write_text("abcde", encoding="utf-8")
-    with pytest.raises(ValueError, match=r"5 characters: too few for 1 stream\(s\) of at least seq_length \+ 1 = 6.*smaller seq_length"):
+    with pytest.raises(
+        ValueError,
+        match=r"5 characters: too few for 1 stream\(s\) of at least seq_length \+ 1 = 6.*smaller seq_length",
+    ):
         quiet(steps.train, str(short), str(tmp_path / "o"), n_updates=3, **KW)
     with pytest.raises(ValueError, match="fewer than the longest seq_length"):
         steps.gradient_test(str(short), str(tmp_path / "o"), [10], m=4)
@@ -60,7 +68,9 @@ def test_huge_file_is_refused_before_reading(tmp_path, monkeypatch):
     big = tmp_path / "big.txt"
     big.write_text("x" * 1000, encoding="utf-8")
     monkeypatch.setattr(data, "available_memory", lambda: 10_000)
-    with pytest.raises(MemoryError, match=r"1,000 bytes of text; .* needs about 16.6 KiB of memory but 9.8 KiB is available"):
+    with pytest.raises(
+        MemoryError, match=r"1,000 bytes of text; .* needs about 16.6 KiB of memory but 9.8 KiB is available"
+    ):
         data.load_corpus(str(big))
 
 
@@ -86,13 +96,22 @@ def test_a_prime_with_unknown_characters_leaves_them_out_and_says_so(run):
 
 # --- parameters ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name,value,message", [
-    ("m", 0, "m must be > 0"), ("eta", -0.1, "eta must be > 0"), ("seq_length", 0, "seq_length must be > 0"),
-    ("sample_every", 0, "sample_every must be > 0"), ("n_updates", 0, "n_updates must be > 0"),
-    ("m", "abc", "m must be a number, got the text 'abc'"), ("m", 2.5, "m must be a whole number"),
-    ("eta", "nan", "eta must be a finite number"), ("dtype", "float16", "dtype must be one of float64, float32"),
-    ("m", True, "must be a number, got the boolean"),
-])
+
+@pytest.mark.parametrize(
+    "name,value,message",
+    [
+        ("m", 0, "m must be > 0"),
+        ("eta", -0.1, "eta must be > 0"),
+        ("seq_length", 0, "seq_length must be > 0"),
+        ("sample_every", 0, "sample_every must be > 0"),
+        ("n_updates", 0, "n_updates must be > 0"),
+        ("m", "abc", "m must be a number, got the text 'abc'"),
+        ("m", 2.5, "m must be a whole number"),
+        ("eta", "nan", "eta must be a finite number"),
+        ("dtype", "float16", "dtype must be one of float64, float32"),
+        ("m", True, "must be a number, got the boolean"),
+    ],
+)
 def test_bad_training_parameters(name, value, message):
     with pytest.raises((ValueError, TypeError), match=message):
         TrainConfig.from_kwargs(**{name: value})
@@ -104,30 +123,44 @@ def test_strings_from_papermill_r_are_coerced():
 
 
 def test_unknown_parameter_names_are_listed(letters, tmp_path):
-    with pytest.raises(TypeError, match="unknown training parameter.*learning_rate.*the parameters are .*eta"):
+    with pytest.raises(
+        TypeError, match="unknown training parameter.*learning_rate.*the parameters are .*eta"
+    ):
         steps.train(str(letters), str(tmp_path), learning_rate=0.1)
 
 
-@pytest.mark.parametrize("kwargs,message", [
-    ({"top_p": 0}, r"top_p must be in \(0, 1\]"), ({"top_p": 1.5}, r"top_p must be in \(0, 1\]"),
-    ({"temperature": 0}, "temperature must be > 0"), ({"temperature": -1}, "temperature must be > 0"),
-    ({"length": -1}, "length must be a whole number >= 0"), ({"prime": 5}, "prime must be a text"),
-])
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"top_p": 0}, r"top_p must be in \(0, 1\]"),
+        ({"top_p": 1.5}, r"top_p must be in \(0, 1\]"),
+        ({"temperature": 0}, "temperature must be > 0"),
+        ({"temperature": -1}, "temperature must be > 0"),
+        ({"length": -1}, "length must be a whole number >= 0"),
+        ({"prime": 5}, "prime must be a text"),
+    ],
+)
 def test_bad_sampling_options(run, kwargs, message):
     with pytest.raises(ValueError, match=message):
         steps.synthesize(str(run / "last.npz"), **{"length": 10, **kwargs})
 
 
-@pytest.mark.parametrize("kwargs,message", [
-    ({"seq_lengths": []}, "non-empty list"), ({"seq_lengths": [0]}, "seq_lengths must be > 0"),
-    ({"h": 0}, "h must be > 0"), ({"m": -3}, "m must be > 0"),
-])
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"seq_lengths": []}, "non-empty list"),
+        ({"seq_lengths": [0]}, "seq_lengths must be > 0"),
+        ({"h": 0}, "h must be > 0"),
+        ({"m": -3}, "m must be > 0"),
+    ],
+)
 def test_bad_gradient_test_parameters(letters, tmp_path, kwargs, message):
     with pytest.raises(ValueError, match=message):
         steps.gradient_test(str(letters), str(tmp_path), **{"seq_lengths": [3], **kwargs})
 
 
 # --- checkpoints ---------------------------------------------------------------------------
+
 
 def test_missing_checkpoint_says_how_to_get_one(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist; train first"):
@@ -173,6 +206,7 @@ def test_checkpoint_with_pickled_object_is_refused(run, tmp_path):
 
 # --- training faults -----------------------------------------------------------------------
 
+
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(run, letters, monkeypatch):
     good = (run / "last.npz").read_bytes()
     from helpers.model import rnn
@@ -208,13 +242,17 @@ def test_a_crash_while_writing_keeps_the_old_file(run, monkeypatch):
 
 # --- output --------------------------------------------------------------------------------
 
+
 def test_report_refuses_results_of_two_runs(run, letters, tmp_path):
     quiet(steps.gradient_test, str(letters), str(run), [3], m=4)
     quiet(steps.synthesize, str(run / "best.npz"), 20, out_path=str(run / "best_passage.json"))
     report.load_results(run)  # one run: fine
     quiet(steps.train, str(letters), str(run), n_updates=40, **KW)  # a second run into the same folder
-    with pytest.raises(ValueError, match="best_passage.json comes from run .*; re-run notebooks/04_best_model.ipynb on "
-                                         ".*best.npz, then this one"):
+    with pytest.raises(
+        ValueError,
+        match="best_passage.json comes from run .*; re-run notebooks/04_best_model.ipynb on "
+        ".*best.npz, then this one",
+    ):
         report.load_results(run)
     (run / "best_passage.json").unlink()
     with pytest.raises(FileNotFoundError, match="has no best_passage.json; re-run notebooks/04_best_model"):
@@ -226,11 +264,15 @@ def test_report_refuses_a_gradient_test_on_another_text(run, tmp_path, letters):
     other.write_text("zyxw vuts " * 10, encoding="utf-8")
     quiet(steps.gradient_test, str(other), str(run), [3], m=4)
     quiet(steps.synthesize, str(run / "best.npz"), 20, out_path=str(run / "best_passage.json"))
-    with pytest.raises(ValueError, match="gradcheck.json .* another text .*; re-run notebooks/01_gradient_test.ipynb"):
+    with pytest.raises(
+        ValueError, match="gradcheck.json .* another text .*; re-run notebooks/01_gradient_test.ipynb"
+    ):
         report.load_results(run)
     quiet(steps.train, str(other), str(run), n_updates=40, **KW)  # 02 on the other text: 04 is stale now
     quiet(steps.gradient_test, str(letters), str(run), [3], m=4)  # and 01 on the first text
-    with pytest.raises(ValueError, match="re-run notebooks/01_gradient_test.ipynb .*, then notebooks/04_best_model"):
+    with pytest.raises(
+        ValueError, match="re-run notebooks/01_gradient_test.ipynb .*, then notebooks/04_best_model"
+    ):
         report.load_results(run)
 
 

@@ -2,6 +2,7 @@
 against greedy decoding written out here and against the forward pass's loss; its place in
 synthesis, the decoding comparison and the interactive sampler.
 """
+
 from __future__ import annotations
 
 import functools
@@ -10,10 +11,11 @@ import itertools
 import numpy as np
 import pytest
 
-from conftest import CAT_MAT, quiet
 from helpers.model import cells, sample
 from helpers.model.params import ParamSet
 from helpers.runs import decoding, interactive, steps
+
+from conftest import CAT_MAT, quiet
 
 # (cell, layers, seed): tiny models on which greedy decoding misses the most probable sequence
 TINY = [("lstm", 1, 0), ("gru", 1, 0), ("rnn", 2, 3), ("gru", 2, 1)]
@@ -72,7 +74,9 @@ def test_a_beam_keeps_exactly_width_prefixes(cell, layers, seed):
     so a beam that keeps one prefix too few (or too many) fails here."""
     p, h0 = tiny(cell, layers, seed)
     n, x0 = 4, 0
-    score = functools.cache(lambda seq: log_prob_by_forward(cell, p, h0, x0, seq))  # a prefix's log-probability
+    score = functools.cache(
+        lambda seq: log_prob_by_forward(cell, p, h0, x0, seq)
+    )  # a prefix's log-probability
     found = {w: beam_by_hand(score, p.K, n, w) for w in range(1, p.K ** (n - 1) + 1)}
     for width, (seq, lp) in found.items():
         idx, got = sample.beam_search(p, h0, x0, n, width, cell)
@@ -89,7 +93,9 @@ def test_a_beam_keeps_exactly_width_prefixes(cell, layers, seed):
 def test_log_prob_of_any_text_is_minus_the_forward_loss(cell):
     p, h0 = tiny(cell, 2, 5, m=4, K=6)
     seq = np.random.default_rng(0).integers(0, p.K, 12)
-    assert sample.log_prob(p, h0, 2, seq, cell) == pytest.approx(log_prob_by_forward(cell, p, h0, 2, seq), rel=1e-10)
+    assert sample.log_prob(p, h0, 2, seq, cell) == pytest.approx(
+        log_prob_by_forward(cell, p, h0, 2, seq), rel=1e-10
+    )
     idx, lp = sample.beam_search(p, h0, 2, 12, 4, cell)
     assert lp == pytest.approx(sample.log_prob(p, h0, 2, idx, cell), rel=1e-10)
 
@@ -107,8 +113,18 @@ def trained(tmp_path_factory):
     folder = tmp_path_factory.mktemp("beam")
     path = folder / "tiny.txt"
     path.write_text(CAT_MAT, encoding="utf-8")
-    quiet(steps.train, str(path), str(folder / "run"), seed=2, n_updates=60, m=8, seq_length=6,
-          sample_every=1000, sample_until=0, cell="gru")
+    quiet(
+        steps.train,
+        str(path),
+        str(folder / "run"),
+        seed=2,
+        n_updates=60,
+        m=8,
+        seq_length=6,
+        sample_every=1000,
+        sample_until=0,
+        cell="gru",
+    )
     return folder / "run" / "best.npz"
 
 
@@ -117,17 +133,29 @@ def test_synthesize_with_a_beam(trained):
     b = steps.synthesize(str(trained), 40, seed=2, prime="the ", beam_width=4, temperature=0.5)
     assert a["text"] == b["text"] and a["beam_width"] == 4 and len(a["text"]) == 40  # no randomness
     sampled = steps.synthesize(str(trained), 40, seed=1, prime="the ")
-    assert sampled == {**steps.synthesize(str(trained), 40, seed=1, prime="the ", beam_width=1), "beam_width": 0}
+    assert sampled == {
+        **steps.synthesize(str(trained), 40, seed=1, prime="the ", beam_width=1),
+        "beam_width": 0,
+    }
     assert a["log_prob"] > sampled["log_prob"]  # a beam of 4 beats a sample at temperature 1 by far
     with pytest.raises(ValueError, match="beam_width"):
         steps.synthesize(str(trained), 40, beam_width=-2)
 
 
 def test_decoding_comparison(trained, tmp_path):
-    results = decoding.compare(str(trained), 50, "the ", beam_width=3, temperatures=(0.5, 1.0),
-                               out_path=str(tmp_path / "decoding.json"))
-    assert [decoding.label(r) for r in results] == ["beam search, width 3", "sampled, temperature 0.5",
-                                                    "sampled, temperature 1"]
+    results = decoding.compare(
+        str(trained),
+        50,
+        "the ",
+        beam_width=3,
+        temperatures=(0.5, 1.0),
+        out_path=str(tmp_path / "decoding.json"),
+    )
+    assert [decoding.label(r) for r in results] == [
+        "beam search, width 3",
+        "sampled, temperature 0.5",
+        "sampled, temperature 1",
+    ]
     html = decoding.section(results).data
     assert "beam search, width 3" in html and "perplexity" in html and (tmp_path / "decoding.json").is_file()
 
@@ -137,5 +165,9 @@ def test_sampler_widget_has_a_beam_width(trained):
     sampled = s.output.value
     s.beam_width.value = 5
     beam = steps.synthesize(str(trained), 30, 1, "\n", beam_width=5)["text"]
-    assert s.output.value != sampled and interactive.sample_html(
-        steps.synthesize(str(trained), 30, 1, "\n", beam_width=5)) == s.output.value and beam
+    assert (
+        s.output.value != sampled
+        and interactive.sample_html(steps.synthesize(str(trained), 30, 1, "\n", beam_width=5))
+        == s.output.value
+        and beam
+    )

@@ -2,6 +2,7 @@
 against the per-step oracles in helpers.model.oracles and against steps written out here; a cell's
 model_step (what sampling uses) against its forward pass; dropout masks. All sizes are tiny.
 """
+
 from __future__ import annotations
 
 import math
@@ -9,10 +10,10 @@ import math
 import numpy as np
 import pytest
 
-from conftest import gru_step_by_hand, lstm_step_by_hand, oracle_stream, random_model, random_params, softmax
-from helpers.model import cells, oracles, rnn
-from helpers.model import sample
+from helpers.model import cells, oracles, rnn, sample
 from helpers.model.params import NAMES
+
+from conftest import gru_step_by_hand, lstm_step_by_hand, oracle_stream, random_model, random_params, softmax
 
 CELLS = ("rnn", "lstm", "gru")
 
@@ -97,7 +98,9 @@ def test_gru_loss_from_the_equations():
     loss, cache = cells.forward("gru", p, np.array([x]), np.array([y]), np.zeros((1, p.m)))
     assert loss == pytest.approx(expected, rel=1e-12)
     np.testing.assert_allclose(cache["state"][0], h, rtol=1e-12)
-    assert oracles.gru_loss_and_grads(*(p[n] for n in NAMES), x, y, np.zeros(p.m))[0] == pytest.approx(expected)
+    assert oracles.gru_loss_and_grads(*(p[n] for n in NAMES), x, y, np.zeros(p.m))[0] == pytest.approx(
+        expected
+    )
 
 
 def test_gru_step_and_registry():
@@ -121,7 +124,7 @@ def test_stacked_oracle_with_one_layer_is_the_cell_oracle(cell):
     if cell == "rnn":
         l2, g2, h2 = oracles.loss_and_grads(*(p[n] for n in NAMES), x, y, state)
     else:
-        l2, g2, h, s = oracles.lstm_loss_and_grads(*(p[n] for n in NAMES), x, y, state[:p.m], state[p.m:])
+        l2, g2, h, s = oracles.lstm_loss_and_grads(*(p[n] for n in NAMES), x, y, state[: p.m], state[p.m :])
         h2 = np.concatenate([h, s])
     assert loss == pytest.approx(l2, rel=1e-12)
     np.testing.assert_allclose(final, h2, rtol=1e-12)

@@ -1,5 +1,6 @@
 """helpers.data: the vocabulary and encoding, loading the training text and document collections (with
 their error messages), and the n-gram entropies of a text."""
+
 from __future__ import annotations
 
 import csv
@@ -18,14 +19,13 @@ from helpers.common.paths import ROOT, resolve
 from helpers.data import text as data
 from helpers.data.collection import END_CHAR, STDLIB_SOURCE, load_collection, stdlib_documents
 
-
 # --- vocabulary and encoding -------------------------------------------------------------
 
 
 def test_vocab_is_sorted_distinct_characters():
     assert data.build_vocab("banana") == ["a", "b", "n"]
     assert data.build_vocab("ba\nB ") == ["\n", " ", "B", "a", "b"]  # by code point
-    text = "Harry said: \u00e9t\u00e9 \U0001F600\x00!"
+    text = "Harry said: \u00e9t\u00e9 \U0001f600\x00!"
     chars = data.build_vocab(text)
     assert chars == sorted(set(text))
     assert len(chars) == len(set(chars))
@@ -146,9 +146,9 @@ def test_auto_with_book_reads_the_book(tmp_path, monkeypatch):
 
 
 def test_load_utf8_file(text_file):
-    path = text_file("Gr\u00fc\u00dfe \U0001F600\nline two\n")
+    path = text_file("Gr\u00fc\u00dfe \U0001f600\nline two\n")
     corpus = data.load_corpus(str(path))
-    assert corpus.text == "Gr\u00fc\u00dfe \U0001F600\nline two\n"
+    assert corpus.text == "Gr\u00fc\u00dfe \U0001f600\nline two\n"
     assert corpus.name == path.name and corpus.source == str(path)
     # a PathLike works as well as a string
     assert data.load_corpus(path).text == corpus.text
@@ -236,7 +236,9 @@ def test_ngram_entropy_by_hand():
     h2 = -sum(n / (len(text) - 1) * math.log(n / firsts[a]) for (a, _), n in pairs.items())
     assert data.ngram_entropy(enc, len(chars), 1) == pytest.approx(h1, rel=1e-12)
     assert data.ngram_entropy(enc, len(chars), 2) == pytest.approx(h2, rel=1e-12)
-    assert data.ngram_entropy(enc, len(chars), 2) < data.ngram_entropy(enc, len(chars), 1) < math.log(len(chars))
+    assert (
+        data.ngram_entropy(enc, len(chars), 2) < data.ngram_entropy(enc, len(chars), 1) < math.log(len(chars))
+    )
     with pytest.raises(ValueError, match="order"):
         data.ngram_entropy(enc, len(chars), 3)
 
@@ -250,7 +252,9 @@ def write_format(tmp_path, fmt: str):
     """The collection SPECIAL in one format; returns (path, text_field, expected documents)."""
     path = tmp_path / f"c.{fmt}"
     if fmt == "json":
-        path.write_text(json.dumps([{"id": i, "text": d} for i, d in enumerate(SPECIAL)], indent=2), encoding="utf-8")
+        path.write_text(
+            json.dumps([{"id": i, "text": d} for i, d in enumerate(SPECIAL)], indent=2), encoding="utf-8"
+        )
         return path, "text", SPECIAL
     if fmt == "js":  # Twitter's archive: a JavaScript assignment of nested objects
         body = json.dumps([{"tweet": {"full_text": d}} for d in SPECIAL])
@@ -287,16 +291,19 @@ def test_json_list_of_strings_and_dropped_blanks(tmp_path):
     assert c.documents == ["one", "two"] and c.dropped == 2
 
 
-@pytest.mark.parametrize("content,name,pattern", [
-    ("", "e.txt", r"holds no documents\. Put one document per line"),
-    ("\n  \n\n", "b.txt", r"holds no documents \(3 empty ones were dropped\)"),
-    ("[]", "l.json", "holds no documents"),
-    ('[{"text": ""}]', "o.json", r"holds no documents \(1 empty"),
-    ('{"tweets": ["a"]}', "d.json", r"JSON dict with the keys tweets, not a list.*save the list itself"),
-    ('["a", 3]', "n.json", r"item 1 of .*expected a string or an object holding text, got int '3'"),
-    ('[{"text": null}]', "z.json", r"item 0 of .*expected the field 'text' holding text, got NoneType"),
-    ("id,body\n1,a\n", "c.csv", r"no column 'text'; its columns are 'id', 'body'\. Pass text_field"),
-])
+@pytest.mark.parametrize(
+    "content,name,pattern",
+    [
+        ("", "e.txt", r"holds no documents\. Put one document per line"),
+        ("\n  \n\n", "b.txt", r"holds no documents \(3 empty ones were dropped\)"),
+        ("[]", "l.json", "holds no documents"),
+        ('[{"text": ""}]', "o.json", r"holds no documents \(1 empty"),
+        ('{"tweets": ["a"]}', "d.json", r"JSON dict with the keys tweets, not a list.*save the list itself"),
+        ('["a", 3]', "n.json", r"item 1 of .*expected a string or an object holding text, got int '3'"),
+        ('[{"text": null}]', "z.json", r"item 0 of .*expected the field 'text' holding text, got NoneType"),
+        ("id,body\n1,a\n", "c.csv", r"no column 'text'; its columns are 'id', 'body'\. Pass text_field"),
+    ],
+)
 def test_collection_errors_name_the_problem_and_fix(tmp_path, content, name, pattern):
     path = tmp_path / name
     path.write_text(content, encoding="utf-8")
@@ -307,7 +314,9 @@ def test_collection_errors_name_the_problem_and_fix(tmp_path, content, name, pat
 def test_missing_field_names_the_item_and_the_fields_it_has(tmp_path):
     path = tmp_path / "t.json"
     path.write_text(json.dumps([{"text": "ok"}, {"id": 2, "full_text": "no text field"}]), encoding="utf-8")
-    with pytest.raises(ValueError, match=r"item 1 of .* has no field 'text' \(it has: 'id', 'full_text'\)\. Pass text_field"):
+    with pytest.raises(
+        ValueError, match=r"item 1 of .* has no field 'text' \(it has: 'id', 'full_text'\)\. Pass text_field"
+    ):
         load_collection(str(path))
     with pytest.raises(ValueError, match=r"has no field 'tweet'"):
         load_collection(str(path), "tweet.full_text")
@@ -324,7 +333,9 @@ def test_bad_json_reports_its_line(tmp_path, fmt, bad_line):
     path = tmp_path / f"bad.{fmt}"
     path.write_text("\n".join(lines), encoding="utf-8")
     kind = "JSON Lines" if fmt == "jsonl" else "JSON"
-    with pytest.raises(ValueError, match=rf"not valid {kind}: .* at line {bad_line}, column \d+ .*broken.*Fix that line"):
+    with pytest.raises(
+        ValueError, match=rf"not valid {kind}: .* at line {bad_line}, column \d+ .*broken.*Fix that line"
+    ):
         load_collection(str(path))
 
 

@@ -1,6 +1,7 @@
 """Short documents (the bonus exercise): training across documents (helpers.train.document_trainer),
 synthesis that stops at the end character, the run step's files, the report section from a run and
 notebook 07. Reading collections: test_data.py."""
+
 from __future__ import annotations
 
 import html
@@ -13,7 +14,6 @@ import numpy as np
 import papermill
 import pytest
 
-from conftest import quiet, random_params
 from helpers.common.paths import ROOT
 from helpers.data.collection import END_CHAR, STDLIB_SOURCE
 from helpers.data.text import build_vocab, decode
@@ -25,8 +25,18 @@ from helpers.train import checkpoint as ckpt
 from helpers.train.config import TrainConfig
 from helpers.train.document_trainer import DocumentState, DocumentTrainer
 
+from conftest import quiet, random_params
+
 # a doc shorter than a chunk, one of exactly seq_length (5), one just longer, one outside the BMP
-DOCS = ["tweet one is here", "hi", "abcd", "abcde", "x", "🐍 snakes & ladders", "last one, longer than a chunk or two"]
+DOCS = [
+    "tweet one is here",
+    "hi",
+    "abcd",
+    "abcde",
+    "x",
+    "🐍 snakes & ladders",
+    "last one, longer than a chunk or two",
+]
 T = 5
 
 
@@ -41,15 +51,39 @@ class SpyTrainer(DocumentTrainer):
         x, y = super().next_chunk()
         s = self.state
         self.seen.append(
-            {"x": x[0].copy(), "y": y[0].copy(), "h": s.hprev[0].copy(), "params": s.params.copy(), "epoch": s.epoch})
+            {
+                "x": x[0].copy(),
+                "y": y[0].copy(),
+                "h": s.hprev[0].copy(),
+                "params": s.params.copy(),
+                "epoch": s.epoch,
+            }
+        )
         return x, y
 
 
 def make_document_trainer(docs=DOCS, seed=0, cls=SpyTrainer, **overrides) -> DocumentTrainer:
-    cfg = TrainConfig(**{**dict(m=8, eta=0.1, seq_length=T, sig=0.3, n_updates=100, sample_every=1000,
-                                sample_until=0, sample_length=10, log_every=1, checkpoint_every=1000), **overrides})
+    cfg = TrainConfig(
+        **{
+            **dict(
+                m=8,
+                eta=0.1,
+                seq_length=T,
+                sig=0.3,
+                n_updates=100,
+                sample_every=1000,
+                sample_until=0,
+                sample_length=10,
+                log_every=1,
+                checkpoint_every=1000,
+            ),
+            **overrides,
+        }
+    )
     chars = build_vocab("".join(docs) + END_CHAR)
-    return cls(cfg, docs, chars, DocumentState.fresh(cfg, len(chars), np.random.default_rng(seed)), n_samples=2)
+    return cls(
+        cfg, docs, chars, DocumentState.fresh(cfg, len(chars), np.random.default_rng(seed)), n_samples=2
+    )
 
 
 def run(trainer, n):
@@ -73,15 +107,19 @@ def documents_in_order(trainer) -> list[str]:
 
 # --- the collection ------------------------------------------------------------------------
 
+
 def test_end_character_in_the_collection_is_refused(tmp_path):
     path = tmp_path / "etx.txt"
     path.write_text(f"fine\nnot{END_CHAR}fine\n", encoding="utf-8")
-    with pytest.raises(ValueError, match=r"document 2 of 2 contains the end-of-text character U\+0003.*Remove"):
+    with pytest.raises(
+        ValueError, match=r"document 2 of 2 contains the end-of-text character U\+0003.*Remove"
+    ):
         quiet(documents.train, str(path), str(tmp_path / "out"), n_updates=2)
     assert not (tmp_path / "out").exists()
 
 
 # --- training ------------------------------------------------------------------------------------
+
 
 def test_no_chunk_crosses_a_document_boundary():
     tr = run(make_document_trainer(), 3 * PER_EPOCH)
@@ -93,7 +131,7 @@ def test_no_chunk_crosses_a_document_boundary():
     trained = documents_in_order(tr)
     assert len(trained) == 3 * len(DOCS)
     for k in range(3):  # each epoch: every document exactly once
-        assert sorted(trained[k * len(DOCS):(k + 1) * len(DOCS)]) == sorted(DOCS)
+        assert sorted(trained[k * len(DOCS) : (k + 1) * len(DOCS)]) == sorted(DOCS)
     assert tr.state.epoch_starts == [0, PER_EPOCH, 2 * PER_EPOCH]
     for which in ("last", "best"):  # the checkpoint marks the end character
         assert tr.checkpoint(which, {}).meta["end_char"] == END_CHAR == tr.chars[tr.end]
@@ -143,7 +181,7 @@ def test_document_order_is_shuffled_per_epoch_with_the_seed_only():
     def orders(seed, global_seed):
         np.random.seed(global_seed)  # numpy's global state must not matter
         trained = documents_in_order(run(make_document_trainer(seed=seed), 3 * PER_EPOCH))
-        return [trained[k * len(DOCS):(k + 1) * len(DOCS)] for k in range(3)]
+        return [trained[k * len(DOCS) : (k + 1) * len(DOCS)] for k in range(3)]
 
     a = orders(seed=1, global_seed=0)
     assert a == orders(seed=1, global_seed=99)
@@ -153,12 +191,17 @@ def test_document_order_is_shuffled_per_epoch_with_the_seed_only():
 
 # --- synthesis -----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("chunk,temperature,top_p", [(32, 1.0, 1.0), (3, 1.0, 1.0), (4, 0.7, 0.9), (1, 1.5, 1.0)])
+
+@pytest.mark.parametrize(
+    "chunk,temperature,top_p", [(32, 1.0, 1.0), (3, 1.0, 1.0), (4, 0.7, 0.9), (1, 1.5, 1.0)]
+)
 def test_a_document_is_sample_indices_cut_at_the_end_character(chunk, temperature, top_p):
     p, end, L = random_params(8, 6, np.random.default_rng(5), sig=0.6), 2, 12
     outcomes = set()
     for seed in range(40):
-        full, _ = sample.sample_indices(p, np.zeros(8), end, L, np.random.default_rng(seed), temperature, top_p)
+        full, _ = sample.sample_indices(
+            p, np.zeros(8), end, L, np.random.default_rng(seed), temperature, top_p
+        )
         cut = int(np.argmax(full == end)) if (full == end).any() else L
         got, ended = sample.sample_document(p, end, L, np.random.default_rng(seed), temperature, top_p, chunk)
         assert got.tolist() == full[:cut].tolist() and ended == (cut < L)
@@ -188,6 +231,7 @@ def test_n_documents_at_once_are_n_single_draws_from_one_rng():
 
 # --- the run step, its files and the report section -----------------------------------------
 
+
 @pytest.fixture(scope="module")
 def doc_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("docs")
@@ -202,7 +246,9 @@ def doc_run(tmp_path_factory):
 def test_train_writes_the_result_files(doc_run):
     out, result, _ = doc_run
     assert result == json.loads((out / "documents_run.json").read_text(encoding="utf-8"))
-    assert result["corpus"]["n_documents"] == len(DOCS) and result["corpus"]["K"] == len(set("".join(DOCS))) + 1
+    assert (
+        result["corpus"]["n_documents"] == len(DOCS) and result["corpus"]["K"] == len(set("".join(DOCS))) + 1
+    )
     assert result["config"]["max_length"] == 30 and result["config"]["n_samples"] == 3
     assert result["steps_done"] == 60 and result["seconds"] > 0 and result["end_char"] == END_CHAR
     assert result["best_smooth_loss"] <= result["final_smooth_loss"]
@@ -215,12 +261,19 @@ def test_train_writes_the_result_files(doc_run):
     assert (out / "train_log.csv").read_text().splitlines()[0] == "step,loss,smooth_loss"
     for name in ("last.npz", "best.npz"):
         ck = ckpt.load(out / name)
-        assert ck.meta["end_char"] == END_CHAR and END_CHAR in ck.chars and len(ck.chars) == result["corpus"]["K"]
+        assert (
+            ck.meta["end_char"] == END_CHAR
+            and END_CHAR in ck.chars
+            and len(ck.chars) == result["corpus"]["K"]
+        )
 
 
 def test_train_is_reproducible_with_the_seed(doc_run):
     out, _, again = doc_run
-    assert again["final_smooth_loss"] == json.loads((out / "documents_run.json").read_text())["final_smooth_loss"]
+    assert (
+        again["final_smooth_loss"]
+        == json.loads((out / "documents_run.json").read_text())["final_smooth_loss"]
+    )
     same = [json.loads((f / "documents_samples.json").read_text()) for f in (out, out.parent / "again")]
     assert same[0] == same[1]
 
@@ -251,17 +304,45 @@ def test_section_shows_every_stage_from_the_run(doc_run):
 
 def test_notebook_declares_its_parameters():
     declared = papermill.inspect_notebook(ROOT / "notebooks" / "07_documents.ipynb")
-    assert set(declared) == {"data_path", "text_field", "out_dir", "seed", "m", "eta", "seq_length", "sig",
-                             "n_updates", "sample_every", "n_samples", "max_length", "temperature"}
-    assert declared["out_dir"]["default"] == '"output/documents"' and declared["max_length"]["default"] == "140"
+    assert set(declared) == {
+        "data_path",
+        "text_field",
+        "out_dir",
+        "seed",
+        "m",
+        "eta",
+        "seq_length",
+        "sig",
+        "n_updates",
+        "sample_every",
+        "n_samples",
+        "max_length",
+        "temperature",
+    }
+    assert (
+        declared["out_dir"]["default"] == '"output/documents"' and declared["max_length"]["default"] == "140"
+    )
 
 
 def test_notebook_runs_on_the_fallback_and_the_report_shows_it(tmp_path):
     out = tmp_path / "documents"
-    papermill.execute_notebook(ROOT / "notebooks" / "07_documents.ipynb", tmp_path / "07.ipynb",
-                               parameters={"data_path": "", "out_dir": str(out), "m": 8, "seq_length": 10,
-                                           "n_updates": 40, "sample_every": 20, "n_samples": 2, "max_length": 40},
-                               cwd=str(ROOT), kernel_name="python3", progress_bar=False)
+    papermill.execute_notebook(
+        ROOT / "notebooks" / "07_documents.ipynb",
+        tmp_path / "07.ipynb",
+        parameters={
+            "data_path": "",
+            "out_dir": str(out),
+            "m": 8,
+            "seq_length": 10,
+            "n_updates": 40,
+            "sample_every": 20,
+            "n_samples": 2,
+            "max_length": 40,
+        },
+        cwd=str(ROOT),
+        kernel_name="python3",
+        progress_bar=False,
+    )
     for name in ("documents_run.json", "documents_samples.json", "train_log.csv", "last.npz", "best.npz"):
         assert (out / name).is_file(), name
     nb = nbformat.read(tmp_path / "07.ipynb", as_version=4)
@@ -279,5 +360,7 @@ def test_notebook_runs_on_the_fallback_and_the_report_shows_it(tmp_path):
 @pytest.mark.parametrize("setting", [{"cell": "lstm"}, {"batch_size": 2}, {"val_fraction": 0.1}])
 def test_unsupported_training_options_are_refused(tmp_path, setting):
     name = next(iter(setting))
-    with pytest.raises(ValueError, match=f"supports the vanilla RNN, one stream and no validation split.*{name}="):
+    with pytest.raises(
+        ValueError, match=f"supports the vanilla RNN, one stream and no validation split.*{name}="
+    ):
         quiet(documents.train, "", str(tmp_path / "run"), n_updates=5, **setting)

@@ -1,5 +1,6 @@
 """Analytic (BPTT) against numerical gradients for every cell at 1 and 2 layers (with dropout masks too),
 the relative-error formula, that the check can fail, and the gradient-test step's gradcheck.json."""
+
 from __future__ import annotations
 
 import json
@@ -10,10 +11,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import random_model, random_params, random_sequence
 from helpers.model import cells, gradcheck, oracles
 from helpers.model.params import NAMES, init_params, param_shapes
 from helpers.runs import steps
+
+from conftest import random_model, random_params, random_sequence
 
 CELLS = ("rnn", "lstm", "gru")
 
@@ -192,7 +194,7 @@ def test_gradcheck_lstm_detects_a_wrong_gradient(monkeypatch):
 
     def broken(p_, cache, grads):
         real(p_, cache, grads)
-        grads.W[p_.m:2 * p_.m] *= 1.1  # forget-gate rows of dW off by 10%
+        grads.W[p_.m : 2 * p_.m] *= 1.1  # forget-gate rows of dW off by 10%
 
     monkeypatch.setattr(cells.get("lstm"), "backward", broken)
     assert gradcheck.check(p, x, y, cell="lstm")["W"]["norm"] > 1e-3
@@ -225,7 +227,7 @@ def test_gradcheck_detects_a_wrong_gru_gradient(cell, monkeypatch):
 
     def wrong(self, p, Z, H, cache, dH):
         dZ, dR = real(self, p, Z, H, cache, dH)
-        dZ[:, :, :p.m] *= 1.01  # the reset gate's gradient slightly off
+        dZ[:, :, : p.m] *= 1.01  # the reset gate's gradient slightly off
         return dZ, dR
 
     monkeypatch.setattr(type(gru), "bptt", wrong)

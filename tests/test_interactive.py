@@ -1,18 +1,21 @@
 """JupyterLab exploration (helpers.runs.interactive, explore): the widget sampler and its callbacks, its batch
 fallback, progress, and the looks inside a trained model. Exact resume: test_resume.py."""
+
 from __future__ import annotations
 
 import html
 
 import pytest
 
-from conftest import CAT_MAT, quiet
 from helpers.common import progress
 from helpers.runs import interactive, steps
 from helpers.train import checkpoint
 
-KW = dict(m=10, seq_length=6, sample_every=40, sample_until=200, sample_length=20, log_every=5,
-          checkpoint_every=50)
+from conftest import CAT_MAT, quiet
+
+KW = dict(
+    m=10, seq_length=6, sample_every=40, sample_until=200, sample_length=20, log_every=5, checkpoint_every=50
+)
 
 
 def train(text, out):
@@ -32,7 +35,9 @@ def test_sampler_widget_callbacks_resample(trained):
     s = interactive.Sampler(str(trained / "last.npz"), length=40, seed=1)
     first = s.output.value
     assert "40 characters" in first
-    assert interactive.sample_html(steps.synthesize(str(trained / "last.npz"), 40, 1, "\n", 1.0, 1.0)) == first
+    assert (
+        interactive.sample_html(steps.synthesize(str(trained / "last.npz"), 40, 1, "\n", 1.0, 1.0)) == first
+    )
     s.seed.value = 2
     assert s.output.value != first
     s.length.value = 10
@@ -86,7 +91,7 @@ def test_synthesized_text_keeps_its_line_breaks_wherever_it_is_shown(trained):
 
     result = steps.synthesize(str(trained / "last.npz"), 80, seed=0, prime="the ")
     for shown in (report.passage(result).data, interactive.sample_html(result)):
-        block = shown[shown.index('<div class="text"'):]
+        block = shown[shown.index('<div class="text"') :]
         assert "white-space: pre-wrap" in block.split(">", 1)[0]
         assert html.escape(result["text"]) in block
 
@@ -112,7 +117,15 @@ def test_sampler_header_names_what_produced_the_sample_and_the_slider_is_linear(
 
 
 def test_train_config_passes_the_training_settings_through():
-    namespace = {"m": 8, "eta": 0.5, "data_path": "x", "out_dir": "y", "seed": 3, "unrelated": 1, "cell": "rnn"}
+    namespace = {
+        "m": 8,
+        "eta": 0.5,
+        "data_path": "x",
+        "out_dir": "y",
+        "seed": 3,
+        "unrelated": 1,
+        "cell": "rnn",
+    }
     assert steps.train_config(namespace) == {"m": 8, "eta": 0.5, "cell": "rnn"}
 
 
@@ -141,7 +154,9 @@ def test_looks_inside_default_to_the_text_the_model_was_trained_on(cat_text, tmp
     assert "trained on too" in html.unescape(explore.slice_loss(ck, "", 100).data)
     foreign = tmp_path / "foreign.txt"
     foreign.write_text("THE CAT, the cat 🐈\n" * 30, encoding="utf-8")
-    shown = html.unescape(explore.hidden_units(ck, str(foreign)).data)  # characters it never saw: left out, named
+    shown = html.unescape(
+        explore.hidden_units(ck, str(foreign)).data
+    )  # characters it never saw: left out, named
     assert "left out of the text 'foreign.txt': ',', 'A', 'C', 'E', 'H', 'T', '🐈'" in shown
     cat_text.rename(tmp_path / "moved.txt")  # the training text is gone: one line, and how to go on
     for look in (explore.hidden_units(ck), explore.slice_loss(ck)):
@@ -158,4 +173,6 @@ def test_hidden_units_are_light_and_honest(trained, monkeypatch):
     assert "</b> tracks" in explore.hidden_units(ck).data
     monkeypatch.setattr(explore, "TRACKS", 1.01)  # no unit can reach it
     shown = explore.hidden_units(ck).data
-    assert shown.count("No unit tracks") == 2 and "activations" not in shown and "</b> tracks" not in shown  # no quotes
+    assert (
+        shown.count("No unit tracks") == 2 and "activations" not in shown and "</b> tracks" not in shown
+    )  # no quotes

@@ -3,6 +3,7 @@
 JupyterLab renders the Markdown's ``$...$`` with the MathJax it bundles (test_lab_journey.py opens the
 notebooks there); the report's exporter draws the same LaTeX with ziamath (helpers/report/latex.py).
 """
+
 from __future__ import annotations
 
 import html
@@ -27,13 +28,18 @@ FORMULA = re.compile(r"(?<!\\)\$\$(.+?)(?<!\\)\$\$|(?<![\\$])\$(?!\s)(.+?)(?<![\
 def markdown_cells(path):
     """The Markdown cells of a notebook as git stores it, their code spans and blocks left out."""
     nb = nbformat.reads(notebooks.stored(path), as_version=4)
-    return [re.sub(r"```.*?```|`[^`]*`", "", c.source, flags=re.S) for c in nb.cells if c.cell_type == "markdown"]
+    return [
+        re.sub(r"```.*?```|`[^`]*`", "", c.source, flags=re.S) for c in nb.cells if c.cell_type == "markdown"
+    ]
 
 
 def formulas(path) -> list[tuple[str, bool]]:
     """Every ``$$...$$`` (display) and ``$...$`` (inline) formula in a notebook's Markdown."""
-    return [(m.group(1) or m.group(2), m.group(1) is not None)
-            for text in markdown_cells(path) for m in FORMULA.finditer(text)]
+    return [
+        (m.group(1) or m.group(2), m.group(1) is not None)
+        for text in markdown_cells(path)
+        for m in FORMULA.finditer(text)
+    ]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -75,8 +81,12 @@ def test_formulas_sit_on_the_baseline_and_display_ones_are_blocks():
     depth = float(re.search(r"vertical-align: (-?[\d.]+)em", x_t).group(1))
     assert -0.4 < depth < -0.1 and 'aria-label="x_t"' in x_t
     out = latex.markdown("before\n$$a_t = W h_{t-1}$$\nafter $h_0$.", as_img=False)
-    assert re.fullmatch(r'<p>before</p>\n<div class="math-display"><svg class="math".*</svg></div>'
-                        r'<p>after <svg class="math".*</svg>\.</p>\n', out, re.S)
+    assert re.fullmatch(
+        r'<p>before</p>\n<div class="math-display"><svg class="math".*</svg></div>'
+        r'<p>after <svg class="math".*</svg>\.</p>\n',
+        out,
+        re.S,
+    )
 
 
 def test_a_dollar_that_is_not_math_stays_a_dollar():
@@ -123,7 +133,12 @@ def test_the_report_draws_its_math_as_inline_svg(run_dir):
 def test_the_pdf_keeps_the_words_around_the_math(run_dir):
     text = " ".join(page.extract_text() for page in PdfReader(run_dir / "report.pdf").pages)
     text = re.sub(r"\s+", " ", text)
-    for words in ("the one-hot input character,", "the hidden state and", "the probabilities of the next character",
-                  "the relative error of the analytic gradient", "the running sum of squared gradients"):
+    for words in (
+        "the one-hot input character,",
+        "the hidden state and",
+        "the probabilities of the next character",
+        "the relative error of the analytic gradient",
+        "the running sum of squared gradients",
+    ):
         assert words in text, words
     assert "\\frac" not in text and "operatorname" not in text

@@ -1,5 +1,6 @@
 """The optimizers (AdaGrad, RMSProp, Adam), gradient clipping and the learning-rate schedule, checked
 entry by entry against the formulas written out here."""
+
 from __future__ import annotations
 
 import math
@@ -58,7 +59,7 @@ def test_two_steps_accumulate_memory_and_scratch_buffer_is_equivalent():
         optim.adagrad_(theta, g2, mem, eta, tmp=tmp)
         np.testing.assert_allclose(mem, mm, rtol=1e-14)
         np.testing.assert_allclose(theta, th, rtol=1e-13, atol=1e-15)
-        np.testing.assert_allclose(mem, mem0 + g1 ** 2 + g2 ** 2, rtol=1e-14)
+        np.testing.assert_allclose(mem, mem0 + g1**2 + g2**2, rtol=1e-14)
 
 
 def test_first_step_from_zero_memory_moves_by_eta():
@@ -84,9 +85,12 @@ def test_custom_eps_and_float32():
 @given(
     data=st.lists(
         st.tuples(
-            st.floats(-10, 10), st.floats(-10, 10), st.floats(0, 100),
+            st.floats(-10, 10),
+            st.floats(-10, 10),
+            st.floats(0, 100),
         ),
-        min_size=1, max_size=12,
+        min_size=1,
+        max_size=12,
     ),
     eta=st.floats(1e-4, 1.0),
 )
@@ -159,7 +163,9 @@ def test_rmsprop_by_hand(n_steps):
     assert optim.SLOTS["rmsprop"] == 1
     np.testing.assert_allclose(slots[0], ms, rtol=1e-14, atol=0)
     np.testing.assert_allclose(got, theta, rtol=1e-14, atol=1e-15)
-    if n_steps == 1:  # entry 0 on paper: m = 0.1 * 0.09 = 0.009, theta = 0.5 - 0.05 * 0.3 / sqrt(0.009 + 1e-8)
+    if (
+        n_steps == 1
+    ):  # entry 0 on paper: m = 0.1 * 0.09 = 0.009, theta = 0.5 - 0.05 * 0.3 / sqrt(0.009 + 1e-8)
         assert got[0] == pytest.approx(0.5 - 0.015 / math.sqrt(0.009 + 1e-8), rel=1e-14)
 
 
@@ -172,7 +178,7 @@ def test_adam_by_hand(n_steps):
             g = GRADS[t - 1][k]
             m1[k] = 0.9 * m1[k] + 0.1 * g
             v[k] = 0.999 * v[k] + 0.001 * g * g
-            m_hat, v_hat = m1[k] / (1 - 0.9 ** t), v[k] / (1 - 0.999 ** t)
+            m_hat, v_hat = m1[k] / (1 - 0.9**t), v[k] / (1 - 0.999**t)
             theta[k] -= eta * m_hat / (math.sqrt(v_hat) + 1e-8)
     got, slots = run_optimizer("adam", eta, n_steps)
     assert optim.SLOTS["adam"] == 2
@@ -204,7 +210,7 @@ def test_adagrad_shared_signature_equals_adagrad_():
 
 def test_defaults_give_eta_itself():
     cfg = TrainConfig(eta=0.1)
-    assert all(learning_rate(cfg, t, e) is cfg.eta for t, e in ((1, 1), (500, 3), (10 ** 6, 40)))
+    assert all(learning_rate(cfg, t, e) is cfg.eta for t, e in ((1, 1), (500, 3), (10**6, 40)))
 
 
 def test_schedule_by_hand():

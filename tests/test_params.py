@@ -1,5 +1,6 @@
 """helpers.model.params and the cells' initialisation: the flat layout of U, W, V, b, c (and the
 arrays of layers 2..L), shape checks, and init_params's draws for every cell."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -45,7 +46,7 @@ def test_layout_one_layer_is_the_assignments_and_more_layers_append():
     assert two.U2.base is two.flat or np.shares_memory(two.U2, two.flat)
     np.testing.assert_array_equal(two.layer(2).W, two.W2)
     np.testing.assert_array_equal(two.layer(1).U, two.U)
-    assert np.array_equal(two.flat[:one.flat.size].reshape(-1)[:72], two.U.reshape(-1))  # layer 1 first
+    assert np.array_equal(two.flat[: one.flat.size].reshape(-1)[:72], two.U.reshape(-1))  # layer 1 first
 
 
 def test_init_params_statistics_and_dtype_independence():
@@ -66,9 +67,9 @@ def test_init_params_lstm_forget_bias_and_shapes():
     assert p.gates == 4
     assert p.U.shape == (4 * m, K) and p.W.shape == (4 * m, m) and p.b.shape == (4 * m,)
     assert p.V.shape == (K, m) and p.c.shape == (K,)
-    np.testing.assert_array_equal(p.b[m:2 * m], np.ones(m))
+    np.testing.assert_array_equal(p.b[m : 2 * m], np.ones(m))
     np.testing.assert_array_equal(p.b[:m], 0.0)
-    np.testing.assert_array_equal(p.b[2 * m:], 0.0)
+    np.testing.assert_array_equal(p.b[2 * m :], 0.0)
     np.testing.assert_array_equal(p.c, 0.0)
     # the RNN's b stays zero
     np.testing.assert_array_equal(init_params(m, K, 0.3, np.random.default_rng(0)).b, 0.0)

@@ -4,6 +4,7 @@ learning-rate schedule, samples across epochs), after Ctrl-C and with a stale be
 resume refuses (other settings, another text or vocabulary, a best.npz, a checkpoint missing its state).
 SIGKILL at random moments: test_kill.py.
 """
+
 from __future__ import annotations
 
 import json
@@ -12,12 +13,23 @@ import signal
 import numpy as np
 import pytest
 
-from conftest import CAT_MAT, DURSLEY, HOGWARTS, NO_SAMPLES, ORWELL, PANGRAMS, make_trainer, quiet, train_settings
 from helpers.model import cells
 from helpers.runs import steps
 from helpers.train import checkpoint as ckpt
 from helpers.train.config import TrainConfig
 from helpers.train.trainer import Trainer, TrainState, changed_settings
+
+from conftest import (
+    CAT_MAT,
+    DURSLEY,
+    HOGWARTS,
+    NO_SAMPLES,
+    ORWELL,
+    PANGRAMS,
+    make_trainer,
+    quiet,
+    train_settings,
+)
 
 
 def read_json(path):
@@ -37,8 +49,13 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path, text_file):
     common = train_settings(sample_every=60, sample_until=240, checkpoint_every=50)
     steps.train(str(path), str(tmp_path / "full"), seed=3, **{**common, "n_updates": 300})
     steps.train(str(path), str(tmp_path / "first"), seed=3, **{**common, "n_updates": 150})
-    steps.train(str(path), str(tmp_path / "rest"), seed=3, init_from=str(tmp_path / "first" / "last.npz"),
-                **{**common, "n_updates": 300})
+    steps.train(
+        str(path),
+        str(tmp_path / "rest"),
+        seed=3,
+        init_from=str(tmp_path / "first" / "last.npz"),
+        **{**common, "n_updates": 300},
+    )
     full, rest = tmp_path / "full", tmp_path / "rest"
     a, b = ckpt.load(full / "last.npz"), ckpt.load(rest / "last.npz")
     assert b.step == 300
@@ -55,7 +72,9 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path, text_file):
         assert run_a[key] == run_b[key], key
 
 
-CAT = dict(m=10, seq_length=6, sample_every=40, sample_until=200, sample_length=20, log_every=5, checkpoint_every=50)
+CAT = dict(
+    m=10, seq_length=6, sample_every=40, sample_until=200, sample_length=20, log_every=5, checkpoint_every=50
+)
 """On CAT_MAT: 192 characters / 6 = 31 updates an epoch, so resumes cross epochs."""
 
 
@@ -106,14 +125,24 @@ def test_a_final_sample_ends_a_short_run_and_resuming_stays_exact(tmp_path, cat_
     train(cat_text, tmp_path / "part", n_updates=100, init_from=str(tmp_path / "part" / "last.npz"), **kw)
     full = json.loads((tmp_path / "full" / "samples.json").read_text())
     assert [s["step"] for s in full] == [0, 40, 80, 100] and full[-1]["final"]
-    assert (tmp_path / "part" / "samples.json").read_text() == (tmp_path / "full" / "samples.json").read_text()
+    assert (tmp_path / "part" / "samples.json").read_text() == (
+        tmp_path / "full" / "samples.json"
+    ).read_text()
     a, b = ckpt.load(tmp_path / "full" / "last.npz"), ckpt.load(tmp_path / "part" / "last.npz")
     assert np.array_equal(a.params.flat, b.params.flat) and a.meta["rng_state"] == b.meta["rng_state"]
 
 
 def test_ctrl_c_writes_a_resumable_checkpoint(tmp_path, text_file, monkeypatch):
     path = text_file("abcd efgh, ijkl.\n" * 30, "t.txt")
-    kw = dict(m=8, seq_length=5, sample_every=50, sample_until=100, sample_length=10, log_every=5, checkpoint_every=20)
+    kw = dict(
+        m=8,
+        seq_length=5,
+        sample_every=50,
+        sample_until=100,
+        sample_length=10,
+        log_every=5,
+        checkpoint_every=20,
+    )
     real_update = Trainer.update
 
     def update_then_ctrl_c(self):
@@ -137,25 +166,38 @@ def test_last_npz_alone_resumes_exactly_when_best_npz_is_stale(tmp_path, text_fi
     """A crash after last.npz and before best.npz cannot split the pair: last.npz carries the best model."""
     path = text_file(PANGRAMS)
     # validation picks the best model, so it lies behind the last step (here 125 of 150)
-    common = train_settings(sample_every=60, sample_until=240, checkpoint_every=50, eta=1.0, val_fraction=0.2,
-                            eval_every=25)
+    common = train_settings(
+        sample_every=60, sample_until=240, checkpoint_every=50, eta=1.0, val_fraction=0.2, eval_every=25
+    )
     steps.train(str(path), str(tmp_path / "full"), seed=3, **{**common, "n_updates": 300})
     first = tmp_path / "first"
     steps.train(str(path), str(first), seed=3, **{**common, "n_updates": 100})
     stale = (first / "best.npz").read_bytes()
-    steps.train(str(path), str(first), seed=3, init_from=str(first / "last.npz"), **{**common, "n_updates": 150})
+    steps.train(
+        str(path), str(first), seed=3, init_from=str(first / "last.npz"), **{**common, "n_updates": 150}
+    )
     (first / "best.npz").write_bytes(stale)  # as if the crash came between last.npz and best.npz
     last = ckpt.load(first / "last.npz")
     assert last.best is not None and last.meta["best_step"] < last.step == 150
     assert ckpt.load(first / "best.npz").step < last.meta["best_step"]  # the pair on disk is split
     steps.train(str(path), str(tmp_path / "mid"), seed=3, **{**common, "n_updates": 150})
-    steps.train(str(path), str(tmp_path / "again"), seed=3, init_from=str(first / "last.npz"),
-                **{**common, "n_updates": 150})  # no update: the best model as resumed
+    steps.train(
+        str(path),
+        str(tmp_path / "again"),
+        seed=3,
+        init_from=str(first / "last.npz"),
+        **{**common, "n_updates": 150},
+    )  # no update: the best model as resumed
     mid, again = ckpt.load(tmp_path / "mid" / "best.npz"), ckpt.load(tmp_path / "again" / "best.npz")
     assert mid.step == again.step
     np.testing.assert_array_equal(mid.params.flat, again.params.flat)
-    steps.train(str(path), str(tmp_path / "rest"), seed=3, init_from=str(first / "last.npz"),
-                **{**common, "n_updates": 300})
+    steps.train(
+        str(path),
+        str(tmp_path / "rest"),
+        seed=3,
+        init_from=str(first / "last.npz"),
+        **{**common, "n_updates": 300},
+    )
     for name in ("best.npz", "last.npz"):
         a, b = ckpt.load(tmp_path / "full" / name), ckpt.load(tmp_path / "rest" / name)
         assert a.step == b.step
@@ -165,10 +207,28 @@ def test_last_npz_alone_resumes_exactly_when_best_npz_is_stale(tmp_path, text_fi
 # --- every option ------------------------------------------------------------------------------------
 
 
-SMALL = dict(m=8, eta=0.1, seq_length=6, sig=0.1, sample_every=20, sample_until=60, sample_length=15,
-             log_every=5, checkpoint_every=1000)
-RESUME = dict(SMALL, cell="lstm", batch_size=3, optimizer="adam", val_fraction=0.2, eval_every=10,
-              eta=0.02, sample_every=15, sample_until=90)
+SMALL = dict(
+    m=8,
+    eta=0.1,
+    seq_length=6,
+    sig=0.1,
+    sample_every=20,
+    sample_until=60,
+    sample_length=15,
+    log_every=5,
+    checkpoint_every=1000,
+)
+RESUME = dict(
+    SMALL,
+    cell="lstm",
+    batch_size=3,
+    optimizer="adam",
+    val_fraction=0.2,
+    eval_every=10,
+    eta=0.02,
+    sample_every=15,
+    sample_until=90,
+)
 
 
 @pytest.fixture(scope="module")
@@ -203,7 +263,9 @@ def test_resume_is_exact_for_lstm_batches_adam_and_validation(tmp_path, text_fil
     assert strip(b.meta["val_log"]) == strip(a.meta["val_log"])
     assert [r[0] for r in a.meta["val_log"]] == [10, 20, 30, 40, 50, 60, 70]
     assert read_json(whole / "samples.json") == read_json(part / "samples.json")
-    np.testing.assert_array_equal(ckpt.load(part / "best.npz").params.flat, ckpt.load(whole / "best.npz").params.flat)
+    np.testing.assert_array_equal(
+        ckpt.load(part / "best.npz").params.flat, ckpt.load(whole / "best.npz").params.flat
+    )
     assert run_b["best_step"] == run_a["best_step"]
     ma, mb = read_json(whole / "metrics.json"), read_json(part / "metrics.json")
     for key in ("val_loss_per_char", "best_val_loss_per_char", "chars_seen"):
@@ -223,16 +285,39 @@ def test_resume_before_the_first_evaluation_is_exact(tmp_path, text_file):
     assert a.step == b.step and np.array_equal(a.params.flat, b.params.flat)
 
 
-OPTIONS = [dict(lr_decay=0.7), dict(warmup=15), dict(test_fraction=0.1, val_fraction=0.1, eval_every=9),
-           dict(cell="gru", n_layers=2, dropout=0.2, lr_decay=0.8, warmup=5, test_fraction=0.05, val_fraction=0.1,
-                eval_every=7, batch_size=2)]
+OPTIONS = [
+    dict(lr_decay=0.7),
+    dict(warmup=15),
+    dict(test_fraction=0.1, val_fraction=0.1, eval_every=9),
+    dict(
+        cell="gru",
+        n_layers=2,
+        dropout=0.2,
+        lr_decay=0.8,
+        warmup=5,
+        test_fraction=0.05,
+        val_fraction=0.1,
+        eval_every=7,
+        batch_size=2,
+    ),
+]
 
 
 @pytest.mark.parametrize("options", OPTIONS)
 def test_resume_is_exact_with_the_schedule_and_the_test_part(tmp_path, text_file, options):
     path = text_file(DURSLEY, "t.txt")
-    kw = dict(m=5, seq_length=6, sample_every=13, sample_until=60, sample_length=6, checkpoint_every=1000,
-              optimizer="adam", eta=0.01, log_every=4, **options)
+    kw = dict(
+        m=5,
+        seq_length=6,
+        sample_every=13,
+        sample_until=60,
+        sample_length=6,
+        checkpoint_every=1000,
+        optimizer="adam",
+        eta=0.01,
+        log_every=4,
+        **options,
+    )
     n = 90 if options.get("batch_size", 1) == 1 else 45  # more than one epoch either way
     train(path, tmp_path / "a", seed=2, n_updates=n, **kw)
     train(path, tmp_path / "b", seed=2, n_updates=31, **kw)
@@ -241,15 +326,28 @@ def test_resume_is_exact_with_the_schedule_and_the_test_part(tmp_path, text_file
     assert a.meta["epoch"] >= 2
     for name in ("params", "mem", "mem2", "best"):
         np.testing.assert_array_equal(getattr(a, name).flat, getattr(b, name).flat, err_msg=name)
-    assert a.smooth_loss == b.smooth_loss and a.meta["log"] == b.meta["log"] and a.meta["samples"] == b.meta["samples"]
+    assert (
+        a.smooth_loss == b.smooth_loss
+        and a.meta["log"] == b.meta["log"]
+        and a.meta["samples"] == b.meta["samples"]
+    )
     ma, mb = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in "ab")
     for key in ("best_val_loss_per_char", "test_loss_per_char", "val_loss_per_char"):
         assert ma[key] == mb[key], key
 
 
 def test_resume_on_a_cosine_schedule_is_exact_at_the_trainer_level(tmp_path):
-    kw = dict(m=5, eta=0.02, seq_length=6, sig=0.1, **NO_SAMPLES, lr_schedule="cosine", warmup=6, optimizer="adam",
-              n_updates=50)
+    kw = dict(
+        m=5,
+        eta=0.02,
+        seq_length=6,
+        sig=0.1,
+        **NO_SAMPLES,
+        lr_schedule="cosine",
+        warmup=6,
+        optimizer="adam",
+        n_updates=50,
+    )
     whole = make_trainer(DURSLEY, **kw)
     part = make_trainer(DURSLEY, **kw)
     quiet(whole.run, 50, progress=False)
@@ -265,9 +363,24 @@ def test_resume_on_a_cosine_schedule_is_exact_at_the_trainer_level(tmp_path):
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 def test_resume_is_exact_with_layers_and_dropout(tmp_path, text_file, cell):
     path = text_file(HOGWARTS, "t.txt")
-    kw = dict(m=6, eta=0.01, seq_length=5, sig=0.1, sample_every=12, sample_until=40, sample_length=8, log_every=3,
-              checkpoint_every=1000, cell=cell, n_layers=2, dropout=0.25, batch_size=2, optimizer="adam",
-              val_fraction=0.1, eval_every=7)
+    kw = dict(
+        m=6,
+        eta=0.01,
+        seq_length=5,
+        sig=0.1,
+        sample_every=12,
+        sample_until=40,
+        sample_length=8,
+        log_every=3,
+        checkpoint_every=1000,
+        cell=cell,
+        n_layers=2,
+        dropout=0.25,
+        batch_size=2,
+        optimizer="adam",
+        val_fraction=0.1,
+        eval_every=7,
+    )
     train(path, tmp_path / "a", seed=3, n_updates=40, **kw)
     train(path, tmp_path / "b", seed=3, n_updates=17, **kw)
     train(path, tmp_path / "b", seed=3, n_updates=40, init_from=str(tmp_path / "b" / "last.npz"), **kw)
@@ -283,8 +396,9 @@ def test_resume_is_exact_with_layers_and_dropout(tmp_path, text_file, cell):
 # --- what a resume refuses ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name,other", [("cell", "rnn"), ("batch_size", 2), ("optimizer", "rmsprop"),
-                                        ("optimizer", "adagrad")])
+@pytest.mark.parametrize(
+    "name,other", [("cell", "rnn"), ("batch_size", 2), ("optimizer", "rmsprop"), ("optimizer", "adagrad")]
+)
 def test_resume_with_another_setting_is_refused(tmp_path, text_file, name, other):
     path = text_file(ORWELL, "t.txt")
     out = tmp_path / "run"
@@ -294,14 +408,28 @@ def test_resume_with_another_setting_is_refused(tmp_path, text_file, name, other
         train(path, out, seed=0, n_updates=20, init_from=str(out / "last.npz"), **{**cfg, name: other})
 
 
-@pytest.mark.parametrize("name,value,other", [("seq_length", 5, 7), ("eta", 0.05, 0.1), ("val_fraction", 0.2, 0.1),
-                                              ("dtype", "float32", "float64"), ("eval_every", 10, 20)])
+@pytest.mark.parametrize(
+    "name,value,other",
+    [
+        ("seq_length", 5, 7),
+        ("eta", 0.05, 0.1),
+        ("val_fraction", 0.2, 0.1),
+        ("dtype", "float32", "float64"),
+        ("eval_every", 10, 20),
+    ],
+)
 def test_resume_refuses_other_settings_and_names_the_one_to_use(tmp_path, text_file, name, value, other):
     path = text_file(ORWELL, "t.txt")
     base = {**SMALL, "val_fraction": 0.2, "eval_every": 10, name: value}
     train(path, tmp_path / "a", seed=1, n_updates=20, **base)
     with pytest.raises(ValueError, match=f"other settings .* resume with {name}={value!r}"):
-        train(path, tmp_path / "a", n_updates=40, init_from=str(tmp_path / "a" / "last.npz"), **{**base, name: other})
+        train(
+            path,
+            tmp_path / "a",
+            n_updates=40,
+            init_from=str(tmp_path / "a" / "last.npz"),
+            **{**base, name: other},
+        )
 
 
 def test_resume_with_other_layers_or_dropout_is_refused(tmp_path, text_file):
@@ -311,13 +439,19 @@ def test_resume_with_other_layers_or_dropout_is_refused(tmp_path, text_file):
     for other in ({"n_layers": 1, "dropout": 0.1}, {"n_layers": 2, "dropout": 0.0}):
         name = "n_layers=2" if other["n_layers"] == 1 else "dropout=0.1"
         with pytest.raises(ValueError, match=name):
-            train(path, tmp_path / "r", n_updates=6, init_from=str(tmp_path / "r" / "last.npz"), **other, **kw)
+            train(
+                path, tmp_path / "r", n_updates=6, init_from=str(tmp_path / "r" / "last.npz"), **other, **kw
+            )
 
 
 def test_resume_refuses_another_schedule_and_a_cosine_of_another_length():
     saved = TrainConfig(lr_decay=0.9, lr_schedule="cosine", n_updates=100).as_dict()
-    assert changed_settings(saved, TrainConfig(lr_decay=0.9, lr_schedule="cosine", n_updates=200)) == {"n_updates": 100}
-    assert changed_settings(saved, TrainConfig(lr_decay=0.8, lr_schedule="cosine", n_updates=100)) == {"lr_decay": 0.9}
+    assert changed_settings(saved, TrainConfig(lr_decay=0.9, lr_schedule="cosine", n_updates=200)) == {
+        "n_updates": 100
+    }
+    assert changed_settings(saved, TrainConfig(lr_decay=0.8, lr_schedule="cosine", n_updates=100)) == {
+        "lr_decay": 0.9
+    }
     const = TrainConfig(warmup=5, n_updates=100).as_dict()
     assert changed_settings(const, TrainConfig(warmup=5, n_updates=300)) == {}  # n_updates may grow
     assert changed_settings(const, TrainConfig(warmup=6, n_updates=100)) == {"warmup": 5}
@@ -359,4 +493,6 @@ def test_a_last_checkpoint_without_its_best_model_or_with_another_state_shape_is
     for broken in ({"best": None}, {"hprev": last.hprev[0]}):
         ckpt.save(tmp_path / "b.npz", ckpt.Checkpoint(**{**last.__dict__, **broken}))
         with pytest.raises(ValueError, match="no optimizer or random state|recurrent state has shape"):
-            train("pydoc_data", tmp_path / "run2", seed=2, n_updates=40, init_from=str(tmp_path / "b.npz"), **kw)
+            train(
+                "pydoc_data", tmp_path / "run2", seed=2, n_updates=40, init_from=str(tmp_path / "b.npz"), **kw
+            )

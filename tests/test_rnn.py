@@ -1,5 +1,6 @@
 """The vanilla RNN's one-stream path (helpers.model.rnn: vectorized forward/BPTT, its workspace) against
 helpers.model.oracles (the per-step oracle) and the model equations by hand."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -7,10 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import assert_close, oracle, random_params, random_sequence, softmax
-from helpers.model import oracles
-from helpers.model import rnn
+from helpers.model import oracles, rnn
 from helpers.model.params import NAMES, ParamSet, param_shapes
+
+from conftest import assert_close, oracle, random_params, random_sequence, softmax
 
 
 @pytest.mark.parametrize("T", [1, 2, 3, 7, 25])
@@ -50,7 +51,7 @@ def test_loss_is_cross_entropy_by_hand():
     np.testing.assert_allclose(grads.c, do, rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(grads.V, np.outer(do, h1), rtol=1e-12, atol=1e-15)
     # only column x of dU is nonzero
-    da = (p.V.T @ do) * (1 - h1 ** 2)
+    da = (p.V.T @ do) * (1 - h1**2)
     expected_dU = np.zeros((m, K))
     expected_dU[:, 2] = da
     np.testing.assert_allclose(grads.U, expected_dU, rtol=1e-12, atol=1e-15)

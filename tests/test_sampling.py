@@ -1,6 +1,7 @@
 """Sampling (helpers.model.sample): reproducibility, the documented inverse-CDF draws for every cell,
 greedy limits, temperature and top-p, option checks, the sampled distribution; synthesis from a
 checkpoint (steps.synthesize) of the RNN, an LSTM and a stack. Beam search: test_beam.py."""
+
 from __future__ import annotations
 
 import json
@@ -10,13 +11,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import HOGWARTS, ORWELL, chi2_stat, chi2_upper, lstm_step_by_hand, quiet, random_params, softmax
 from helpers.common import files
 from helpers.data.text import build_vocab, decode, encode
 from helpers.model import oracles, sample
 from helpers.model.params import NAMES, init_params
 from helpers.runs import steps
 from helpers.train import checkpoint as ckpt
+
+from conftest import HOGWARTS, ORWELL, chi2_stat, chi2_upper, lstm_step_by_hand, quiet, random_params, softmax
 
 M, K = 8, 6
 
@@ -151,9 +153,15 @@ def test_greedy_is_not_what_temperature_one_gives(model):
 @pytest.mark.parametrize(
     "kwargs",
     [
-        {"temperature": 0.0}, {"temperature": -1.0}, {"temperature": float("nan")},
-        {"top_p": 0.0}, {"top_p": -0.1}, {"top_p": 1.5}, {"top_p": float("nan")},
-        {"n": -1}, {"n": 2.5},
+        {"temperature": 0.0},
+        {"temperature": -1.0},
+        {"temperature": float("nan")},
+        {"top_p": 0.0},
+        {"top_p": -0.1},
+        {"top_p": 1.5},
+        {"top_p": float("nan")},
+        {"n": -1},
+        {"n": 2.5},
     ],
 )
 def test_invalid_options_raise(model, kwargs):
@@ -263,7 +271,7 @@ def test_float32_model_samples(model):
 
 
 def test_synthesize_from_checkpoint(tmp_path, model):
-    chars = ["\n", " ", "a", "b", "c", "\U0001F600"]
+    chars = ["\n", " ", "a", "b", "c", "\U0001f600"]
     path = tmp_path / "m.npz"
     ckpt.save(path, ckpt.Checkpoint(params=model, chars=chars, step=7, smooth_loss=3.5))
     out = tmp_path / "s.json"
@@ -319,13 +327,35 @@ def test_sample_indices_lstm_reproducible_in_vocabulary_and_as_documented():
 def test_synthesize_from_an_lstm_checkpoint(tmp_path, text_file):
     path = text_file(ORWELL, "t.txt")
     out = tmp_path / "run"
-    quiet(steps.train, str(path), str(out), seed=0, n_updates=40, cell="lstm", batch_size=2, m=8, eta=0.1,
-          seq_length=6, sig=0.1, sample_every=20, sample_until=60, sample_length=15, log_every=5, checkpoint_every=1000)
+    quiet(
+        steps.train,
+        str(path),
+        str(out),
+        seed=0,
+        n_updates=40,
+        cell="lstm",
+        batch_size=2,
+        m=8,
+        eta=0.1,
+        seq_length=6,
+        sig=0.1,
+        sample_every=20,
+        sample_until=60,
+        sample_length=15,
+        log_every=5,
+        checkpoint_every=1000,
+    )
     ck = ckpt.load(out / "best.npz")
     assert ck.params.gates == 4
     prime = "the cl"
-    r1 = quiet(steps.synthesize, str(out / "best.npz"), length=50, seed=3, prime=prime,
-               out_path=str(tmp_path / "s.json"))
+    r1 = quiet(
+        steps.synthesize,
+        str(out / "best.npz"),
+        length=50,
+        seed=3,
+        prime=prime,
+        out_path=str(tmp_path / "s.json"),
+    )
     r2 = quiet(steps.synthesize, str(out / "best.npz"), length=50, seed=3, prime=prime)
     assert r1["text"] == r2["text"]
     assert len(r1["text"]) == 50 and set(r1["text"]) <= set(ORWELL)
@@ -342,8 +372,18 @@ def test_synthesize_from_an_lstm_checkpoint(tmp_path, text_file):
 
 def test_synthesize_from_a_two_layer_checkpoint(tmp_path, text_file):
     path = text_file(HOGWARTS, "t.txt")
-    quiet(steps.train, str(path), str(tmp_path / "r"), n_updates=5, m=4, seq_length=5, sample_every=1000,
-          sample_until=0, cell="gru", n_layers=2)
+    quiet(
+        steps.train,
+        str(path),
+        str(tmp_path / "r"),
+        n_updates=5,
+        m=4,
+        seq_length=5,
+        sample_every=1000,
+        sample_until=0,
+        cell="gru",
+        n_layers=2,
+    )
     res = steps.synthesize(str(tmp_path / "r" / "best.npz"), 40, seed=1, prime="The ")
     again = steps.synthesize(str(tmp_path / "r" / "best.npz"), 40, seed=1, prime="The ")
     assert len(res["text"]) == 40 and res["text"] == again["text"] and set(res["text"]) <= set(HOGWARTS)
@@ -357,8 +397,14 @@ TEXTS = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(TEXTS, st.integers(1, 12), st.integers(0, 2**32 - 1), st.floats(0.05, 5.0), st.floats(0.01, 1.0),
-       st.integers(0, 60))
+@given(
+    TEXTS,
+    st.integers(1, 12),
+    st.integers(0, 2**32 - 1),
+    st.floats(0.05, 5.0),
+    st.floats(0.01, 1.0),
+    st.integers(0, 60),
+)
 def test_sampling_yields_vocabulary_characters(text, m, seed, temperature, top_p, n):
     chars = build_vocab(text)
     rng = np.random.default_rng(seed)
@@ -367,4 +413,3 @@ def test_sampling_yields_vocabulary_characters(text, m, seed, temperature, top_p
     idx, h = sample.sample_indices(p, np.zeros(m), int(rng.integers(len(chars))), n, rng, temperature, top_p)
     assert len(idx) == n and ((0 <= idx) & (idx < len(chars))).all() and np.isfinite(h).all()
     assert set(decode(idx, chars)) <= set(chars)
-

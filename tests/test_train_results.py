@@ -3,6 +3,7 @@ train_log.csv, samples.json, best.npz, last.npz) against the same run in memory,
 validation loss, the test part's figures, non-finite losses, and the engine it picks. Exact resume:
 test_resume.py.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -15,7 +16,6 @@ import os
 import numpy as np
 import pytest
 
-from conftest import DURSLEY, HOGWARTS, ORWELL, PANGRAMS, expected_epoch_starts, make_trainer, quiet, train_settings
 from helpers.common import files
 from helpers.data.text import build_vocab, encode
 from helpers.runs import steps
@@ -24,8 +24,28 @@ from helpers.train import evaluate
 from helpers.train.config import TrainConfig
 from helpers.train.trainer import NonFiniteLossError, Trainer
 
-SMALL = dict(m=8, eta=0.1, seq_length=6, sig=0.1, sample_every=20, sample_until=60, sample_length=15,
-             log_every=5, checkpoint_every=1000)
+from conftest import (
+    DURSLEY,
+    HOGWARTS,
+    ORWELL,
+    PANGRAMS,
+    expected_epoch_starts,
+    make_trainer,
+    quiet,
+    train_settings,
+)
+
+SMALL = dict(
+    m=8,
+    eta=0.1,
+    seq_length=6,
+    sig=0.1,
+    sample_every=20,
+    sample_until=60,
+    sample_length=15,
+    log_every=5,
+    checkpoint_every=1000,
+)
 """steps.train on ORWELL: validation, engines."""
 
 
@@ -53,20 +73,47 @@ def read_csv(path):
 def test_train_writes_its_result_files(tmp_path, text_file):
     path = text_file(PANGRAMS)
     out = tmp_path / "out"
-    kwargs = dict(m="8", eta="0.1", seq_length=5, sig=0.01, n_updates=300, sample_every=100, sample_until=200,
-                  sample_length=30, log_every=50, checkpoint_every=100)
+    kwargs = dict(
+        m="8",
+        eta="0.1",
+        seq_length=5,
+        sig=0.01,
+        n_updates=300,
+        sample_every=100,
+        sample_until=200,
+        sample_length=30,
+        log_every=50,
+        checkpoint_every=100,
+    )
     summary = steps.train(str(path), str(out), seed="5", **kwargs)
     assert_result_files(out)
     chars = build_vocab(PANGRAMS)
 
     run = json.loads((out / "run.json").read_text(encoding="utf-8"))
     assert run == json.loads(json.dumps(summary))
-    for key in ("run_id", "seed", "config", "corpus", "steps_done", "epochs", "epoch_starts",
-                "final_smooth_loss", "best_smooth_loss", "best_step", "seconds", "updates_per_second"):
+    for key in (
+        "run_id",
+        "seed",
+        "config",
+        "corpus",
+        "steps_done",
+        "epochs",
+        "epoch_starts",
+        "final_smooth_loss",
+        "best_smooth_loss",
+        "best_step",
+        "seconds",
+        "updates_per_second",
+    ):
         assert key in run, key
     assert run["seed"] == 5 and run["steps_done"] == 300
     assert run["config"] == TrainConfig(**kwargs).as_dict()
-    assert run["corpus"] == {"name": path.name, "source": str(path), "n_chars": len(PANGRAMS), "K": len(chars)}
+    assert run["corpus"] == {
+        "name": path.name,
+        "source": str(path),
+        "n_chars": len(PANGRAMS),
+        "K": len(chars),
+    }
     assert run["best_smooth_loss"] <= run["final_smooth_loss"]
     assert 1 <= run["best_step"] <= 300
     assert run["epoch_starts"] == expected_epoch_starts(len(PANGRAMS), 5, 300)
@@ -116,9 +163,11 @@ def test_train_same_seed_identical_different_seed_differs(tmp_path, text_file):
     results = {}
     for name, seed in (("a", 1), ("b", 1), ("c", 2)):
         steps.train(str(path), str(tmp_path / name), seed=seed, **kwargs)
-        results[name] = (ckpt.load(tmp_path / name / "last.npz"),
-                         (tmp_path / name / "samples.json").read_text(encoding="utf-8"),
-                         (tmp_path / name / "train_log.csv").read_text(encoding="utf-8"))
+        results[name] = (
+            ckpt.load(tmp_path / name / "last.npz"),
+            (tmp_path / name / "samples.json").read_text(encoding="utf-8"),
+            (tmp_path / name / "train_log.csv").read_text(encoding="utf-8"),
+        )
     a, b, c = results["a"], results["b"], results["c"]
     np.testing.assert_array_equal(a[0].params.flat, b[0].params.flat)
     assert a[1] == b[1] and a[2] == b[2]
@@ -151,10 +200,18 @@ def test_run_json_records_the_constants_the_training_used(tmp_path, text_file):
     from helpers.train import optim
     from helpers.train.trainer import SMOOTHING
 
-    run = steps.train(str(text_file(PANGRAMS)), str(tmp_path), seed=1,
-                         **train_settings(n_updates=20, optimizer="adam", eta=0.01))
-    assert run["constants"] == {"clip": optim.CLIP, "smoothing": SMOOTHING, "optimizer": "adam",
-                                "optimizer_settings": {"beta1": optim.BETA1, "beta2": optim.BETA2, "eps": optim.EPS}}
+    run = steps.train(
+        str(text_file(PANGRAMS)),
+        str(tmp_path),
+        seed=1,
+        **train_settings(n_updates=20, optimizer="adam", eta=0.01),
+    )
+    assert run["constants"] == {
+        "clip": optim.CLIP,
+        "smoothing": SMOOTHING,
+        "optimizer": "adam",
+        "optimizer_settings": {"beta1": optim.BETA1, "beta2": optim.BETA2, "eps": optim.EPS},
+    }
     assert run["seconds"] == json.loads((tmp_path / "metrics.json").read_text())["seconds"]
     assert run["session_updates"] == 20 and run["session_seconds"] <= run["seconds"]
 
@@ -168,13 +225,30 @@ def test_best_model_is_the_lowest_validation_loss_and_metrics(tmp_path, text_fil
     out = tmp_path / "run"
     n, every, T = 55, 10, 6
     cfg = {**SMALL, "eta": 0.3 if opt == "adagrad" else 0.05}
-    run = quiet(steps.train, str(path), str(out), seed=1, n_updates=n, cell=cell, batch_size=B, optimizer=opt,
-                val_fraction=0.2, eval_every=every, **cfg)
+    run = quiet(
+        steps.train,
+        str(path),
+        str(out),
+        seed=1,
+        n_updates=n,
+        cell=cell,
+        batch_size=B,
+        optimizer=opt,
+        val_fraction=0.2,
+        eval_every=every,
+        **cfg,
+    )
     last = ckpt.load(out / "last.npz")
     best = ckpt.load(out / "best.npz")
     val_log = last.meta["val_log"]
     evaluated = [row[0] for row in val_log]
-    assert evaluated == [10, 20, 30, 40, 50]  # every eval_every; the final model's figure goes to metrics only
+    assert evaluated == [
+        10,
+        20,
+        30,
+        40,
+        50,
+    ]  # every eval_every; the final model's figure goes to metrics only
     assert [row[1] for row in val_log] == [s * B * T for s in evaluated]
     losses = [row[3] for row in val_log]
     lowest = min(losses)
@@ -184,7 +258,7 @@ def test_best_model_is_the_lowest_validation_loss_and_metrics(tmp_path, text_fil
     chars = build_vocab(ORWELL)
     data = encode(ORWELL, chars)
     n_val = round(0.2 * len(ORWELL))
-    val = data[len(data) - n_val:]
+    val = data[len(data) - n_val :]
     # the stored figures are the validation loss of the stored models
     assert evaluate.loss_per_char(cell, best.params, val) == pytest.approx(lowest, rel=1e-10)
     final = evaluate.loss_per_char(cell, last.params, val)
@@ -236,9 +310,23 @@ def test_validation_split_that_rounds_to_nothing_is_refused(tmp_path, text_file)
 def test_test_loss_is_evaluated_once_with_the_best_model(tmp_path, text_file, monkeypatch):
     path = text_file(DURSLEY, "t.txt")
     calls, real = [], Trainer.test
-    monkeypatch.setattr(Trainer, "test", lambda self, params=None: calls.append(self.state.step) or real(self, params))
-    kw = dict(m=5, seq_length=6, n_updates=40, sample_every=1000, sample_until=0, checkpoint_every=10, cell="gru",
-              val_fraction=0.1, test_fraction=0.1, eval_every=10, optimizer="adam", eta=0.02)
+    monkeypatch.setattr(
+        Trainer, "test", lambda self, params=None: calls.append(self.state.step) or real(self, params)
+    )
+    kw = dict(
+        m=5,
+        seq_length=6,
+        n_updates=40,
+        sample_every=1000,
+        sample_until=0,
+        checkpoint_every=10,
+        cell="gru",
+        val_fraction=0.1,
+        test_fraction=0.1,
+        eval_every=10,
+        optimizer="adam",
+        eta=0.02,
+    )
     run = quiet(steps.train, str(path), str(tmp_path / "r"), **kw)
     assert calls == [40]  # not at the checkpoints, never during training
     m = json.loads((tmp_path / "r" / "metrics.json").read_text())
@@ -256,8 +344,16 @@ def test_test_loss_is_evaluated_once_with_the_best_model(tmp_path, text_file, mo
 
 def test_without_a_test_part_the_test_fields_are_null(tmp_path, text_file):
     path = text_file(DURSLEY, "t.txt")
-    quiet(steps.train, str(path), str(tmp_path / "r"), m=4, seq_length=6, n_updates=5, sample_every=1000,
-          sample_until=0)
+    quiet(
+        steps.train,
+        str(path),
+        str(tmp_path / "r"),
+        m=4,
+        seq_length=6,
+        n_updates=5,
+        sample_every=1000,
+        sample_until=0,
+    )
     m = json.loads((tmp_path / "r" / "metrics.json").read_text())
     assert m["test_loss_per_char"] is None and m["test_bits_per_char"] is None and m["test_chars"] == 0
 
@@ -278,7 +374,9 @@ def test_numba_engine_for_lstm_falls_back_to_numpy_with_a_note(tmp_path, text_fi
     # and the run is the numpy run
     ref_out = tmp_path / "ref"
     quiet(steps.train, str(path), str(ref_out), n_updates=12, cell="lstm", engine="numpy", **SMALL)
-    np.testing.assert_array_equal(ckpt.load(out / "last.npz").params.flat, ckpt.load(ref_out / "last.npz").params.flat)
+    np.testing.assert_array_equal(
+        ckpt.load(out / "last.npz").params.flat, ckpt.load(ref_out / "last.npz").params.flat
+    )
 
 
 def test_numba_engine_for_the_rnn_is_used(tmp_path, text_file):
@@ -297,6 +395,15 @@ def test_numba_engine_falls_back_for_a_stack(tmp_path, text_file):
     path = text_file(HOGWARTS, "t.txt")
     out = io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
-        run = steps.train(str(path), str(tmp_path / "r"), n_updates=3, m=4, seq_length=5, sample_every=1000,
-                          sample_until=0, engine="numba", n_layers=2)
+        run = steps.train(
+            str(path),
+            str(tmp_path / "r"),
+            n_updates=3,
+            m=4,
+            seq_length=5,
+            sample_every=1000,
+            sample_until=0,
+            engine="numba",
+            n_layers=2,
+        )
     assert run["engine"] == "numpy" and "one-layer" in out.getvalue()

@@ -4,6 +4,7 @@ the best model, samples, B streams, the validation and test parts, dropout masks
 the scheduled learning rate, and non-finite losses. Result files and exact resume: test_train_results.py
 and test_resume.py.
 """
+
 from __future__ import annotations
 
 import math
@@ -11,14 +12,24 @@ import math
 import numpy as np
 import pytest
 
-from conftest import (DURSLEY, HOGWARTS, NO_SAMPLES, ORWELL, expected_epoch_starts, make_trainer, oracle_stream,
-                      quiet, random_params)
 from helpers.common import errors
 from helpers.data.text import build_vocab, encode
 from helpers.model import cells, oracles, sample
 from helpers.model.params import NAMES, init_params
 from helpers.train import evaluate
 from helpers.train.trainer import NonFiniteLossError
+
+from conftest import (
+    DURSLEY,
+    HOGWARTS,
+    NO_SAMPLES,
+    ORWELL,
+    expected_epoch_starts,
+    make_trainer,
+    oracle_stream,
+    quiet,
+    random_params,
+)
 
 STREAMS = dict(m=6, sig=0.1, n_updates=100, **NO_SAMPLES)
 """B streams of ORWELL (eta 0.1, seq_length 5)."""
@@ -31,19 +42,31 @@ DROPOUT = dict(m=6, eta=0.05, sig=0.1, n_updates=100, optimizer="adam", **NO_SAM
 # --- the loop against an independent re-implementation ----------------------------------
 
 
-@pytest.mark.parametrize("N,starts", [
-    (46, [0, 4, 8, 12, 16, 20]),  # 45 // 10 = 4 updates per epoch
-    (48, [0, 4, 8, 12, 16, 20]),
-    (50, [0, 4, 8, 12, 16, 20]),  # N = 5 T: a 5th chunk would need 51 characters
-    (51, [0, 5, 10, 15, 20]),  # 50 // 10 = 5: the 5th chunk ends exactly at the text's end
-    (59, [0, 5, 10, 15, 20]),
-])
+@pytest.mark.parametrize(
+    "N,starts",
+    [
+        (46, [0, 4, 8, 12, 16, 20]),  # 45 // 10 = 4 updates per epoch
+        (48, [0, 4, 8, 12, 16, 20]),
+        (50, [0, 4, 8, 12, 16, 20]),  # N = 5 T: a 5th chunk would need 51 characters
+        (51, [0, 5, 10, 15, 20]),  # 50 // 10 = 5: the 5th chunk ends exactly at the text's end
+        (59, [0, 5, 10, 15, 20]),
+    ],
+)
 def test_trainer_equals_hand_written_loop_with_clipping_and_epoch_resets(N, starts):
     """Reference BPTT + hand clipping + hand AdaGrad over consecutive chunks, with resets."""
     text = ("aaaaaaaabc" * 6)[:N]  # long runs of 'a' make big gradients, so clipping is exercised
     T, n, eta = 10, 23, 0.1
-    tr = make_trainer(text, seed=3, seq_length=T, eta=eta, sig=0.5, n_updates=n, sample_every=1000,
-                      sample_until=0, sample_length=3)
+    tr = make_trainer(
+        text,
+        seed=3,
+        seq_length=T,
+        eta=eta,
+        sig=0.5,
+        n_updates=n,
+        sample_every=1000,
+        sample_until=0,
+        sample_length=3,
+    )
     data = tr.data
     assert len(data) == N
     p = {name: tr.state.params[name].copy() for name in NAMES}
@@ -52,7 +75,7 @@ def test_trainer_equals_hand_written_loop_with_clipping_and_epoch_resets(N, star
     for _ in range(n):
         if e + T + 1 > N:  # too few characters left: new epoch
             e, h = 0, np.zeros(8)
-        x, y = data[e:e + T], data[e + 1:e + T + 1]
+        x, y = data[e : e + T], data[e + 1 : e + T + 1]
         loss, g, hlast = oracles.loss_and_grads(*(p[k] for k in NAMES), x, y, h)
         for k in NAMES:
             clipped += int((np.abs(g[k]) > 5).sum())
@@ -91,7 +114,7 @@ def test_smooth_loss_bookkeeping():
     log = tr.state.log
     assert [row[0] for row in log] == list(range(1, 301))
     smooth = None
-    for step, loss, logged in log:
+    for _step, loss, logged in log:
         smooth = loss if smooth is None else 0.999 * smooth + 0.001 * loss
         assert logged == pytest.approx(smooth, rel=1e-13)
     assert tr.state.smooth_loss == pytest.approx(smooth, rel=1e-13)
@@ -138,8 +161,9 @@ def test_epoch_reset():
     # the update after the reset starts from h0 = 0 on the first chunk
     params_before = s.params.copy()
     loss = tr.update()
-    ref_loss = oracles.loss_and_grads(*(params_before[k] for k in NAMES), tr.data[0:5], tr.data[1:6],
-                                        np.zeros(8))[0]
+    ref_loss = oracles.loss_and_grads(
+        *(params_before[k] for k in NAMES), tr.data[0:5], tr.data[1:6], np.zeros(8)
+    )[0]
     assert loss == pytest.approx(ref_loss, rel=1e-10)
     assert s.position == 5 and s.epoch == 2 and s.epoch_starts == [0, 4]
     while s.step < 41:
@@ -193,7 +217,9 @@ def test_samples_schedule_and_contents(monkeypatch):
 
     monkeypatch.setattr(sample, "sample_indices", spy)  # the engine takes the sampler when it is made
     seed, T = 4, 5
-    tr = make_trainer(seed=seed, seq_length=T, n_updates=200, sample_every=40, sample_until=130, sample_length=17)
+    tr = make_trainer(
+        seed=seed, seq_length=T, n_updates=200, sample_every=40, sample_until=130, sample_length=17
+    )
     initial = tr.state.params.flat.copy()
     hprevs = {}
     while tr.state.step < 200:
@@ -269,7 +295,9 @@ def record_calls(trainer):
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm"])
 def test_batch_streams_positions_epochs_and_chars_seen(cell):
-    text = ORWELL[:200]  # 200 // 3 = 66 per stream (2 characters unused); 66 = 13 * 5 + 1: the last chunk ends at L
+    text = ORWELL[
+        :200
+    ]  # 200 // 3 = 66 per stream (2 characters unused); 66 = 13 * 5 + 1: the last chunk ends at L
     B, T, n = 3, 5, 40
     tr = make_trainer(text, **{**STREAMS, "n_updates": n}, cell=cell, batch_size=B, seq_length=T)
     data = encode(text, build_vocab(text))
@@ -285,8 +313,8 @@ def test_batch_streams_positions_epochs_and_chars_seen(cell):
         x, y, hprev = calls[-1]
         assert x.shape == (B, T) and y.shape == (B, T)
         for b in range(B):
-            np.testing.assert_array_equal(x[b], data[b * L + e:b * L + e + T])
-            np.testing.assert_array_equal(y[b], data[b * L + e + 1:b * L + e + T + 1])
+            np.testing.assert_array_equal(x[b], data[b * L + e : b * L + e + T])
+            np.testing.assert_array_equal(y[b], data[b * L + e + 1 : b * L + e + T + 1])
         S = cells.STATE_SIZES[cell]
         assert hprev.shape == (B, S * tr.cfg.m)
         if e == 0:  # first chunk of an epoch: zero state
@@ -304,8 +332,16 @@ def test_batch_training_equals_a_hand_loop_on_the_oracle():
     """B = 2 LSTM streams, oracle gradients averaged, clipped to [-5, 5], RMSProp by hand."""
     text = ORWELL[:150]
     B, T, n, eta, m = 2, 6, 16, 0.05, 5
-    tr = make_trainer(text, seed=2, **{**STREAMS, "m": m, "sig": 0.5, "n_updates": n}, cell="lstm", batch_size=B,
-                      seq_length=T, eta=eta, optimizer="rmsprop")
+    tr = make_trainer(
+        text,
+        seed=2,
+        **{**STREAMS, "m": m, "sig": 0.5, "n_updates": n},
+        cell="lstm",
+        batch_size=B,
+        seq_length=T,
+        eta=eta,
+        optimizer="rmsprop",
+    )
     data = tr.train_data
     L = len(data) // B
     p = tr.state.params.copy()
@@ -315,8 +351,12 @@ def test_batch_training_equals_a_hand_loop_on_the_oracle():
     for _ in range(n):
         if e + T + 1 > L:
             e, state = 0, np.zeros((B, 2 * m))
-        outs = [oracle_stream("lstm", p, data[b * L + e:b * L + e + T], data[b * L + e + 1:b * L + e + T + 1],
-                              state[b]) for b in range(B)]
+        outs = [
+            oracle_stream(
+                "lstm", p, data[b * L + e : b * L + e + T], data[b * L + e + 1 : b * L + e + T + 1], state[b]
+            )
+            for b in range(B)
+        ]
         losses.append(sum(o[0] for o in outs) / B)
         g = np.concatenate([(sum(o[1][k] for o in outs) / B).ravel() for k in NAMES])
         g = np.clip(g, -5, 5)
@@ -344,8 +384,8 @@ def test_val_split_holds_out_the_end(N, frac, n_val):
     tr = make_trainer(text, **STREAMS, val_fraction=frac)
     chars = build_vocab(text)
     assert len(tr.train_data) == N - n_val and len(tr.val_data) == n_val
-    np.testing.assert_array_equal(tr.train_data, encode(text[:N - n_val], chars))
-    np.testing.assert_array_equal(tr.val_data, encode(text[N - n_val:], chars) if n_val else [])
+    np.testing.assert_array_equal(tr.train_data, encode(text[: N - n_val], chars))
+    np.testing.assert_array_equal(tr.val_data, encode(text[N - n_val :], chars) if n_val else [])
     assert tr.L == N - n_val  # one stream reads the training part only
 
 
@@ -363,8 +403,11 @@ def test_batches_never_read_the_validation_part():
     L = train_len // B
     for x, y, _ in calls:
         for b in range(B):
-            starts = [s for s in range(b * L, b * L + L - T) if np.array_equal(train[s:s + T], x[b])
-                      and np.array_equal(train[s + 1:s + T + 1], y[b])]
+            starts = [
+                s
+                for s in range(b * L, b * L + L - T)
+                if np.array_equal(train[s : s + T], x[b]) and np.array_equal(train[s + 1 : s + T + 1], y[b])
+            ]
             assert starts, "a chunk that is not in stream b of the training part"
 
 
@@ -398,7 +441,8 @@ def test_loss_per_char_equals_one_stream_from_zero(cell, chunk):
         assert evaluate.loss_per_char(cell, p, data) == pytest.approx(total / (N - 1), rel=1e-11)
         two = data[:2]
         assert evaluate.loss_per_char(cell, p, two) == pytest.approx(
-            oracle_stream(cell, p, two[:1], two[1:], zero)[0], rel=1e-12)
+            oracle_stream(cell, p, two[:1], two[1:], zero)[0], rel=1e-12
+        )
     with pytest.raises(ValueError):
         evaluate.loss_per_char(cell, p, data[:1])
 
@@ -412,10 +456,13 @@ def test_bits():
 
 
 def test_the_trainer_steps_with_the_scheduled_eta_across_epochs():
-    t = make_trainer(DURSLEY, **SCHEDULE, lr_decay=0.5, optimizer="adagrad")  # 81 updates per epoch with T = 6
+    t = make_trainer(
+        DURSLEY, **SCHEDULE, lr_decay=0.5, optimizer="adagrad"
+    )  # 81 updates per epoch with T = 6
     seen, real = [], t.engine.step
-    t.engine.step = lambda theta, g, slots, step, tmp, eta=None: seen.append((t.state.epoch, eta)) or real(
-        theta, g, slots, step, tmp, eta)
+    t.engine.step = lambda theta, g, slots, step, tmp, eta=None: (
+        seen.append((t.state.epoch, eta)) or real(theta, g, slots, step, tmp, eta)
+    )
     for _ in range(90):
         t.update()
     assert {e for e, _ in seen} == {1, 2}
@@ -423,11 +470,21 @@ def test_the_trainer_steps_with_the_scheduled_eta_across_epochs():
 
 
 def test_training_draws_masks_from_the_run_rng_and_evaluation_uses_none():
-    t = make_trainer(HOGWARTS, **DROPOUT, cell="lstm", n_layers=2, dropout=0.3, batch_size=2, val_fraction=0.2,
-                     eval_every=1000)
+    t = make_trainer(
+        HOGWARTS,
+        **DROPOUT,
+        cell="lstm",
+        n_layers=2,
+        dropout=0.3,
+        batch_size=2,
+        val_fraction=0.2,
+        eval_every=1000,
+    )
     seen = []
     real = t.engine.loss_and_grads
-    t.engine.loss_and_grads = lambda p, X, Y, s, g, masks=None: seen.append(masks) or real(p, X, Y, s, g, masks)
+    t.engine.loss_and_grads = lambda p, X, Y, s, g, masks=None: (
+        seen.append(masks) or real(p, X, Y, s, g, masks)
+    )
     before = t.state.rng.bit_generator.state
     rng = np.random.default_rng()
     rng.bit_generator.state = before

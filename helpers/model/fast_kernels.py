@@ -14,6 +14,7 @@ only: in the matrix products, in numpy's pairwise sums and in the libm tanh and 
 Parameters and gradients are passed as the ``flat`` buffer of a :class:`helpers.model.params.ParamSet`
 (U, W, V, b, c one after the other); :func:`param_views` cuts it into the named arrays.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -32,7 +33,7 @@ def param_views(flat, m, K):
     U = flat[:end_U].reshape((m, K))
     W = flat[end_U:end_W].reshape((m, m))
     V = flat[end_W:end_V].reshape((K, m))
-    return U, W, V, flat[end_V:end_b], flat[end_b:end_b + K]
+    return U, W, V, flat[end_V:end_b], flat[end_b : end_b + K]
 
 
 @njit(**JIT)
@@ -146,9 +147,9 @@ def loss_and_grads(theta, grad, x, y, hprev, H, A, P, tmp):
     T = x.shape[0]
     U, W, V, b, c = param_views(theta, m, K)
     dU, dW, dV, db, dc = param_views(grad, m, K)
-    forward(U, W, b, x, hprev, H[:T + 1], A[:T], tmp)
-    loss = softmax_loss(V, c, y, H[1:T + 1], P[:T])
-    backward(W, V, x, y, H[:T + 1], P[:T], A[:T], tmp, dU, dW, dV, db, dc)  # A becomes dL/da_t
+    forward(U, W, b, x, hprev, H[: T + 1], A[:T], tmp)
+    loss = softmax_loss(V, c, y, H[1 : T + 1], P[:T])
+    backward(W, V, x, y, H[: T + 1], P[:T], A[:T], tmp, dU, dW, dV, db, dc)  # A becomes dL/da_t
     return loss, True
 
 

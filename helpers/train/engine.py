@@ -6,6 +6,7 @@ An engine computes ``loss_and_grads(p, X, Y, state, grads)`` on mini-batches (B,
 with. The numba engine gives the same results to rounding (its fused clip + AdaGrad step is
 bit-identical to :func:`helpers.train.optim.clip_` + :func:`~helpers.train.optim.adagrad_`).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -70,16 +71,31 @@ def make(cfg: TrainConfig, K: int, dtype, out=print) -> NumpyEngine:
     """The engine ``cfg.engine`` names, or numpy with a note when numba cannot serve the run."""
     if cfg.engine == "numba":
         fast = _fast()
-        if fast.AVAILABLE and cfg.cell == "rnn" and cfg.batch_size == 1 and cfg.n_layers == 1 and cfg.dropout == 0:
+        if (
+            fast.AVAILABLE
+            and cfg.cell == "rnn"
+            and cfg.batch_size == 1
+            and cfg.n_layers == 1
+            and cfg.dropout == 0
+        ):
             return NumbaEngine(cfg, K, dtype)
-        why = fast.REASON if not fast.AVAILABLE else \
-            "it serves the one-layer vanilla RNN with batch_size 1 and no dropout only"
+        why = (
+            fast.REASON
+            if not fast.AVAILABLE
+            else "it serves the one-layer vanilla RNN with batch_size 1 and no dropout only"
+        )
         out(f"engine 'numba' unavailable ({why}); using numpy")
     return NumpyEngine(cfg, K, dtype)
 
 
-def clip_adagrad_(theta: np.ndarray, g: np.ndarray, mem: np.ndarray, eta: float, eps: float = optim.EPS,
-                  limit: float = optim.CLIP) -> None:
+def clip_adagrad_(
+    theta: np.ndarray,
+    g: np.ndarray,
+    mem: np.ndarray,
+    eta: float,
+    eps: float = optim.EPS,
+    limit: float = optim.CLIP,
+) -> None:
     """Clip ``g`` to [-limit, limit], then one AdaGrad step on ``theta`` and ``mem``; all in place, compiled.
 
     Bit-identical to ``optim.clip_(g, limit); optim.adagrad_(theta, g, mem, eta, eps)``.
@@ -94,11 +110,14 @@ def clip_adagrad_(theta: np.ndarray, g: np.ndarray, mem: np.ndarray, eta: float,
     fast = _fast()
     fast.require()
     if not (theta.ndim == 1 and theta.shape == g.shape == mem.shape):
-        raise ValueError(f"theta, g and mem must be flat arrays of one shape, got {theta.shape}, {g.shape}, "
-                         f"{mem.shape}")
+        raise ValueError(
+            f"theta, g and mem must be flat arrays of one shape, got {theta.shape}, {g.shape}, {mem.shape}"
+        )
     if not (theta.dtype == g.dtype == mem.dtype) or theta.dtype not in (np.float64, np.float32):
-        raise ValueError(f"theta, g and mem must share one dtype, float64 or float32; got "
-                         f"{theta.dtype}, {g.dtype}, {mem.dtype}")
+        raise ValueError(
+            f"theta, g and mem must share one dtype, float64 or float32; got "
+            f"{theta.dtype}, {g.dtype}, {mem.dtype}"
+        )
     if not (theta.flags.c_contiguous and g.flags.c_contiguous and mem.flags.c_contiguous):
         raise ValueError("theta, g and mem must be C-contiguous (e.g. ParamSet.flat)")
     f = theta.dtype.type
