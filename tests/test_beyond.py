@@ -637,20 +637,21 @@ def test_too_short_text_for_the_streams_is_refused():
 # --- engines --------------------------------------------------------------------------------------
 
 
-def test_numba_engine_for_lstm_falls_back_to_numpy_with_a_note(tmp_path):
+def test_numba_engine_for_a_batched_rnn_falls_back_to_numpy_with_a_note(tmp_path):
+    """(The GRU and the LSTM have a numba path: tests/test_fast_gated.py.)"""
     path = tmp_path / "t.txt"
     path.write_text(TEXT, encoding="utf-8")
     out = tmp_path / "run"
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(io.StringIO()):
-        run = workflow.train(str(path), str(out), n_updates=12, cell="lstm", engine="numba", **SMALL)
+        run = workflow.train(str(path), str(out), n_updates=12, cell="rnn", batch_size=2, engine="numba", **SMALL)
     assert run["engine"] == "numpy"
     assert read_json(out / "run.json")["engine"] == "numpy"
     note = buf.getvalue()
     assert "numba" in note and "numpy" in note
     # and the run is the numpy run
     ref_out = tmp_path / "ref"
-    train_quiet(path, ref_out, n_updates=12, cell="lstm", engine="numpy", **SMALL)
+    train_quiet(path, ref_out, n_updates=12, cell="rnn", batch_size=2, engine="numpy", **SMALL)
     np.testing.assert_array_equal(ckpt.load(out / "last.npz").params.flat, ckpt.load(ref_out / "last.npz").params.flat)
 
 
