@@ -52,8 +52,13 @@ def blas() -> np.ndarray:
 def _k():
     """The kernels module (compiled on first use; numba must be available)."""
     fast.require()
-    from . import fast_gated_kernels
+    from . import fast_gated_kernels, fast_math
 
+    if not _BLAS:
+        for module in (fast_gated_kernels, fast_math, fast_blas):
+            for kernel in vars(module).values():
+                if hasattr(kernel, "py_func"):  # an unreadable on-disk cache is rebuilt with a note
+                    fast.tolerate_broken_cache(kernel)
     return fast_gated_kernels
 
 
@@ -107,7 +112,7 @@ def loss_and_grads(cell: str, p: ParamSet, X, Y, state, grads: ParamSet, masks=N
     gradients (unclipped) into ``grads`` and returns (mean loss over the B streams, state after the
     last step (B, L S m)).
     """
-    k = _k()
+    k, bl = _k(), blas()
     X, Y = np.ascontiguousarray(X, dtype=np.int64), np.asarray(Y)
     if X.ndim != 2 or X.shape != Y.shape or X.size == 0:
         raise ValueError(f"X and Y must be (B, T) index arrays of one shape, got {X.shape} and {Y.shape}")
@@ -117,7 +122,7 @@ def loss_and_grads(cell: str, p: ParamSet, X, Y, state, grads: ParamSet, masks=N
     if X.min() < 0 or X.max() >= p.K or Y.min() < 0 or Y.max() >= p.K:
         raise ValueError(f"character indices must lie in [0, {p.K})")
     fast.numba.set_num_threads(ws.n)
-    bl, n, Sm, N = blas(), ws.n, (2 if cell == "lstm" else 1) * m, T * B
+    n, Sm, N = ws.n, (2 if cell == "lstm" else 1) * m, T * B
     below, states = None, []
     for l in range(p.layers):
         lp = p.layer(l + 1)
