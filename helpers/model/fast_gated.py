@@ -136,21 +136,35 @@ def loss_and_grads(cell: str, p: ParamSet, X, Y, state, grads: ParamSet, masks=N
             k.rows_dot(bl, below.reshape(N, m), np.ascontiguousarray(lp.U.T), Z.reshape(N, -1), n)  # U_l (d h^{l-1}_t)
             Xk = ws.none_X
         if cell == "gru":
-            k.gru_forward(bl, Xk, ws.UT, lp.b, Z, H, ws.Wn[l], ws.WT, ws.R, n)
+            args = (bl, Xk, ws.UT, lp.b, Z, H, ws.Wn[l], ws.WT)
+            k.gru_forward_rows(*args, ws.R[0], 0, B) if n == 1 else k.gru_forward(*args, ws.R, n)
             states.append(H[T])
         else:
             ws.S[l][0] = state[:, l * Sm + m:(l + 1) * Sm]
-            k.lstm_forward(bl, Xk, ws.UT, lp.b, Z, H, ws.S[l], ws.TS[l], ws.WT, ws.R, n)
+            args = (bl, Xk, ws.UT, lp.b, Z, H, ws.S[l], ws.TS[l], ws.WT)
+            k.lstm_forward_rows(*args, ws.R[0], 0, B) if n == 1 else k.lstm_forward(*args, ws.R, n)
             states.extend((H[T], ws.S[l][T]))
         below = H[1:]
         if masks is not None:
-            k.multiply(H[1:].reshape(N, m), _rows(masks[l], N, ws.dtype), ws.D[l].reshape(N, m), n)
+            args = (H[1:].reshape(N, m), _rows(masks[l], N, ws.dtype), ws.D[l].reshape(N, m))
+            k.multiply_rows(*args, 0, N) if n == 1 else k.multiply(*args, n)
             below = ws.D[l]  # d^l * h^l_t
     top = below.reshape(N, m)
     np.copyto(ws.VT, p.V.T)
-    loss = k.softmax_loss(bl, top, ws.VT, p.c, np.ascontiguousarray(Y.T).reshape(-1), ws.P, ws.dtype.type(B), n)
+    args = (bl, top, ws.VT, p.c, np.ascontiguousarray(Y.T).reshape(-1), ws.P, ws.dtype.type(B))
+    loss = k.softmax_rows(*args, 0, N) if n == 1 else k.softmax_loss(*args, n)
     _backward(k, bl, cell, p, X, grads, masks, ws, top)
     return loss / B, np.concatenate(states, axis=1)
+
+
+def _sums(k, dZ, X, db, dUT, part, n: int) -> None:
+    """``bias_and_inputs`` of the kernels; with one thread its ``sums_rows`` on this one."""
+    if n > 1:
+        return k.bias_and_inputs(dZ, X, db, dUT, part, n)
+    k.sums_rows(dZ, X, part[0], 0, dZ.shape[0])
+    np.copyto(db, part[0, -1])
+    if X.shape[0]:
+        np.copyto(dUT, part[0, :-1])
 
 
 def _rows(a, N: int, dtype) -> np.ndarray:
@@ -163,24 +177,26 @@ def _backward(k, bl, cell, p, X, grads, masks, ws, top) -> None:
     T, B, m, n, N = ws.T, ws.B, p.m, ws.n, ws.T * ws.B
     dO, dH2 = ws.P, ws.dH.reshape(N, m)
     k.tdot(bl, dO, top, grads.V, ws.part_V, n)  # dV = sum dL/do_t h_t^T
-    k.bias_and_inputs(dO, ws.none_X, grads.c, ws.dUT, ws.part_c, n)  # dc = sum dL/do_t
+    _sums(k, dO, ws.none_X, grads.c, ws.dUT, ws.part_c, n)  # dc = sum dL/do_t
     k.rows_dot(bl, dO, p.V, dH2, n)  # dL/dh^L_t from the outputs
     for l in range(p.layers - 1, -1, -1):
         lp, g, H = p.layer(l + 1), grads.layer(l + 1), ws.H[l]
         mask = ws.none_mask if masks is None else np.ascontiguousarray(masks[l], dtype=ws.dtype)
         if cell == "gru":
-            k.gru_backward(bl, ws.Z[l], H, ws.Wn[l], ws.dH, mask, lp.W, ws.dZ, ws.dR, ws.G1, n)
+            args = (bl, ws.Z[l], H, ws.Wn[l], ws.dH, mask, lp.W, ws.dZ, ws.dR)
+            k.gru_backward_rows(*args, ws.G1[0], 0, B) if n == 1 else k.gru_backward(*args, ws.G1, n)
             dR = ws.dR
         else:
-            k.lstm_backward(bl, ws.Z[l], ws.S[l], ws.TS[l], ws.dH, mask, lp.W, ws.dZ, ws.G1, ws.G2, n)
+            args = (bl, ws.Z[l], ws.S[l], ws.TS[l], ws.dH, mask, lp.W, ws.dZ)
+            k.lstm_backward_rows(*args, ws.G1[0], ws.G2[0], 0, B) if n == 1 else k.lstm_backward(*args, ws.G1, ws.G2, n)
             dR = ws.dZ
         dZ2 = ws.dZ.reshape(N, -1)
         k.tdot(bl, dR.reshape(N, -1), H[:-1].reshape(N, m), g.W, ws.part, n)  # dW = sum dL/d(W h_{t-1}) h_{t-1}^T
         if l == 0:
-            k.bias_and_inputs(dZ2, X, g.b, ws.dUT, ws.part_U, n)  # db, and dU for one-hot inputs
+            _sums(k, dZ2, X, g.b, ws.dUT, ws.part_U, n)  # db, and dU for one-hot inputs
             np.copyto(g.U, ws.dUT.T)
         else:
-            k.bias_and_inputs(dZ2, ws.none_X, g.b, ws.dUT, ws.part_U, n)
+            _sums(k, dZ2, ws.none_X, g.b, ws.dUT, ws.part_U, n)
             below = (ws.H[l - 1][1:] if masks is None else ws.D[l - 1]).reshape(N, m)
             k.tdot(bl, dZ2, below, g.U, ws.part, n)  # dU_l = sum dL/dz_t (d h^{l-1}_t)^T
             k.rows_dot(bl, dZ2, lp.U, dH2, n)  # dL/d(d h^{l-1}_t)
