@@ -49,7 +49,7 @@ def torch_run(python: str, cell: str, threads: int, K: int, seconds: float) -> d
     """One run of benchmarks/torch_ref.py: its JSON (``chars_per_second`` ...), or {"error": why}."""
     cmd = [python, str(ROOT / "benchmarks" / "torch_ref.py"), "--cell", cell, "--threads", str(threads),
            "--m", str(SHAPE["m"]), "--batch", str(SHAPE["batch_size"]), "--seq-length", str(SHAPE["seq_length"]),
-           "--K", str(K), "--eta", str(SHAPE["eta"]), "--runs", "1", "--seconds", str(seconds)]
+           "--K", str(K), "--eta", str(SHAPE["eta"]), "--runs", "1", "--seconds", str(seconds), "--warmup", "2"]
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=120 + 10 * seconds)
         return json.loads(done.stdout) if done.returncode == 0 else {"error": done.stderr.strip()[-300:]}
