@@ -104,7 +104,8 @@ def main(argv=None) -> int:
         "torch_threads": torch.get_num_threads(), "m": args.m, "batch": B, "seq_length": T, "K": K,
         "layers": args.layers, "dropout": args.dropout, "input": args.input, "dtype": "float32",
         "torch": torch.__version__, "numpy": np.__version__, "python": sys.version.split()[0],
-        "mkldnn": bool(torch.backends.mkldnn.is_available()), "blas": torch.__config__.show().count("BLAS_INFO=mkl") and "mkl" or "other",
+        "mkldnn": bool(torch.backends.mkldnn.is_available()),
+        "blas": "mkl" if "BLAS_INFO=mkl" in torch.__config__.show() else "other",
         "load_average": [round(v, 2) for v in os.getloadavg()],
     }))
     return 0

@@ -145,7 +145,10 @@ def test_gradcheck_through_the_numba_path(cell, layers, dropout):
     ws = fast_gated.Workspace(cell, p.m, p.K, 2, 5, layers, np.float64, threads=2)
     grads = p.zeros_like()
     fast_gated.loss_and_grads(cell, p, X, Y, state, grads, masks, ws, threads=2)
-    loss = lambda: fast_gated.loss_and_grads(cell, p, X, Y, state, p.zeros_like(), masks, ws, threads=2)[0]  # noqa: E731
+
+    def loss():
+        return fast_gated.loss_and_grads(cell, p, X, Y, state, p.zeros_like(), masks, ws, threads=2)[0]
+
     for name in p.names:
         view = p[name].reshape(-1)
         numeric = np.array([gradcheck.centered_difference(loss, view, i, 1e-5) for i in range(view.size)])
@@ -187,7 +190,8 @@ def test_gemm_on_every_layout(dtype, numpy_blas):
     blas = fast_blas.addresses() if numpy_blas else np.zeros(3, np.int64)
     rng = np.random.default_rng(0)
     A, Bm, wide = (rng.standard_normal(s).astype(dtype) for s in ((7, 5), (5, 9), (5, 12)))
-    for a, b in ((A, Bm), (np.ascontiguousarray(A.T).T, Bm), (A, wide[:, :9]), (A[2:3], Bm), (A, np.asfortranarray(Bm))):
+    layouts = ((A, Bm), (np.ascontiguousarray(A.T).T, Bm), (A, wide[:, :9]), (A[2:3], Bm), (A, np.asfortranarray(Bm)))
+    for a, b in layouts:
         C = np.ones((a.shape[0], 9), dtype)
         _gemm(blas, a, b, C, 0.0)
         np.testing.assert_allclose(C, a @ b, rtol=1e-5)

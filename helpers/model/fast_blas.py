@@ -93,7 +93,8 @@ def gemm(blas, A, B, C, beta=0.0):
             C += P
         return
     (ta, lda), (tb, ldb) = _layout(A), _layout(B)
-    M, N, K, ldc, b = A.shape[0], B.shape[1], A.shape[1], max(C.strides[0] // C.itemsize, C.shape[1], 1), C.dtype.type(beta)
+    M, N, K, b = A.shape[0], B.shape[1], A.shape[1], C.dtype.type(beta)
+    ldc = max(C.strides[0] // C.itemsize, C.shape[1], 1)
     if blas[2]:
         _cblas_gemm(addr, np.int64(ta), np.int64(tb), np.int64(M), np.int64(N), np.int64(K), A, np.int64(lda), B,
                     np.int64(ldb), b, C, np.int64(ldc))

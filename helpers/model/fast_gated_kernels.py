@@ -2,8 +2,8 @@
 
 The GRU's and the LSTM's recurrences of :mod:`helpers.model.gru` and :mod:`helpers.model.lstm`,
 forward and backward, with each step's gate arithmetic fused into one pass over its (B, G m)
-rows, and the products in BLAS (``np.dot``, which numba hands to scipy's BLAS). Arrays are
-time-major as in the numpy cells: Z, dZ (T, B, G m), H (T+1, B, m), dH (T, B, m).
+rows, and the products in BLAS (:func:`helpers.model.fast_blas.gemm`: numpy's own BLAS). Arrays
+are time-major as in the numpy cells: Z, dZ (T, B, G m), H (T+1, B, m), dH (T, B, m).
 
 Threads: the B streams are cut into ``n`` chunks of consecutive streams, and ``prange`` runs
 each chunk's whole recurrence (T steps, its own per-step products) on its own thread: the
@@ -12,7 +12,8 @@ step. The whole-sequence products (the output layer, the weight gradients) are c
 blocks of consecutive rows the same way. Each kernel is a function of one chunk (``*_rows``) and
 a driver that runs the n chunks under ``prange``; with n = 1 the caller calls ``*_rows`` itself,
 on its own thread (called from another compiled function outside ``prange`` instead of from
-Python, the fused loops of ``*_rows`` ran at half speed with numba 0.68; measured, cause not found). Run under ``threadpool_limits(1, "blas")``; BLAS threads would only compete with these.
+Python, the fused loops of ``*_rows`` ran at half speed with numba 0.68; measured, cause not
+found). Run under ``threadpool_limits(1, "blas")``; BLAS threads would only compete with these.
 
 Every line computes an equation of the numpy cell's, in the same order of operations, so the
 results differ from numpy's by rounding only (the products' and sums' order, and exp and tanh:
@@ -113,7 +114,8 @@ def lstm_forward_rows(blas, X, UT, b, Z, H, S, TS, WT, Rc, lo, hi):
     for t in range(T):
         gemm(blas, H[t, lo:hi], WT, Rc)  # W h_{t-1}
         for i in range(hi - lo):
-            z_, r_, s0, s1, ts, h1 = Z[t, lo + i], Rc[i], S[t, lo + i], S[t + 1, lo + i], TS[t, lo + i], H[t + 1, lo + i]
+            z_, r_, s0, s1 = Z[t, lo + i], Rc[i], S[t, lo + i], S[t + 1, lo + i]
+            ts, h1 = TS[t, lo + i], H[t + 1, lo + i]
             a = UT[X[lo + i, t]] if gather else z_
             for j in range(m):  # z_t = (U x_t + b) + W h_{t-1}, then the gates
                 ig = sigmoid_((a[j] + b[j]) + r_[j])
