@@ -67,14 +67,14 @@ class Path:
         if not self.numpy:
             self.trainer.engine = engine.NumbaEngine(cfg, len(chars), np.float32, threads=threads)
 
-    def rate(self, seconds: float) -> float:
-        """Characters per wall-clock second over about ``seconds``."""
+    def rate(self, seconds: float) -> tuple[float, float]:
+        """Characters per wall-clock second and per second of the process's CPU time, over about ``seconds``."""
         with threadpool_limits(self.threads if self.numpy else 1, "blas"):
-            n, t0 = 0, time.perf_counter()
+            n, t0, c0 = 0, time.perf_counter(), time.process_time()
             while time.perf_counter() - t0 < seconds or n < 2:
                 self.trainer.update()
                 n += 1
-            return n * CHARS / (time.perf_counter() - t0)
+            return n * CHARS / (time.perf_counter() - t0), n * CHARS / (time.process_time() - c0)
 
 
 def bench(data, chars, seconds: float, rounds: int, out=print) -> dict:
@@ -97,14 +97,19 @@ def bench(data, chars, seconds: float, rounds: int, out=print) -> dict:
             p.trainer.update()  # compiles or loads the kernels, allocates
     out(f"(set up and warmed up in {time.perf_counter() - t:.1f} s; load average {_load()})")
     rates = {cell: {p.label: [] for p in ps} for cell, ps in paths.items()}
+    cpu = {cell: {p.label: [] for p in ps} for cell, ps in paths.items()}
     torch = {cell: {th: [] for th in THREADS} for cell in paths}
     for _ in range(rounds):
         for cell, ps in paths.items():
             for p in ps:
-                rates[cell][p.label].append(p.rate(seconds))
+                wall, per_cpu = p.rate(seconds)
+                rates[cell][p.label].append(wall)
+                cpu[cell][p.label].append(per_cpu)
             for th in THREADS if python else ():
                 torch[cell][th].append(torch_run(python, cell, th, K, seconds))
-    return _table(rates, torch, python, out)
+    res = _table(rates, torch, python, out)
+    res["cpu"] = _cpu_table(cpu, torch, out)
+    return res
 
 
 def _table(rates, torch, python, out) -> dict:
@@ -129,6 +134,21 @@ def _table(rates, torch, python, out) -> dict:
         out(f"PyTorch: {versions.get('torch', '?')} via {python} (one-hot input, nn.{{GRU,LSTM}} + Linear + "
             f"cross-entropy + clip_grad_value_ + Adam); load average now {_load()}")
     return {"rows": rows, "torch_python": python, "torch_version": versions.get("torch"), "load_average_end": _load()}
+
+
+def _cpu_table(cpu, torch, out) -> dict:
+    """One thread per CPU second: on a busy machine, what each path does with the CPU it gets."""
+    out("One thread, characters per second of the process's CPU time (less sensitive to other processes):")
+    rows = {}
+    for cell, by_label in cpu.items():
+        med = {n: statistics.median(v) for n in ("numpy", "numba") if (v := by_label.get(f"{n} 1"))}
+        pt = [r["chars_per_cpu_second"] for r in torch[cell][1] if "chars_per_cpu_second" in r]
+        pt_med = statistics.median(pt) if pt else None
+        ratio = med["numba"] / pt_med if pt_med and "numba" in med else None
+        rows[cell] = {**med, "pytorch": pt_med, "numba_over_pytorch": ratio}
+        out(f"{cell:<6}{1:>8}{''.join(f'{med[n]:>11,.0f}' if n in med else f'{chr(45):>11}' for n in ('numpy', 'numba'))}"
+            f"{f'{pt_med:,.0f}' if pt_med else '-':>11}{f'{ratio:.2f}x' if ratio else '-':>15}")
+    return rows
 
 
 def _load():

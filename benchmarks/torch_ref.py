@@ -2,7 +2,8 @@
 
     /path/to/python-with-torch benchmarks/torch_ref.py --cell gru --threads 1 [--m 256 --batch 32 ...]
 
-Prints one JSON object: characters trained on per wall-clock second (median and all runs),
+Prints one JSON object: characters trained on per wall-clock second (median and all runs) and
+per second of the process's CPU time (every thread's),
 the settings and the versions. It imports torch and numpy only (never the project), so any
 interpreter that has torch can run it; torch is never a dependency of the project. The bench
 starts it in a subprocess, one process per thread count, so ``torch.set_num_threads`` is the
@@ -89,9 +90,9 @@ def main(argv=None) -> int:
 
     for _ in range(args.warmup):
         update()
-    rates = []
+    rates, cpu_rates = [], []
     for _ in range(args.runs):
-        n, t0 = 0, time.perf_counter()
+        n, t0, c0 = 0, time.perf_counter(), time.process_time()
         while True:
             update()
             n += 1
@@ -99,8 +100,10 @@ def main(argv=None) -> int:
             if dt >= args.seconds:
                 break
         rates.append(n * B * T / dt)
+        cpu_rates.append(n * B * T / (time.process_time() - c0))
     print(json.dumps({
-        "chars_per_second": statistics.median(rates), "runs": rates, "cell": args.cell, "threads": args.threads,
+        "chars_per_second": statistics.median(rates), "runs": rates, "cell": args.cell,
+        "chars_per_cpu_second": statistics.median(cpu_rates), "cpu_runs": cpu_rates, "threads": args.threads,
         "torch_threads": torch.get_num_threads(), "m": args.m, "batch": B, "seq_length": T, "K": K,
         "layers": args.layers, "dropout": args.dropout, "input": args.input, "dtype": "float32",
         "torch": torch.__version__, "numpy": np.__version__, "python": sys.version.split()[0],
