@@ -93,7 +93,7 @@ compare: venv
 # nats/char on the last 5% within 15 minutes on a 2-core machine, test loss on the 5% before it
 BEST_OUT ?= output/best
 BEST_RECIPE ?= -p cell gru -p m 256 -p n_layers 1 -p dropout 0.0 -p batch_size 32 -p seq_length 50 \
-	-p optimizer adam -p eta 0.006 -p lr_schedule cosine -p warmup 100 -p dtype float32 \
+	-p optimizer adam -p eta 0.006 -p lr_schedule cosine -p warmup 100 -p dtype float32 -p engine auto \
 	-p val_fraction 0.05 -p test_fraction 0.05 -p n_updates 11000 -p eval_every 1000 -p checkpoint_every 1000 \
 	-p sample_every 2500 -p sample_until 10000 -p log_every 50
 BASELINE_OUT ?= output/baseline

@@ -23,8 +23,9 @@ within each run, so a background load spreads over all of them; the ratios are t
 measured in the same process. Synthesis of 1000 characters, characters per second of training
 with B = 1, 4, 16, 64 streams for both cells, the vanilla RNN's one-stream path against its
 batched path at B = 1, the gated cells at the size of the best recipe (m = 256, B = 32,
-seq_length = 50, Adam) in float64 and float32 with the per-step product h_{t-1} W^T taken through
-the view W.T (as first written) and through a contiguous copy (now), the path users run
+seq_length = 50, Adam, float32) with the numpy and the numba engine at 1 and 2 threads, beside
+PyTorch's training at the same shapes when an interpreter with torch is found
+(:mod:`benchmarks.gated`; ``TORCH_PYTHON=/path/to/python``), the path users run
 (``02_train`` under papermill, wall clock, start-up subtracted with a short run; ``--no-papermill``
 skips it) and (with --gradcheck) the m = 100 gradient check are timed too.
 """
@@ -45,6 +46,7 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
 
+from benchmarks import gated
 from helpers.common.paths import ROOT
 from helpers.data import text as data_mod
 from helpers.jobs.notebooks import run_notebook
@@ -390,49 +392,6 @@ def bench_batches(p0: ParamSet, data, seconds: float, out, sizes=(1, 4, 16, 64))
     return rows
 
 
-GATED = dict(m=256, batch_size=32, seq_length=50, optimizer="adam", eta=0.003)
-"""The best recipe's shape, for the gated cells' section."""
-
-
-def gated_step(cell: str, dtype, K: int, data, view: bool):
-    """A Trainer update of ``cell`` at the GATED shape; ``view``: the per-step product through W.T."""
-    cfg = TrainConfig(cell=cell, dtype=np.dtype(dtype).name, sample_until=0, sample_length=1, **GATED)
-    trainer = Trainer(
-        cfg, data, [chr(32 + k) for k in range(K)], TrainState.fresh(cfg, K, np.random.default_rng(SEED))
-    )
-    if view:
-        plain = type(cells.get(cell))()
-        plain.recurrent_operand = lambda W: W.T  # as first written: OpenBLAS's transposed-operand path
-        trainer.engine.cell = plain
-    return trainer
-
-
-def bench_gated(K: int, data, seconds: float, runs: int, out) -> dict:
-    """Characters per CPU second of the LSTM and the GRU at the best recipe's size, per dtype, with the
-    recurrent operand as a view (before) and contiguous (now); median over ``runs`` interleaved runs."""
-    out("")
-    out(
-        f"Gated cells at the best recipe's size (m={GATED['m']}, B={GATED['batch_size']}, "
-        f"seq_length={GATED['seq_length']}, Adam): characters trained on per CPU second"
-    )
-    out(f"{'cell':<6}{'dtype':>9}{'W.T view':>12}{'contiguous':>12}{'gain':>7}")
-    rows = {}
-    for cell in ("lstm", "gru"):
-        for dtype in ("float64", "float32"):
-            steps = {view: gated_step(cell, dtype, K, data, view) for view in (True, False)}
-            rates = {True: [], False: []}
-            for _ in range(max(runs, 1)):
-                for view, tr in steps.items():
-                    tr.update()
-                    rates[view].append(
-                        time_updates(tr, seconds)[0] * GATED["batch_size"] * GATED["seq_length"]
-                    )
-            before, now = statistics.median(rates[True]), statistics.median(rates[False])
-            rows[f"{cell} {dtype}"] = {"view": before, "contiguous": now, "gain": now / before}
-            out(f"{cell:<6}{dtype:>9}{before:>12,.0f}{now:>12,.0f}{now / before:>6.2f}x")
-    return rows
-
-
 def bench_one_stream(p0: ParamSet, data, seconds: float, out) -> dict:
     """Forward + BPTT at B = 1 for the vanilla RNN: the one-stream path (a Workspace) against the batched path."""
     cell, T = cells.get("rnn"), SEQ_LENGTH
@@ -590,8 +549,10 @@ def main(argv=None) -> int:
         synthesis = bench_synthesis(trained, int(data[0]), args.runs, args.seconds, out)
         batches = bench_batches(p0, data, args.seconds, out)
         one_stream = bench_one_stream(p0, data, args.seconds, out)
-        gated = bench_gated(len(chars), data, args.seconds, min(args.runs, 3), out)
         grad = bench_gradcheck(len(chars), data, out) if args.gradcheck else None
+    gated_run = gated.bench(
+        data, chars, min(args.seconds, 1.0), min(args.runs, 3), out
+    )  # wall clock, own thread limits
     papermill_run = (
         None if args.no_papermill else bench_papermill(source, updates["numpy float64"]["median"], out)
     )
@@ -625,7 +586,7 @@ def main(argv=None) -> int:
             "synthesis": synthesis,
             "batches_chars_per_second": batches,
             "one_stream_vs_batched": one_stream,
-            "gated_chars_per_second": gated,
+            "gated_vs_pytorch": gated_run,
             "papermill_02_train": papermill_run,
             "gradcheck": grad,
             "targets": summary["targets"],

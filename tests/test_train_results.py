@@ -361,19 +361,24 @@ def test_without_a_test_part_the_test_fields_are_null(tmp_path, text_file):
 # --- the engine ---------------------------------------------------------------------------------------
 
 
-def test_numba_engine_for_lstm_falls_back_to_numpy_with_a_note(tmp_path, text_file):
+def test_numba_engine_for_a_batched_rnn_falls_back_to_numpy_with_a_note(tmp_path, text_file):
+    """(The GRU and the LSTM have a numba path: tests/test_fast_gated.py.)"""
     path = text_file(ORWELL, "t.txt")
     out = tmp_path / "run"
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(io.StringIO()):
-        run = steps.train(str(path), str(out), n_updates=12, cell="lstm", engine="numba", **SMALL)
+        run = steps.train(
+            str(path), str(out), n_updates=12, cell="rnn", batch_size=2, engine="numba", **SMALL
+        )
     assert run["engine"] == "numpy"
     assert read_json(out / "run.json")["engine"] == "numpy"
     note = buf.getvalue()
     assert "numba" in note and "numpy" in note
     # and the run is the numpy run
     ref_out = tmp_path / "ref"
-    quiet(steps.train, str(path), str(ref_out), n_updates=12, cell="lstm", engine="numpy", **SMALL)
+    quiet(
+        steps.train, str(path), str(ref_out), n_updates=12, cell="rnn", batch_size=2, engine="numpy", **SMALL
+    )
     np.testing.assert_array_equal(
         ckpt.load(out / "last.npz").params.flat, ckpt.load(ref_out / "last.npz").params.flat
     )

@@ -168,7 +168,9 @@ def run_point(parameters: dict, folder: str, sweep_id: str = "") -> dict:
     files.write_json(folder / "point.json", record)  # from here until "done", the folder never counts as done
     start = time.perf_counter()
     try:
-        run_notebook("02_train", folder / "02_train.ipynb", {**parameters, "out_dir": str(folder)})
+        run_notebook(
+            "02_train", folder / "02_train.ipynb", {**DEFAULTS, **parameters, "out_dir": str(folder)}
+        )
         record["status"] = "done"
     except NotebookError as err:
         record.update(status="failed", error=err.error)
@@ -179,6 +181,9 @@ def run_point(parameters: dict, folder: str, sweep_id: str = "") -> dict:
     return record
 
 
+DEFAULTS = {"engine": "auto"}
+"""02_train parameters a point gets unless it names them: the numba engine for the GRU and the LSTM when
+numba is installed (the vanilla RNN stays on numpy; see helpers.train.engine)."""
 LOCK_WAIT = 30.0
 """Seconds a point waits for its folder's training lock (held by the orphaned kernel of a killed worker)."""
 

@@ -100,7 +100,9 @@ def tolerate_broken_cache(dispatcher, note=print) -> None:
 
 
 if AVAILABLE:
-    for _kernel in vars(_k).values():
+    from . import fast_math as _math
+
+    for _kernel in [*vars(_k).values(), *vars(_math).values()]:
         if hasattr(_kernel, "py_func"):  # the @njit dispatchers
             tolerate_broken_cache(_kernel)
 

@@ -16,7 +16,7 @@ from . import optim
 DTYPES = ("float64", "float32")
 CELLS = tuple(cells.CELLS)
 OPTIMIZERS = tuple(optim.OPTIMIZERS)
-ENGINES = ("numpy", "numba")
+ENGINES = ("numpy", "numba", "auto")
 SCHEDULES = ("constant", "cosine")
 
 
@@ -36,8 +36,9 @@ class TrainConfig:
     log_every : write a row of train_log.csv every this many updates.
     checkpoint_every : write last.npz and best.npz every this many updates.
     dtype : "float64" (default, exact) or "float32" (faster).
-    engine : "numpy" (default) or "numba" (JIT-compiled update for the vanilla RNN with one stream;
-        falls back to numpy, with a note, when numba is not installed).
+    engine : "numpy" (default), "numba" (JIT-compiled update for the vanilla RNN with one stream and
+        for the GRU and the LSTM; falls back to numpy, with a note, when numba is not installed) or
+        "auto" (numba for the GRU and the LSTM when numba is installed, else numpy).
     cell : "rnn" (the assignment's vanilla RNN), "lstm" or "gru".
     batch_size : B parallel streams through the text; 1 is the assignment's training.
     val_fraction : the last part of the text held out for validation (0: none).
