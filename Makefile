@@ -7,7 +7,7 @@ ARGS ?=
 # the PDF engine: weasyprint (default) or chromium
 PDF_ENGINE ?=
 
-.PHONY: venv report test bench faults lab clean
+.PHONY: venv report test format bench faults lab clean
 
 # The environment is stamped with a hash of pyproject.toml's contents, so any change to it (an edit,
 # a checkout, a copy with an old timestamp) re-installs, and a mere touch does not.
@@ -39,10 +39,20 @@ $(STAMP):
 report: venv
 	$(BIN)/python -m helpers.jobs.pipeline --out-dir $(OUT) $(if $(PDF_ENGINE),--pdf-engine '$(PDF_ENGINE)') $(ARGS)
 
-## test: the layer contracts (import-linter), then the test suite (unit tests, notebook smoke runs, report rendering)
+LINTED := helpers tests benchmarks faults notebooks
+
+## test: ruff (lint and format), the layer contracts (import-linter), then the test suite
 test: venv
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
+
+## format: ruff's fixes and format, then the notebooks back in their committed form
+format: venv
+	$(BIN)/ruff check --fix $(LINTED)
+	$(BIN)/ruff format $(LINTED)
+	$(BIN)/python -m helpers.jobs.notebooks normalize
 
 ## bench: training and synthesis speed, printed as a table
 bench: venv
@@ -83,7 +93,7 @@ compare: venv
 # nats/char on the last 5% within 15 minutes on a 2-core machine, test loss on the 5% before it
 BEST_OUT ?= output/best
 BEST_RECIPE ?= -p cell gru -p m 256 -p n_layers 1 -p dropout 0.0 -p batch_size 32 -p seq_length 50 \
-	-p optimizer adam -p eta 0.006 -p lr_schedule cosine -p warmup 100 -p dtype float32 \
+	-p optimizer adam -p eta 0.006 -p lr_schedule cosine -p warmup 100 -p dtype float32 -p engine auto \
 	-p val_fraction 0.05 -p test_fraction 0.05 -p n_updates 11000 -p eval_every 1000 -p checkpoint_every 1000 \
 	-p sample_every 2500 -p sample_until 10000 -p log_every 50
 BASELINE_OUT ?= output/baseline

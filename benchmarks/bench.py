@@ -23,11 +23,13 @@ within each run, so a background load spreads over all of them; the ratios are t
 measured in the same process. Synthesis of 1000 characters, characters per second of training
 with B = 1, 4, 16, 64 streams for both cells, the vanilla RNN's one-stream path against its
 batched path at B = 1, the gated cells at the size of the best recipe (m = 256, B = 32,
-seq_length = 50, Adam) in float64 and float32 with the per-step product h_{t-1} W^T taken through
-the view W.T (as first written) and through a contiguous copy (now), the path users run
+seq_length = 50, Adam, float32) with the numpy and the numba engine at 1 and 2 threads, beside
+PyTorch's training at the same shapes when an interpreter with torch is found
+(:mod:`benchmarks.gated`; ``TORCH_PYTHON=/path/to/python``), the path users run
 (``02_train`` under papermill, wall clock, start-up subtracted with a short run; ``--no-papermill``
 skips it) and (with --gradcheck) the m = 100 gradient check are timed too.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,16 +46,15 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
 
+from benchmarks import gated
+from helpers.common.paths import ROOT
 from helpers.data import text as data_mod
-from helpers.model import cells, fast
-from helpers.model import gradcheck
+from helpers.jobs.notebooks import run_notebook
+from helpers.model import cells, fast, gradcheck, rnn
 from helpers.model import oracles as reference
-from helpers.model import rnn
 from helpers.model import sample as synth
 from helpers.model.params import NAMES, ParamSet, init_params
-from helpers.common.paths import ROOT
 from helpers.train.config import TrainConfig
-from helpers.jobs.notebooks import run_notebook
 from helpers.train.trainer import Trainer, TrainState, initial_state
 
 M, SEQ_LENGTH, ETA, SIG, SEED = 100, 25, 0.1, 0.01, 42
@@ -63,6 +64,7 @@ N_SYNTH = 1000
 # ---------------------------------------------------------------------------------------------
 # machine and data
 # ---------------------------------------------------------------------------------------------
+
 
 def cpu_model() -> str:
     try:
@@ -80,9 +82,17 @@ def machine_info() -> dict:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:
         usable = os.cpu_count()
-    blas = [{**{k: i.get(k) for k in ("internal_api", "version", "num_threads", "architecture", "threading_layer")},
-             "package": Path(i.get("filepath", "?")).parent.name}  # numpy.libs or scipy.libs: each bundles one
-            for i in threadpool_info() if i.get("user_api") == "blas"]
+    blas = [
+        {
+            **{
+                k: i.get(k)
+                for k in ("internal_api", "version", "num_threads", "architecture", "threading_layer")
+            },
+            "package": Path(i.get("filepath", "?")).parent.name,
+        }  # numpy.libs or scipy.libs: each bundles one
+        for i in threadpool_info()
+        if i.get("user_api") == "blas"
+    ]
     info = {
         "cpu": cpu_model(),
         "logical_cpus": os.cpu_count(),
@@ -102,7 +112,10 @@ def _fast_path_note() -> str:
         return fast.REASON
     import scipy
 
-    return f"numba kernels (helpers.model.fast_kernels); matrix products by np.dot through scipy {scipy.__version__}'s BLAS"
+    return (
+        f"numba kernels (helpers.model.fast_kernels); matrix products by np.dot through scipy "
+        f"{scipy.__version__}'s BLAS"
+    )
 
 
 def _loadavg():
@@ -124,6 +137,7 @@ def load_text() -> tuple[str, str]:
 # the update paths; each keeps its own state and walks the text like the trainer
 # ---------------------------------------------------------------------------------------------
 
+
 class Chunks:
     """Consecutive (x, y) chunks of the encoded text; at the end, back to 0 with hprev = 0."""
 
@@ -135,7 +149,7 @@ class Chunks:
         new_epoch = self.e + self.T + 1 > len(self.data)
         if new_epoch:
             self.e = 0
-        x, y = self.data[self.e:self.e + self.T], self.data[self.e + 1:self.e + self.T + 1]
+        x, y = self.data[self.e : self.e + self.T], self.data[self.e + 1 : self.e + self.T + 1]
         self.e += self.T
         return x, y, new_epoch
 
@@ -171,12 +185,26 @@ class TrainerStep:
 
     def __init__(self, p0: ParamSet, data, engine: str, dtype, cell: str = "rnn", batch_size: int = 1):
         self.label = f"{engine} {np.dtype(dtype).name}"
-        cfg = TrainConfig(m=p0.m, eta=ETA, seq_length=SEQ_LENGTH, engine=engine, dtype=np.dtype(dtype).name,
-                          cell=cell, batch_size=batch_size, sample_until=0, sample_length=1)  # one sample
+        cfg = TrainConfig(
+            m=p0.m,
+            eta=ETA,
+            seq_length=SEQ_LENGTH,
+            engine=engine,
+            dtype=np.dtype(dtype).name,
+            cell=cell,
+            batch_size=batch_size,
+            sample_until=0,
+            sample_length=1,
+        )  # one sample
         if cell == "rnn":
             params = p0.astype(dtype)
-            state = TrainState(params=params, mem=params.zeros_like(), hprev=initial_state(cfg, params.flat.dtype),
-                               rng=np.random.default_rng(SEED), best_params=params.copy())
+            state = TrainState(
+                params=params,
+                mem=params.zeros_like(),
+                hprev=initial_state(cfg, params.flat.dtype),
+                rng=np.random.default_rng(SEED),
+                best_params=params.copy(),
+            )
         else:
             state = TrainState.fresh(cfg, p0.K, np.random.default_rng(SEED))
         self.trainer = Trainer(cfg, data, [chr(32 + k) for k in range(p0.K)], state)
@@ -215,8 +243,13 @@ def time_call(fn, seconds: float, min_calls: int = 3) -> float:
 # sections
 # ---------------------------------------------------------------------------------------------
 
+
 def bench_updates(p0: ParamSet, data, runs: int, seconds: float, out) -> tuple[dict, dict]:
-    steps = [OracleStep(p0, data), TrainerStep(p0, data, "numpy", np.float64), TrainerStep(p0, data, "numpy", np.float32)]
+    steps = [
+        OracleStep(p0, data),
+        TrainerStep(p0, data, "numpy", np.float64),
+        TrainerStep(p0, data, "numpy", np.float32),
+    ]
     if fast.AVAILABLE:
         steps += [TrainerStep(p0, data, "numba", np.float64), TrainerStep(p0, data, "numba", np.float32)]
     else:
@@ -234,22 +267,37 @@ def bench_updates(p0: ParamSet, data, runs: int, seconds: float, out) -> tuple[d
             wall[s.label].append(wall_rate)
     oracle = statistics.median(rates[steps[0].label])
     out("")
-    out(f"One update (m={p0.m}, K={p0.K}, seq_length={SEQ_LENGTH}): {runs} runs of ~{seconds:g} CPU-s each, "
-        "BLAS limited to 1 thread")
-    out("updates/s = updates per second of this thread's CPU time (median over runs); "
-        "the last column is wall-clock")
-    out(f"{'path':<30} {'updates/s':>10} {'min - max':>17} {'x oracle':>9} {'us/update':>10} {'wall upd/s':>11}")
+    out(
+        f"One update (m={p0.m}, K={p0.K}, seq_length={SEQ_LENGTH}): {runs} runs of ~{seconds:g} CPU-s each, "
+        "BLAS limited to 1 thread"
+    )
+    out(
+        "updates/s = updates per second of this thread's CPU time (median over runs); "
+        "the last column is wall-clock"
+    )
+    out(
+        f"{'path':<30} {'updates/s':>10} {'min - max':>17} {'x oracle':>9} {'us/update':>10} {'wall upd/s':>11}"
+    )
     rows = {}
     for s in steps:
         v = rates[s.label]
         med = statistics.median(v)
         wmed = statistics.median(wall[s.label])
-        rows[s.label] = {"updates_per_cpu_s": v, "median": med, "min": min(v), "max": max(v),
-                         "ratio_to_oracle": med / oracle, "us_per_update": 1e6 / med,
-                         "updates_per_wall_s": wall[s.label], "wall_median": wmed,
-                         "wall_ratio_to_oracle": wmed / statistics.median(wall[steps[0].label])}
-        out(f"{s.label:<30} {med:>10,.0f} {min(v):>8,.0f} - {max(v):<7,.0f} {med / oracle:>8.1f}x "
-            f"{1e6 / med:>10.1f} {wmed:>11,.0f}")
+        rows[s.label] = {
+            "updates_per_cpu_s": v,
+            "median": med,
+            "min": min(v),
+            "max": max(v),
+            "ratio_to_oracle": med / oracle,
+            "us_per_update": 1e6 / med,
+            "updates_per_wall_s": wall[s.label],
+            "wall_median": wmed,
+            "wall_ratio_to_oracle": wmed / statistics.median(wall[steps[0].label]),
+        }
+        out(
+            f"{s.label:<30} {med:>10,.0f} {min(v):>8,.0f} - {max(v):<7,.0f} {med / oracle:>8.1f}x "
+            f"{1e6 / med:>10.1f} {wmed:>11,.0f}"
+        )
     return rows, {s.label: s for s in steps}
 
 
@@ -257,28 +305,44 @@ def check_agreement(p0: ParamSet, data, out) -> dict:
     """How closely the numba path reproduces the numpy path on one real chunk (float64)."""
     if not fast.AVAILABLE:
         return {}
-    x, y = data[:SEQ_LENGTH], data[1:SEQ_LENGTH + 1]
+    x, y = data[:SEQ_LENGTH], data[1 : SEQ_LENGTH + 1]
     h = np.tanh(np.random.default_rng(0).standard_normal(p0.m))
     g_np, g_fast = p0.zeros_like(), p0.zeros_like()
     l_np, h_np = rnn.loss_and_grads(p0, x, y, h, g_np)
     l_fast, h_fast = fast.loss_and_grads(p0, x, y, h, g_fast)
     rel = lambda a, b: float(np.linalg.norm(a - b) / np.linalg.norm(b))  # noqa: E731
-    res = {"loss": abs(l_fast - l_np) / l_np, "grads": rel(g_fast.flat, g_np.flat), "hlast": rel(h_fast, h_np)}
-    out(f"numba vs numpy float64 on one chunk (relative): loss {res['loss']:.1e}, gradients {res['grads']:.1e}, "
-        f"h_T {res['hlast']:.1e}")
+    res = {
+        "loss": abs(l_fast - l_np) / l_np,
+        "grads": rel(g_fast.flat, g_np.flat),
+        "hlast": rel(h_fast, h_np),
+    }
+    out(
+        f"numba vs numpy float64 on one chunk (relative): loss {res['loss']:.1e}, gradients {res['grads']:.1e}, "
+        f"h_T {res['hlast']:.1e}"
+    )
     return res
 
 
 def bench_synthesis(p: ParamSet, x0: int, runs: int, seconds: float, out) -> dict:
     h0 = np.zeros(p.m)
     arrs = [p[n] for n in NAMES]
-    methods = [("np.random.choice per step (reference.sample)",
-                lambda rng: reference.sample(*arrs, h0, x0, N_SYNTH, rng)),
-               ("inverse CDF, numpy (synth.sample_indices)",
-                lambda rng: synth.sample_indices(p, h0, x0, N_SYNTH, rng))]
+    methods = [
+        (
+            "np.random.choice per step (reference.sample)",
+            lambda rng: reference.sample(*arrs, h0, x0, N_SYNTH, rng),
+        ),
+        (
+            "inverse CDF, numpy (synth.sample_indices)",
+            lambda rng: synth.sample_indices(p, h0, x0, N_SYNTH, rng),
+        ),
+    ]
     if fast.AVAILABLE:
-        methods.append(("inverse CDF, numba (fast.sample_indices)",
-                        lambda rng: fast.sample_indices(p, h0, x0, N_SYNTH, rng)))
+        methods.append(
+            (
+                "inverse CDF, numba (fast.sample_indices)",
+                lambda rng: fast.sample_indices(p, h0, x0, N_SYNTH, rng),
+            )
+        )
     for _, fn in methods:
         fn(np.random.default_rng(0))
     per = max(seconds / 3, 0.2)
@@ -286,7 +350,7 @@ def bench_synthesis(p: ParamSet, x0: int, runs: int, seconds: float, out) -> dic
     for r in range(runs):
         for name, fn in methods:
             rng = np.random.default_rng(r)
-            times[name].append(time_call(lambda: fn(rng), per))
+            times[name].append(time_call(lambda fn=fn, rng=rng: fn(rng), per))
     base = statistics.median(times[methods[0][0]])
     out("")
     out(f"Synthesis of {N_SYNTH} characters (the trained numpy float64 model), {runs} runs, CPU time")
@@ -302,14 +366,18 @@ def bench_synthesis(p: ParamSet, x0: int, runs: int, seconds: float, out) -> dic
         b, _ = fast.sample_indices(p, h0, x0, N_SYNTH, np.random.default_rng(7))
         same = bool(np.array_equal(a, b))
         res["numba_equals_numpy_same_seed"] = same
-        out(f"numba and numpy samplers give the same {N_SYNTH} indices from one seed: {'yes' if same else 'NO'}")
+        out(
+            f"numba and numpy samplers give the same {N_SYNTH} indices from one seed: {'yes' if same else 'NO'}"
+        )
     return res
 
 
 def bench_batches(p0: ParamSet, data, seconds: float, out, sizes=(1, 4, 16, 64)) -> dict:
     """Characters per second of training as the number of streams B grows, for every cell (numpy)."""
     out("")
-    out(f"Mini-batches (numpy float64, m={p0.m}, seq_length={SEQ_LENGTH}): characters trained on per CPU second")
+    out(
+        f"Mini-batches (numpy float64, m={p0.m}, seq_length={SEQ_LENGTH}): characters trained on per CPU second"
+    )
     out(f"{'cell':<6}" + "".join(f"{f'B={B}':>12}" for B in sizes))
     rows = {}
     for cell in ("rnn", "lstm", "gru"):
@@ -324,58 +392,25 @@ def bench_batches(p0: ParamSet, data, seconds: float, out, sizes=(1, 4, 16, 64))
     return rows
 
 
-GATED = dict(m=256, batch_size=32, seq_length=50, optimizer="adam", eta=0.003)
-"""The best recipe's shape, for the gated cells' section."""
-
-
-def gated_step(cell: str, dtype, K: int, data, view: bool):
-    """A Trainer update of ``cell`` at the GATED shape; ``view``: the per-step product through W.T."""
-    cfg = TrainConfig(cell=cell, dtype=np.dtype(dtype).name, sample_until=0, sample_length=1, **GATED)
-    trainer = Trainer(cfg, data, [chr(32 + k) for k in range(K)], TrainState.fresh(cfg, K, np.random.default_rng(SEED)))
-    if view:
-        plain = type(cells.get(cell))()
-        plain.recurrent_operand = lambda W: W.T  # as first written: OpenBLAS's transposed-operand path
-        trainer.engine.cell = plain
-    return trainer
-
-
-def bench_gated(K: int, data, seconds: float, runs: int, out) -> dict:
-    """Characters per CPU second of the LSTM and the GRU at the best recipe's size, per dtype, with the
-    recurrent operand as a view (before) and contiguous (now); median over ``runs`` interleaved runs."""
-    out("")
-    out(f"Gated cells at the best recipe's size (m={GATED['m']}, B={GATED['batch_size']}, "
-        f"seq_length={GATED['seq_length']}, Adam): characters trained on per CPU second")
-    out(f"{'cell':<6}{'dtype':>9}{'W.T view':>12}{'contiguous':>12}{'gain':>7}")
-    rows = {}
-    for cell in ("lstm", "gru"):
-        for dtype in ("float64", "float32"):
-            steps = {view: gated_step(cell, dtype, K, data, view) for view in (True, False)}
-            rates = {True: [], False: []}
-            for _ in range(max(runs, 1)):
-                for view, tr in steps.items():
-                    tr.update()
-                    rates[view].append(time_updates(tr, seconds)[0] * GATED["batch_size"] * GATED["seq_length"])
-            before, now = statistics.median(rates[True]), statistics.median(rates[False])
-            rows[f"{cell} {dtype}"] = {"view": before, "contiguous": now, "gain": now / before}
-            out(f"{cell:<6}{dtype:>9}{before:>12,.0f}{now:>12,.0f}{now / before:>6.2f}x")
-    return rows
-
-
 def bench_one_stream(p0: ParamSet, data, seconds: float, out) -> dict:
     """Forward + BPTT at B = 1 for the vanilla RNN: the one-stream path (a Workspace) against the batched path."""
     cell, T = cells.get("rnn"), SEQ_LENGTH
-    X, Y = data[None, :T], data[None, 1:T + 1]
+    X, Y = data[None, :T], data[None, 1 : T + 1]
     state, grads = cell.initial_state(p0.m, 1), p0.zeros_like()
     rows = {}
     for label, ws in (("one-stream path", cell.workspace(p0.m, p0.K, T)), ("batched path", None)):
+
         def step(ws=ws):
             _, cache = cell.forward(p0, X, Y, state, ws)
             cell.backward(p0, cache, grads)
+
         rows[label] = 1.0 / time_call(step, seconds)
     out("")
-    out(f"The vanilla RNN at B=1 (forward + BPTT, float64, m={p0.m}): one-stream path "
+    out(
+        f"The vanilla RNN at B=1 (forward + BPTT, float64, m={p0.m}): one-stream path "
         f"{rows['one-stream path']:,.0f}/s, batched path {rows['batched path']:,.0f}/s "
-        f"({rows['one-stream path'] / rows['batched path']:.2f}x: why both are kept)")
+        f"({rows['one-stream path'] / rows['batched path']:.2f}x: why both are kept)"
+    )
     return rows
 
 
@@ -393,20 +428,33 @@ def bench_papermill(source: str, trainer_cpu: float, out, short: int = 1_000, lo
     walls, cpus = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         for n in (short, long):
-            params = {"data_path": data_path, "out_dir": f"{tmp}/{n}", "n_updates": n, "seed": SEED,
-                      "sample_every": 10_000, "checkpoint_every": 10_000}
+            params = {
+                "data_path": data_path,
+                "out_dir": f"{tmp}/{n}",
+                "n_updates": n,
+                "seed": SEED,
+                "sample_every": 10_000,
+                "checkpoint_every": 10_000,
+            }
             t, c = time.perf_counter(), _children_cpu()
             run_notebook("02_train", Path(tmp) / f"{n}.ipynb", params)
             walls[n], cpus[n] = time.perf_counter() - t, _children_cpu() - c
     rate_wall = (long - short) / (walls[long] - walls[short])
     rate_cpu = (long - short) / (cpus[long] - cpus[short])
     out("")
-    out(f"02_train under papermill (numpy float64): {rate_cpu:,.0f} updates per kernel CPU second "
+    out(
+        f"02_train under papermill (numpy float64): {rate_cpu:,.0f} updates per kernel CPU second "
         f"({rate_wall:,.0f}/s wall clock); start-up about {walls[short] - short / rate_wall:.1f} s wall. "
         f"Trainer.update alone: {trainer_cpu:,.0f}/CPU s, so the loop around it costs "
-        f"{100 * (1 - rate_cpu / trainer_cpu):.1f}%")
-    return {"updates_per_cpu_second": rate_cpu, "updates_per_wall_second": rate_wall, "walls": walls,
-            "kernel_cpu_seconds": cpus, "trainer_update_cpu": trainer_cpu}
+        f"{100 * (1 - rate_cpu / trainer_cpu):.1f}%"
+    )
+    return {
+        "updates_per_cpu_second": rate_cpu,
+        "updates_per_wall_second": rate_wall,
+        "walls": walls,
+        "kernel_cpu_seconds": cpus,
+        "trainer_update_cpu": trainer_cpu,
+    }
 
 
 def bench_gradcheck(K: int, data, out) -> dict:
@@ -416,7 +464,7 @@ def bench_gradcheck(K: int, data, out) -> dict:
     p = init_params(M, K, SIG, np.random.default_rng(SEED))
     res = {}
     for T in (10, 25, 40):
-        x, y = data[:T], data[1:T + 1]
+        x, y = data[:T], data[1 : T + 1]
         t = time.perf_counter()
         errs = gradcheck.check(p, x, y)
         dt = time.perf_counter() - t
@@ -432,16 +480,24 @@ def summarize(updates: dict, synthesis: dict) -> dict:
     synth_ratio = {name: row["ratio_to_choice"] for name, row in synthesis.items() if isinstance(row, dict)}
     best_synth = max(synth_ratio.items(), key=lambda kv: kv[1])
     targets = {"numpy float64 >= 4x oracle": ratio["numpy float64"] >= 4}
-    lines = [f"numpy float64 vs oracle: {ratio['numpy float64']:.1f}x (target 4x) "
-             f"{'met' if ratio['numpy float64'] >= 4 else 'NOT met'}"]
-    fast_label, fast_ratio = max(((k, v) for k, v in ratio.items() if not k.startswith("oracle") and k != "numpy float64"),
-                                 key=lambda kv: kv[1])
+    lines = [
+        f"numpy float64 vs oracle: {ratio['numpy float64']:.1f}x (target 4x) "
+        f"{'met' if ratio['numpy float64'] >= 4 else 'NOT met'}"
+    ]
+    fast_label, fast_ratio = max(
+        ((k, v) for k, v in ratio.items() if not k.startswith("oracle") and k != "numpy float64"),
+        key=lambda kv: kv[1],
+    )
     targets["opt-in fast path >= 10x oracle"] = fast_ratio >= 10
-    lines.append(f"fastest opt-in path vs oracle: {fast_ratio:.1f}x, {fast_label} (target 10x) "
-                 f"{'met' if fast_ratio >= 10 else 'NOT met'}")
+    lines.append(
+        f"fastest opt-in path vs oracle: {fast_ratio:.1f}x, {fast_label} (target 10x) "
+        f"{'met' if fast_ratio >= 10 else 'NOT met'}"
+    )
     targets["synthesis >= 5x np.random.choice"] = best_synth[1] >= 5
-    lines.append(f"fastest synthesis vs np.random.choice: {best_synth[1]:.1f}x, {best_synth[0]} (target 5x) "
-                 f"{'met' if best_synth[1] >= 5 else 'NOT met'}")
+    lines.append(
+        f"fastest synthesis vs np.random.choice: {best_synth[1]:.1f}x, {best_synth[0]} (target 5x) "
+        f"{'met' if best_synth[1] >= 5 else 'NOT met'}"
+    )
     return {"targets": targets, "lines": lines}
 
 
@@ -451,7 +507,9 @@ def main(argv=None) -> int:
     ap.add_argument("--seconds", type=float, default=1.5, help="CPU seconds per run and path (default 1.5)")
     ap.add_argument("--gradcheck", action="store_true", help="also time the m=100 gradient check (~20 s)")
     ap.add_argument("--json", metavar="PATH", help="write every figure to this JSON file")
-    ap.add_argument("--no-papermill", action="store_true", help="skip timing 02_train under papermill (~25 s)")
+    ap.add_argument(
+        "--no-papermill", action="store_true", help="skip timing 02_train under papermill (~25 s)"
+    )
     args = ap.parse_args(argv)
     if args.runs < 1 or not args.seconds > 0:
         ap.error("--runs must be >= 1 and --seconds > 0")
@@ -462,7 +520,10 @@ def main(argv=None) -> int:
     out(f"CPU: {info['cpu']} ({info['logical_cpus']} logical CPUs, {info['usable_cpus']} usable)")
     out(f"Python {info['python']}, numpy {info['numpy']}, numba {info['numba'] or 'not installed'}")
     for b in info["blas"]:
-        out(f"BLAS: {b['internal_api']} {b['version']} (in {b['package']}, {b['architecture']}, {b['num_threads']} threads by default)")
+        out(
+            f"BLAS: {b['internal_api']} {b['version']} (in {b['package']}, {b['architecture']}, "
+            f"{b['num_threads']} threads by default)"
+        )
     out(f"fast path: {info['fast_path']}")
     out(f"load average at start: {info['load_average_start']} (other processes slow every row alike)")
 
@@ -475,19 +536,26 @@ def main(argv=None) -> int:
     if fast.AVAILABLE:
         t = time.perf_counter()
         fast.warmup()
-        out(f"numba kernels ready in {time.perf_counter() - t:.1f} s (compiled once, then loaded from the cache)")
+        out(
+            f"numba kernels ready in {time.perf_counter() - t:.1f} s (compiled once, then loaded from the cache)"
+        )
 
     with threadpool_limits(limits=1, user_api="blas"):
         updates, steps = bench_updates(p0, data, args.runs, args.seconds, out)
         agreement = check_agreement(p0, data, out)
-        trained = steps["numpy float64"].trainer.state.params  # a model that has learned something: realistic samples
+        trained = steps[
+            "numpy float64"
+        ].trainer.state.params  # a model that has learned something: realistic samples
         synthesis = bench_synthesis(trained, int(data[0]), args.runs, args.seconds, out)
         batches = bench_batches(p0, data, args.seconds, out)
         one_stream = bench_one_stream(p0, data, args.seconds, out)
-        gated = bench_gated(len(chars), data, args.seconds, min(args.runs, 3), out)
         grad = bench_gradcheck(len(chars), data, out) if args.gradcheck else None
-    papermill_run = (None if args.no_papermill else
-                     bench_papermill(source, updates["numpy float64"]["median"], out))
+    gated_run = gated.bench(
+        data, chars, min(args.seconds, 1.0), min(args.runs, 3), out
+    )  # wall clock, own thread limits
+    papermill_run = (
+        None if args.no_papermill else bench_papermill(source, updates["numpy float64"]["median"], out)
+    )
 
     summary = summarize(updates, synthesis)
     out("")
@@ -501,13 +569,29 @@ def main(argv=None) -> int:
     if args.json:
         path = Path(args.json)
         path.parent.mkdir(parents=True, exist_ok=True)
-        result = {"machine": info, "text": {"source": source, "characters": len(text), "K": len(chars)},
-                  "settings": {"m": M, "seq_length": SEQ_LENGTH, "eta": ETA, "sig": SIG, "runs": args.runs,
-                               "seconds": args.seconds, "blas_threads": 1},
-                  "updates": updates, "agreement_numba_vs_numpy_f64": agreement, "synthesis": synthesis,
-                  "batches_chars_per_second": batches, "one_stream_vs_batched": one_stream,
-                  "gated_chars_per_second": gated, "papermill_02_train": papermill_run, "gradcheck": grad,
-                  "targets": summary["targets"], "total_seconds": total}
+        result = {
+            "machine": info,
+            "text": {"source": source, "characters": len(text), "K": len(chars)},
+            "settings": {
+                "m": M,
+                "seq_length": SEQ_LENGTH,
+                "eta": ETA,
+                "sig": SIG,
+                "runs": args.runs,
+                "seconds": args.seconds,
+                "blas_threads": 1,
+            },
+            "updates": updates,
+            "agreement_numba_vs_numpy_f64": agreement,
+            "synthesis": synthesis,
+            "batches_chars_per_second": batches,
+            "one_stream_vs_batched": one_stream,
+            "gated_vs_pytorch": gated_run,
+            "papermill_02_train": papermill_run,
+            "gradcheck": grad,
+            "targets": summary["targets"],
+            "total_seconds": total,
+        }
         path.write_text(json.dumps(result, indent=2))
         out(f"figures written to {path}")
     return 0

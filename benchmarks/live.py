@@ -9,6 +9,7 @@ longest time the page's main thread was blocked meanwhile (a long task, > 50 ms,
 own Long Tasks API; 0 when there was none). The sampler writes in slices of about 12 ms, so the
 page answers the mouse and the keyboard while it writes. Needs Chromium (CHROME=/path) and playwright.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,8 +28,14 @@ from helpers.runs import live
 from helpers.train import checkpoint as ckpt
 
 MODELS = (("rnn", 100, 1), ("gru", 256, 1), ("gru", 256, 2), ("lstm", 256, 1))
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 TIMED = """async ([n]) => {
   const longest = {ms: 0};
   new PerformanceObserver((l) => l.getEntries().forEach((e) => { longest.ms = Math.max(longest.ms, e.duration); }))
@@ -47,7 +54,9 @@ def page_for(folder: Path, cell: str, m: int, layers: int) -> Path:
     path = folder / f"{cell}-{m}-{layers}.npz"
     ckpt.save(path, ckpt.Checkpoint(params=params, chars=chars, step=1, smooth_loss=1.0))
     page = path.with_suffix(".html")
-    page.write_text(live_html.page(live.payload(str(path), passage="A passage to colour. " * 10)), encoding="utf-8")
+    page.write_text(
+        live_html.page(live.payload(str(path), passage="A passage to colour. " * 10)), encoding="utf-8"
+    )
     return page
 
 
@@ -74,8 +83,10 @@ def main(argv=None) -> int:
                 assert n == args.length
                 times.append(ms)
                 blocks.append(block)
-            print(f"{cell + f', m = {m}, {layers} layer(s)':<22} {page_file.stat().st_size / 1024:>9,.0f} "
-                  f"{statistics.median(times):>18,.0f} {max(blocks):>17,.0f}")
+            print(
+                f"{cell + f', m = {m}, {layers} layer(s)':<22} {page_file.stat().st_size / 1024:>9,.0f} "
+                f"{statistics.median(times):>18,.0f} {max(blocks):>17,.0f}"
+            )
             page.close()
         browser.close()
     return 0

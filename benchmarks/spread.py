@@ -19,6 +19,7 @@ guess of the spread over machines. The machine (CPU, numpy, BLAS library and the
 ``OPENBLAS_CORETYPE``) is printed with the table; ``--engine`` and ``--dtype`` try another
 arithmetic path. Needs the book at data/goblet_book.txt or ../shared/data/goblet_book.txt.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,35 +40,71 @@ from helpers.common.paths import ROOT
 from helpers.runs import steps as workflow
 
 BOOKS = (ROOT / "data" / "goblet_book.txt", ROOT.parent / "shared" / "data" / "goblet_book.txt")
-COLUMNS = (("10k", "loss_10k"), ("100k", "loss_100k"), ("mean 9-10k", "mean_9k_10k"),
-           ("best", "best_smooth_loss"), ("best step", "best_step"), ("wall s", "seconds"))
+COLUMNS = (
+    ("10k", "loss_10k"),
+    ("100k", "loss_100k"),
+    ("mean 9-10k", "mean_9k_10k"),
+    ("best", "best_smooth_loss"),
+    ("best step", "best_step"),
+    ("wall s", "seconds"),
+)
 
 
 def machine() -> dict:
     """CPU model, numpy version, the BLAS libraries loaded (with the kernel each chose) and OPENBLAS_* settings."""
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.lower().startswith("model name")), "?") if Path("/proc/cpuinfo").is_file() else "?"
-    blas = [f"{i.get('internal_api')} {i.get('version')} ({i.get('architecture')})"
-            for i in threadpool_info() if i.get("user_api") == "blas"]
+    cpu = (
+        next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.lower().startswith("model name")
+            ),
+            "?",
+        )
+        if Path("/proc/cpuinfo").is_file()
+        else "?"
+    )
+    blas = [
+        f"{i.get('internal_api')} {i.get('version')} ({i.get('architecture')})"
+        for i in threadpool_info()
+        if i.get("user_api") == "blas"
+    ]
     env = {k: v for k, v in os.environ.items() if k.startswith("OPENBLAS")}
     return {"cpu": cpu, "numpy": np.__version__, "blas": blas, "openblas_env": env}
 
 
 def one_run(book: Path, seed: int, updates: int, **params) -> dict:
     """Train one seed quietly into a temporary folder; return its figures (None where not reached)."""
-    with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()), \
-            contextlib.redirect_stderr(io.StringIO()):
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        contextlib.redirect_stdout(io.StringIO()),
+        contextlib.redirect_stderr(io.StringIO()),
+    ):
         start = time.perf_counter()
-        run = workflow.train(str(book), tmp, seed=seed, n_updates=updates, sample_every=10_000,
-                             sample_until=100_000, checkpoint_every=min(updates, 100_000), **params)
+        run = workflow.train(
+            str(book),
+            tmp,
+            seed=seed,
+            n_updates=updates,
+            sample_every=10_000,
+            sample_until=100_000,
+            checkpoint_every=min(updates, 100_000),
+            **params,
+        )
         seconds = time.perf_counter() - start
         at = {s["step"]: s["smooth_loss"] for s in json.loads((Path(tmp) / "samples.json").read_text())}
         log = read_log(Path(tmp) / "train_log.csv")
     window = (log["step"] >= 9_000) & (log["step"] <= 10_000)
-    return {"seed": seed, "loss_10k": at.get(10_000), "loss_100k": at.get(100_000),
-            "mean_9k_10k": float(log["smooth_loss"][window].mean()) if window.any() else None,
-            "best_smooth_loss": run["best_smooth_loss"], "best_step": run["best_step"],
-            "seconds": seconds, "engine": run["engine"]}
+    return {
+        "seed": seed,
+        "loss_10k": at.get(10_000),
+        "loss_100k": at.get(100_000),
+        "mean_9k_10k": float(log["smooth_loss"][window].mean()) if window.any() else None,
+        "best_smooth_loss": run["best_smooth_loss"],
+        "best_step": run["best_step"],
+        "seconds": seconds,
+        "engine": run["engine"],
+    }
 
 
 def fmt(value) -> str:
@@ -95,7 +132,9 @@ def main(argv=None) -> int:
     ap.add_argument("--updates", type=int, default=300_000)
     ap.add_argument("--engine", default="numpy", choices=("numpy", "numba"))
     ap.add_argument("--dtype", default="float64", choices=("float64", "float32"))
-    ap.add_argument("--json", metavar="PATH", help="write the machine and every run's figures to this JSON file")
+    ap.add_argument(
+        "--json", metavar="PATH", help="write the machine and every run's figures to this JSON file"
+    )
     args = ap.parse_args(argv)
     book = next((p for p in BOOKS if p.is_file()), None)
     if book is None:
@@ -107,11 +146,23 @@ def main(argv=None) -> int:
         print(f"seed {seed} done in {rows[-1]['seconds']:.0f} s", flush=True)
     info = machine()  # after training: numba's BLAS (scipy's) is loaded by then
     print(table(rows))
-    print(f"CPU {info['cpu']}; numpy {info['numpy']}; BLAS {', '.join(info['blas']) or '?'}; "
-          f"{' '.join(f'{k}={v}' for k, v in info['openblas_env'].items()) or 'no OPENBLAS_* set'}")
+    print(
+        f"CPU {info['cpu']}; numpy {info['numpy']}; BLAS {', '.join(info['blas']) or '?'}; "
+        f"{' '.join(f'{k}={v}' for k, v in info['openblas_env'].items()) or 'no OPENBLAS_* set'}"
+    )
     if args.json:
-        Path(args.json).write_text(json.dumps({"machine": info, "updates": args.updates, "engine": args.engine,
-                                               "dtype": args.dtype, "runs": rows}, indent=2))
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "machine": info,
+                    "updates": args.updates,
+                    "engine": args.engine,
+                    "dtype": args.dtype,
+                    "runs": rows,
+                },
+                indent=2,
+            )
+        )
     return 0
 
 

@@ -14,6 +14,7 @@ anything. Then:
   weights, AdaGrad state, hidden state, best model, log and samples, bit for bit, as an
   uninterrupted run of the same settings (:func:`reference`, :func:`final_problems`).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -30,17 +31,26 @@ from pathlib import Path
 
 import numpy as np
 
-from helpers.common import files
+from helpers.common import files, lock
+from helpers.common.lock import LOCK_NAME
 from helpers.common.paths import ROOT
 from helpers.data.text import load_corpus
-from helpers.common import lock
 from helpers.runs import steps
-from helpers.common.lock import LOCK_NAME
 from helpers.train import checkpoint as ckpt
 from helpers.train.config import TrainConfig
 
-SETTINGS = {"data_path": "pydoc_data", "seed": 0, "m": 16, "seq_length": 25, "n_updates": 1500,
-            "checkpoint_every": 20, "log_every": 10, "sample_every": 500, "sample_until": 1500, "sample_length": 40}
+SETTINGS = {
+    "data_path": "pydoc_data",
+    "seed": 0,
+    "m": 16,
+    "seq_length": 25,
+    "n_updates": 1500,
+    "checkpoint_every": 20,
+    "log_every": 10,
+    "sample_every": 500,
+    "sample_until": 1500,
+    "sample_length": 40,
+}
 TRAIN_CODE = "import json, sys\nfrom helpers.runs import steps\nsteps.train(**json.loads(sys.argv[1]))"
 
 
@@ -68,9 +78,15 @@ def reference(out, settings: dict = SETTINGS) -> Reference:
     with quiet():
         trainer.run_saving(trainer.cfg.n_updates, save)
     ref.seconds = time.perf_counter() - start
-    ref.final = {"params": s.params.flat.copy(), "mem": s.mem.flat.copy(), "hprev": s.hprev.copy(),
-                 "best_step": s.best_step, "best": s.best_params.flat.copy(), "log": files.log_csv(s.log),
-                 "samples": json.loads(json.dumps(s.samples))}
+    ref.final = {
+        "params": s.params.flat.copy(),
+        "mem": s.mem.flat.copy(),
+        "hprev": s.hprev.copy(),
+        "best_step": s.best_step,
+        "best": s.best_params.flat.copy(),
+        "log": files.log_csv(s.log),
+        "samples": json.loads(json.dumps(s.samples)),
+    }
     return ref
 
 
@@ -112,11 +128,15 @@ def pair_problems(out, ref: Reference) -> list[str]:
     if best.meta.get("run_id") != last.meta.get("run_id") or best.meta.get("kind") != "best":
         problems.append("best.npz is not the best model of last.npz's run")
     elif not best.step <= best_step <= last.step:
-        problems.append(f"steps out of order: best.npz {best.step}, best inside last.npz {best_step}, last {last.step}")
+        problems.append(
+            f"steps out of order: best.npz {best.step}, best inside last.npz {best_step}, last {last.step}"
+        )
     elif best.step == best_step and not np.array_equal(best.params.flat, last.best.flat):
         problems.append("best.npz differs from the best model inside last.npz of the same update")
     elif best.step < best_step and not any(
-            k < last.step and b == best.step and np.array_equal(w, best.params.flat) for k, (_, b, w) in ref.states.items()):
+        k < last.step and b == best.step and np.array_equal(w, best.params.flat)
+        for k, (_, b, w) in ref.states.items()
+    ):
         problems.append(f"best.npz (update {best.step}) is no earlier checkpoint's best model")
     return problems
 
@@ -125,12 +145,14 @@ def final_problems(out, ref: Reference) -> list[str]:
     """Where ``out``'s final files differ from the uninterrupted run's end state (bit for bit)."""
     out, f = Path(out), ref.final
     last, best = ckpt.load(out / "last.npz"), ckpt.load(out / "best.npz")
-    checks = {"weights": np.array_equal(last.params.flat, f["params"]),
-              "AdaGrad state": np.array_equal(last.mem.flat, f["mem"]),
-              "hidden state": np.array_equal(np.ravel(last.hprev), np.ravel(f["hprev"])),
-              "best model": best.step == f["best_step"] and np.array_equal(best.params.flat, f["best"]),
-              "train_log.csv": (out / "train_log.csv").read_text(encoding="utf-8") == f["log"],
-              "samples.json": files.read_json(out / "samples.json") == f["samples"]}
+    checks = {
+        "weights": np.array_equal(last.params.flat, f["params"]),
+        "AdaGrad state": np.array_equal(last.mem.flat, f["mem"]),
+        "hidden state": np.array_equal(np.ravel(last.hprev), np.ravel(f["hprev"])),
+        "best model": best.step == f["best_step"] and np.array_equal(best.params.flat, f["best"]),
+        "train_log.csv": (out / "train_log.csv").read_text(encoding="utf-8") == f["log"],
+        "samples.json": files.read_json(out / "samples.json") == f["samples"],
+    }
     return [name for name, same in checks.items() if not same]
 
 
@@ -139,12 +161,26 @@ def launch(out: Path, settings: dict, papermill: bool) -> subprocess.Popen:
     params = {**settings, "out_dir": str(out)}
     if papermill:
         out.mkdir(parents=True, exist_ok=True)  # for the executed notebook
-        cmd = [sys.executable, "-m", "papermill", str(ROOT / "notebooks" / "02_train.ipynb"), str(out / "02_train.ipynb"),
-               "-k", "python3", "--cwd", str(ROOT), "--no-progress-bar", "--log-level", "ERROR",
-               *[a for k, v in params.items() for a in ("-p", k, str(v))]]
+        cmd = [
+            sys.executable,
+            "-m",
+            "papermill",
+            str(ROOT / "notebooks" / "02_train.ipynb"),
+            str(out / "02_train.ipynb"),
+            "-k",
+            "python3",
+            "--cwd",
+            str(ROOT),
+            "--no-progress-bar",
+            "--log-level",
+            "ERROR",
+            *[a for k, v in params.items() for a in ("-p", k, str(v))],
+        ]
     else:
         cmd = [sys.executable, "-c", TRAIN_CODE, json.dumps(params)]
-    return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    return subprocess.Popen(
+        cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
 
 
 def trainer_pid(out: Path, proc: subprocess.Popen, timeout: float = 120) -> int:
@@ -154,7 +190,9 @@ def trainer_pid(out: Path, proc: subprocess.Popen, timeout: float = 120) -> int:
         with contextlib.suppress(OSError, ValueError, KeyError):
             return int(json.loads((out / LOCK_NAME).read_text())["pid"])
         if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"the training into {out} did not start: {proc.stderr.read().decode()[-2000:]}")
+            raise RuntimeError(
+                f"the training into {out} did not start: {proc.stderr.read().decode()[-2000:]}"
+            )
         time.sleep(0.005)
 
 
@@ -183,8 +221,9 @@ def kill(pid: int, proc: subprocess.Popen) -> None:
         time.sleep(0.01)  # the papermill kernel is not our child: wait until it has ended
 
 
-def kill_and_resume(out, ref: Reference, delay: float, papermill: bool = False, settings: dict = SETTINGS,
-                    while_running=None) -> dict:
+def kill_and_resume(
+    out, ref: Reference, delay: float, papermill: bool = False, settings: dict = SETTINGS, while_running=None
+) -> dict:
     """Kill a training into ``out`` ``delay`` seconds after it took its lock, check, resume, compare.
 
     ``while_running(out)``, when given, is called once the training holds the lock (within the
@@ -207,13 +246,21 @@ def kill_and_resume(out, ref: Reference, delay: float, papermill: bool = False, 
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    result = {"killed": killed, "temp_files": len(files.stale_temp_files(out)), "pair": pair_problems(out, ref)}
-    result["step"] = ckpt.load(out / "last.npz").step if (out / "last.npz").is_file() and not result["pair"] else None
+    result = {
+        "killed": killed,
+        "temp_files": len(files.stale_temp_files(out)),
+        "pair": pair_problems(out, ref),
+    }
+    result["step"] = (
+        ckpt.load(out / "last.npz").step if (out / "last.npz").is_file() and not result["pair"] else None
+    )
     left_lock = (out / LOCK_NAME).is_file()
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(io.StringIO()):
-        steps.train(**{**settings, "out_dir": str(out)},
-                    init_from=str(out / "last.npz") if result["step"] is not None else "")
+        steps.train(
+            **{**settings, "out_dir": str(out)},
+            init_from=str(out / "last.npz") if result["step"] is not None else "",
+        )
     result["took_over"] = "took over the lock" in printed.getvalue() if left_lock else None
     result["final"] = final_problems(out, ref)
     return result

@@ -3,6 +3,7 @@ worker`` on 127.0.0.1 (as in tests/test_sweep.py), the sweep running in a thread
 SIGKILL for the worker process that runs a chosen point (once its training holds the point's
 lock) or for the scheduler. Used by tests/test_sweep_faults.py and ``make faults``.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -15,12 +16,21 @@ import threading
 import time
 from pathlib import Path
 
-from helpers.jobs import sweep
 from helpers.common.lock import LOCK_NAME
+from helpers.jobs import sweep
 
 BIN = Path(sys.executable).parent
-TRAIN = {"data_path": "pydoc_data", "m": 16, "n_updates": 600, "seq_length": 25, "log_every": 10, "sample_every": 300,
-         "sample_until": 600, "sample_length": 20, "checkpoint_every": 100}
+TRAIN = {
+    "data_path": "pydoc_data",
+    "m": 16,
+    "n_updates": 600,
+    "seq_length": 25,
+    "log_every": 10,
+    "sample_every": 300,
+    "sample_until": 600,
+    "sample_length": 20,
+    "checkpoint_every": 100,
+}
 
 
 def _start(cmd, log, cwd) -> subprocess.Popen:
@@ -49,17 +59,46 @@ def cluster(folder, nthreads: int = 1):
     folder.mkdir(parents=True, exist_ok=True)
     procs = {}
     try:
-        procs["scheduler"] = _start([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
-                                     "--port", "0", "--no-dashboard", "--scheduler-file", str(folder / "scheduler.json")],
-                                    folder / "scheduler.log", folder)
+        procs["scheduler"] = _start(
+            [
+                sys.executable,
+                "-m",
+                "distributed.cli.dask_scheduler",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--no-dashboard",
+                "--scheduler-file",
+                str(folder / "scheduler.json"),
+            ],
+            folder / "scheduler.log",
+            folder,
+        )
         deadline = time.monotonic() + 30
         while not (folder / "scheduler.json").is_file():
-            assert procs["scheduler"].poll() is None and time.monotonic() < deadline, (folder / "scheduler.log").read_text()
+            assert procs["scheduler"].poll() is None and time.monotonic() < deadline, (
+                folder / "scheduler.log"
+            ).read_text()
             time.sleep(0.1)
         time.sleep(0.2)  # the file is written in one go, but give it a moment
         address = json.loads((folder / "scheduler.json").read_text())["address"]
-        procs["worker"] = _start([str(BIN / "dask"), "worker", address, "--host", "127.0.0.1", "--nthreads", str(nthreads),
-                                  "--no-dashboard", "--local-directory", str(folder)], folder / "worker.log", folder)
+        procs["worker"] = _start(
+            [
+                str(BIN / "dask"),
+                "worker",
+                address,
+                "--host",
+                "127.0.0.1",
+                "--nthreads",
+                str(nthreads),
+                "--no-dashboard",
+                "--local-directory",
+                str(folder),
+            ],
+            folder / "worker.log",
+            folder,
+        )
         yield address, procs
     finally:
         for proc in reversed(list(procs.values())):
@@ -69,7 +108,7 @@ def cluster(folder, nthreads: int = 1):
 def parent_pid(pid: int) -> int:
     """The parent of process ``pid`` (Linux /proc)."""
     stat = Path(f"/proc/{pid}/stat").read_text()
-    return int(stat[stat.rindex(")") + 2:].split()[1])
+    return int(stat[stat.rindex(")") + 2 :].split()[1])
 
 
 def training_pid(folder: Path, timeout: float, done: threading.Event) -> int | None:
@@ -84,10 +123,16 @@ def training_pid(folder: Path, timeout: float, done: threading.Event) -> int | N
 
 def snapshot(out) -> dict[str, bytes]:
     """The bytes of every point's point.json and run.json."""
-    return {str(p.relative_to(out)): p.read_bytes() for p in Path(out).glob("*/*.json") if p.name in ("point.json", "run.json")}
+    return {
+        str(p.relative_to(out)): p.read_bytes()
+        for p in Path(out).glob("*/*.json")
+        if p.name in ("point.json", "run.json")
+    }
 
 
-def sweep_with_a_death(out, grid: dict, address: str, victim: str, kill, base: dict = TRAIN, timeout: float = 120) -> dict:
+def sweep_with_a_death(
+    out, grid: dict, address: str, victim: str, kill, base: dict = TRAIN, timeout: float = 120
+) -> dict:
     """Run the sweep ``grid`` on ``address`` and call ``kill(training_pid)`` once point ``victim`` trains.
 
     Returns ``{"rows" or "error", "killed", "done_before", "victim_counted_done", "seconds"}``: the

@@ -1,87 +1,117 @@
 """Everything a user can hand the project gets an early error naming the problem and the fix,
-and no fault loses work."""
+and no fault loses work. (Ctrl-C and exact resume: test_resume.py.)"""
+
 from __future__ import annotations
 
 import json
-import signal
+import shutil
 import zipfile
 
 import numpy as np
 import pytest
 
-from conftest import quiet
 from helpers.common import files
-from helpers.train import checkpoint
 from helpers.data import text as data
 from helpers.report import sections as report
-from helpers.runs import steps as workflow
+from helpers.runs import live, steps
+from helpers.train import checkpoint
 from helpers.train.config import TrainConfig
-from helpers.train.trainer import Trainer
 
-KW = dict(m=8, seq_length=5, sample_every=50, sample_until=100, sample_length=10, log_every=5, checkpoint_every=20)
+from conftest import quiet
+
+KW = dict(
+    m=8, seq_length=5, sample_every=50, sample_until=100, sample_length=10, log_every=5, checkpoint_every=20
+)
 
 
-@pytest.fixture
-def text_file(tmp_path):
-    path = tmp_path / "t.txt"
-    path.write_text("abcd efgh, ijkl.\n" * 30, encoding="utf-8")
+LETTERS = "abcd efgh, ijkl.\n" * 30
+
+
+@pytest.fixture(scope="module")
+def letters(tmp_path_factory):
+    """LETTERS in t.txt, read only by the tests."""
+    path = tmp_path_factory.mktemp("bad-input") / "t.txt"
+    path.write_text(LETTERS, encoding="utf-8")
     return path
 
 
+@pytest.fixture(scope="module")
+def trained(letters):
+    """One training of 60 updates on letters, for the module."""
+    quiet(steps.train, str(letters), str(letters.parent / "run"), n_updates=60, **KW)
+    return letters.parent / "run"
+
+
 @pytest.fixture
-def run(tmp_path, text_file):
-    quiet(workflow.train, str(text_file), str(tmp_path / "run"), n_updates=60, **KW)
+def run(tmp_path, trained):
+    """A copy of that training's folder in tmp_path/run, the test's to change."""
+    shutil.copytree(trained, tmp_path / "run")
     return tmp_path / "run"
 
 
 # --- data_path -------------------------------------------------------------------------------
 
+
 def test_text_shorter_than_a_sequence(tmp_path):
     short = tmp_path / "short.txt"
     short.write_text("abcde", encoding="utf-8")
-    with pytest.raises(ValueError, match=r"5 characters: too few for 1 stream\(s\) of at least seq_length \+ 1 = 6.*smaller seq_length"):
-        quiet(workflow.train, str(short), str(tmp_path / "o"), n_updates=3, **KW)
+    with pytest.raises(
+        ValueError,
+        match=r"5 characters: too few for 1 stream\(s\) of at least seq_length \+ 1 = 6.*smaller seq_length",
+    ):
+        quiet(steps.train, str(short), str(tmp_path / "o"), n_updates=3, **KW)
     with pytest.raises(ValueError, match="fewer than the longest seq_length"):
-        workflow.gradient_test(str(short), str(tmp_path / "o"), [10], m=4)
+        steps.gradient_test(str(short), str(tmp_path / "o"), [10], m=4)
 
 
 def test_huge_file_is_refused_before_reading(tmp_path, monkeypatch):
     big = tmp_path / "big.txt"
     big.write_text("x" * 1000, encoding="utf-8")
     monkeypatch.setattr(data, "available_memory", lambda: 10_000)
-    with pytest.raises(MemoryError, match=r"1,000 bytes of text; .* needs about 16.6 KiB of memory but 9.8 KiB is available"):
+    with pytest.raises(
+        MemoryError, match=r"1,000 bytes of text; .* needs about 16.6 KiB of memory but 9.8 KiB is available"
+    ):
         data.load_corpus(str(big))
 
 
 def test_non_bmp_text_trains_and_samples(tmp_path):
     path = tmp_path / "emoji.txt"
     path.write_text("I 🐍 code 😀 and 𝄞 music. " * 20, encoding="utf-8")
-    quiet(workflow.train, str(path), str(tmp_path / "o"), n_updates=30, **KW)
+    quiet(steps.train, str(path), str(tmp_path / "o"), n_updates=30, **KW)
     ck = checkpoint.load(tmp_path / "o" / "last.npz")
     assert {"🐍", "😀", "𝄞"} <= set(ck.chars)
-    text = workflow.synthesize(str(tmp_path / "o" / "last.npz"), 50, prime="🐍")["text"]
+    text = steps.synthesize(str(tmp_path / "o" / "last.npz"), 50, prime="🐍")["text"]
     assert set(text) <= set(ck.chars)
 
 
 def test_a_prime_with_unknown_characters_leaves_them_out_and_says_so(run):
-    known = workflow.synthesize(str(run / "last.npz"), 30, prime="abc")
-    mixed = workflow.synthesize(str(run / "last.npz"), 30, prime="aQb🐍c")
+    known = steps.synthesize(str(run / "last.npz"), 30, prime="abc")
+    mixed = steps.synthesize(str(run / "last.npz"), 30, prime="aQb🐍c")
     assert mixed["text"] == known["text"] and mixed["prime"] == "abc" and known["note"] == ""
     assert "left out of the prime: 'Q', '🐍'" in mixed["note"]
-    alien = workflow.synthesize(str(run / "last.npz"), 30, prime="QQ")  # nothing left: the default prime
+    alien = steps.synthesize(str(run / "last.npz"), 30, prime="QQ")  # nothing left: the default prime
     assert alien["prime"] == "\n" and "instead" in alien["note"]
-    assert alien["text"] == workflow.synthesize(str(run / "last.npz"), 30)["text"]
+    assert alien["text"] == steps.synthesize(str(run / "last.npz"), 30)["text"]
 
 
 # --- parameters ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name,value,message", [
-    ("m", 0, "m must be > 0"), ("eta", -0.1, "eta must be > 0"), ("seq_length", 0, "seq_length must be > 0"),
-    ("sample_every", 0, "sample_every must be > 0"), ("n_updates", 0, "n_updates must be > 0"),
-    ("m", "abc", "m must be a number, got the text 'abc'"), ("m", 2.5, "m must be a whole number"),
-    ("eta", "nan", "eta must be a finite number"), ("dtype", "float16", "dtype must be one of float64, float32"),
-    ("m", True, "must be a number, got the boolean"),
-])
+
+@pytest.mark.parametrize(
+    "name,value,message",
+    [
+        ("m", 0, "m must be > 0"),
+        ("eta", -0.1, "eta must be > 0"),
+        ("seq_length", 0, "seq_length must be > 0"),
+        ("sample_every", 0, "sample_every must be > 0"),
+        ("n_updates", 0, "n_updates must be > 0"),
+        ("m", "abc", "m must be a number, got the text 'abc'"),
+        ("m", 2.5, "m must be a whole number"),
+        ("eta", "nan", "eta must be a finite number"),
+        ("dtype", "float16", "dtype must be one of float64, float32"),
+        ("m", True, "must be a number, got the boolean"),
+    ],
+)
 def test_bad_training_parameters(name, value, message):
     with pytest.raises((ValueError, TypeError), match=message):
         TrainConfig.from_kwargs(**{name: value})
@@ -92,35 +122,49 @@ def test_strings_from_papermill_r_are_coerced():
     assert (cfg.m, cfg.eta, cfg.n_updates, cfg.dtype) == (50, 0.05, 100000, "float32")
 
 
-def test_unknown_parameter_names_are_listed(text_file, tmp_path):
-    with pytest.raises(TypeError, match="unknown training parameter.*learning_rate.*the parameters are .*eta"):
-        workflow.train(str(text_file), str(tmp_path), learning_rate=0.1)
+def test_unknown_parameter_names_are_listed(letters, tmp_path):
+    with pytest.raises(
+        TypeError, match="unknown training parameter.*learning_rate.*the parameters are .*eta"
+    ):
+        steps.train(str(letters), str(tmp_path), learning_rate=0.1)
 
 
-@pytest.mark.parametrize("kwargs,message", [
-    ({"top_p": 0}, r"top_p must be in \(0, 1\]"), ({"top_p": 1.5}, r"top_p must be in \(0, 1\]"),
-    ({"temperature": 0}, "temperature must be > 0"), ({"temperature": -1}, "temperature must be > 0"),
-    ({"length": -1}, "length must be a whole number >= 0"), ({"prime": 5}, "prime must be a text"),
-])
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"top_p": 0}, r"top_p must be in \(0, 1\]"),
+        ({"top_p": 1.5}, r"top_p must be in \(0, 1\]"),
+        ({"temperature": 0}, "temperature must be > 0"),
+        ({"temperature": -1}, "temperature must be > 0"),
+        ({"length": -1}, "length must be a whole number >= 0"),
+        ({"prime": 5}, "prime must be a text"),
+    ],
+)
 def test_bad_sampling_options(run, kwargs, message):
     with pytest.raises(ValueError, match=message):
-        workflow.synthesize(str(run / "last.npz"), **{"length": 10, **kwargs})
+        steps.synthesize(str(run / "last.npz"), **{"length": 10, **kwargs})
 
 
-@pytest.mark.parametrize("kwargs,message", [
-    ({"seq_lengths": []}, "non-empty list"), ({"seq_lengths": [0]}, "seq_lengths must be > 0"),
-    ({"h": 0}, "h must be > 0"), ({"m": -3}, "m must be > 0"),
-])
-def test_bad_gradient_test_parameters(text_file, tmp_path, kwargs, message):
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"seq_lengths": []}, "non-empty list"),
+        ({"seq_lengths": [0]}, "seq_lengths must be > 0"),
+        ({"h": 0}, "h must be > 0"),
+        ({"m": -3}, "m must be > 0"),
+    ],
+)
+def test_bad_gradient_test_parameters(letters, tmp_path, kwargs, message):
     with pytest.raises(ValueError, match=message):
-        workflow.gradient_test(str(text_file), str(tmp_path), **{"seq_lengths": [3], **kwargs})
+        steps.gradient_test(str(letters), str(tmp_path), **{"seq_lengths": [3], **kwargs})
 
 
 # --- checkpoints ---------------------------------------------------------------------------
 
+
 def test_missing_checkpoint_says_how_to_get_one(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist; train first"):
-        workflow.synthesize(str(tmp_path / "nope.npz"))
+        steps.synthesize(str(tmp_path / "nope.npz"))
 
 
 def test_truncated_checkpoint(run, tmp_path):
@@ -162,7 +206,8 @@ def test_checkpoint_with_pickled_object_is_refused(run, tmp_path):
 
 # --- training faults -----------------------------------------------------------------------
 
-def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(run, text_file, monkeypatch):
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(run, letters, monkeypatch):
     good = (run / "last.npz").read_bytes()
     from helpers.model import rnn
 
@@ -176,30 +221,10 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(run, text_file
 
     monkeypatch.setattr(rnn, "forward", poisoned)
     with pytest.raises(FloatingPointError, match=r"non-finite loss.*last checkpoint was kept.*Lower eta"):
-        quiet(workflow.train, str(text_file), str(run), n_updates=200, init_from=str(run / "last.npz"), **KW)
+        quiet(steps.train, str(letters), str(run), n_updates=200, init_from=str(run / "last.npz"), **KW)
     last = checkpoint.load(run / "last.npz")
     assert last.step == 80 and np.isfinite(last.params.flat).all()  # checkpoint at 80 < first NaN at 91
     assert (run / "last.npz").read_bytes() != good
-
-
-def test_ctrl_c_writes_a_resumable_checkpoint(tmp_path, text_file, monkeypatch):
-    real_update = Trainer.update
-
-    def update_then_ctrl_c(self):
-        loss = real_update(self)
-        if self.state.step == 37:
-            signal.raise_signal(signal.SIGINT)  # as if the user pressed Ctrl-C here
-        return loss
-
-    monkeypatch.setattr(Trainer, "update", update_then_ctrl_c)
-    with pytest.raises(KeyboardInterrupt):
-        quiet(workflow.train, str(text_file), str(tmp_path / "a"), seed=1, n_updates=100, **KW)
-    assert checkpoint.load(tmp_path / "a" / "last.npz").step == 37
-    monkeypatch.setattr(Trainer, "update", real_update)
-    quiet(workflow.train, str(text_file), str(tmp_path / "a"), n_updates=100, init_from=str(tmp_path / "a" / "last.npz"), **KW)
-    quiet(workflow.train, str(text_file), str(tmp_path / "b"), seed=1, n_updates=100, **KW)
-    a, b = checkpoint.load(tmp_path / "a" / "last.npz"), checkpoint.load(tmp_path / "b" / "last.npz")
-    assert np.array_equal(a.params.flat, b.params.flat)
 
 
 def test_a_crash_while_writing_keeps_the_old_file(run, monkeypatch):
@@ -217,29 +242,39 @@ def test_a_crash_while_writing_keeps_the_old_file(run, monkeypatch):
 
 # --- output --------------------------------------------------------------------------------
 
-def test_report_refuses_results_of_two_runs(run, text_file, tmp_path):
-    quiet(workflow.gradient_test, str(text_file), str(run), [3], m=4)
-    quiet(workflow.synthesize, str(run / "best.npz"), 20, out_path=str(run / "best_passage.json"))
+
+def test_report_refuses_results_of_two_runs(run, letters, tmp_path):
+    quiet(steps.gradient_test, str(letters), str(run), [3], m=4)
+    quiet(steps.synthesize, str(run / "best.npz"), 20, out_path=str(run / "best_passage.json"))
+    quiet(live.write, str(run / "best.npz"), str(run / "live_model.json"))
     report.load_results(run)  # one run: fine
-    quiet(workflow.train, str(text_file), str(run), n_updates=40, **KW)  # a second run into the same folder
-    with pytest.raises(ValueError, match="best_passage.json comes from run .*; re-run notebooks/04_best_model.ipynb on "
-                                         ".*best.npz, then this one"):
+    quiet(steps.train, str(letters), str(run), n_updates=40, **KW)  # a second run into the same folder
+    with pytest.raises(
+        ValueError,
+        match="best_passage.json comes from run .*; re-run notebooks/04_best_model.ipynb on "
+        ".*best.npz, then this one",
+    ):
         report.load_results(run)
     (run / "best_passage.json").unlink()
     with pytest.raises(FileNotFoundError, match="has no best_passage.json; re-run notebooks/04_best_model"):
         report.load_results(run)
 
 
-def test_report_refuses_a_gradient_test_on_another_text(run, tmp_path, text_file):
+def test_report_refuses_a_gradient_test_on_another_text(run, tmp_path, letters):
     other = tmp_path / "other.txt"
     other.write_text("zyxw vuts " * 10, encoding="utf-8")
-    quiet(workflow.gradient_test, str(other), str(run), [3], m=4)
-    quiet(workflow.synthesize, str(run / "best.npz"), 20, out_path=str(run / "best_passage.json"))
-    with pytest.raises(ValueError, match="gradcheck.json .* another text .*; re-run notebooks/01_gradient_test.ipynb"):
+    quiet(steps.gradient_test, str(other), str(run), [3], m=4)
+    quiet(steps.synthesize, str(run / "best.npz"), 20, out_path=str(run / "best_passage.json"))
+    quiet(live.write, str(run / "best.npz"), str(run / "live_model.json"))
+    with pytest.raises(
+        ValueError, match="gradcheck.json .* another text .*; re-run notebooks/01_gradient_test.ipynb"
+    ):
         report.load_results(run)
-    quiet(workflow.train, str(other), str(run), n_updates=40, **KW)  # 02 on the other text: 04 is stale now
-    quiet(workflow.gradient_test, str(text_file), str(run), [3], m=4)  # and 01 on the first text
-    with pytest.raises(ValueError, match="re-run notebooks/01_gradient_test.ipynb .*, then notebooks/04_best_model"):
+    quiet(steps.train, str(other), str(run), n_updates=40, **KW)  # 02 on the other text: 04 is stale now
+    quiet(steps.gradient_test, str(letters), str(run), [3], m=4)  # and 01 on the first text
+    with pytest.raises(
+        ValueError, match="re-run notebooks/01_gradient_test.ipynb .*, then notebooks/04_best_model"
+    ):
         report.load_results(run)
 
 

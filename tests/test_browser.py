@@ -6,6 +6,7 @@ holding 01 and 03 with tiny parameters (papermill's parameters cell, as `make re
 it), and drives it with Playwright and the system's Chromium (never a downloaded browser). Skipped
 when Chromium or the playwright package is missing. About a minute.
 """
+
 from __future__ import annotations
 
 import os
@@ -21,15 +22,22 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from conftest import quiet
 from helpers.common.paths import ROOT
 from helpers.runs import steps
+
+from conftest import quiet
 
 sync_api = pytest.importorskip("playwright.sync_api")
 CHROMIUM = os.environ.get("CHROME") or shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(not CHROMIUM, reason="no Chromium on the PATH (set CHROME=/path/to/chromium)")
-BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                "--disable-sync", "--no-first-run"]
+BROWSER_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 TIMEOUT = 120_000  # ms, for a whole notebook to run on a busy two-core machine
 
 
@@ -62,20 +70,49 @@ def parameterized(name: str, folder: Path, parameters: dict) -> None:
 def lab(tmp_path_factory):
     """(url, token) of a JupyterLab on a folder with 01 and 03, and a tiny trained run for 03."""
     root, run, home = (tmp_path_factory.mktemp(name) for name in ("lab", "run", "home"))
-    quiet(steps.train, "pydoc_data", str(run), seed=1, m=16, n_updates=300, sample_every=100, sample_length=40,
-          log_every=10, checkpoint_every=100)
-    parameterized("01_gradient_test", root, {"data_path": "pydoc_data", "out_dir": str(run), "m": 8,
-                                             "seq_lengths": [3, 5]})
-    parameterized("03_synthesis", root, {"data_path": "pydoc_data", "out_dir": str(run),
-                                         "checkpoint": str(run / "last.npz"), "length": 100})
+    quiet(
+        steps.train,
+        "pydoc_data",
+        str(run),
+        seed=1,
+        m=16,
+        n_updates=300,
+        sample_every=100,
+        sample_length=40,
+        log_every=10,
+        checkpoint_every=100,
+    )
+    parameterized(
+        "01_gradient_test",
+        root,
+        {"data_path": "pydoc_data", "out_dir": str(run), "m": 8, "seq_lengths": [3, 5]},
+    )
+    parameterized(
+        "03_synthesis",
+        root,
+        {"data_path": "pydoc_data", "out_dir": str(run), "checkpoint": str(run / "last.npz"), "length": 100},
+    )
     settings = home / "settings" / "@jupyterlab" / "apputils-extension"
     settings.mkdir(parents=True)
-    (settings / "notification.jupyterlab-settings").write_text('{"fetchNews": "false", "checkForUpdates": false}')
+    (settings / "notification.jupyterlab-settings").write_text(
+        '{"fetchNews": "false", "checkForUpdates": false}'
+    )
     port, token = free_port(), uuid.uuid4().hex
-    env = {**os.environ, "JUPYTERLAB_SETTINGS_DIR": str(home / "settings"),
-           "JUPYTERLAB_WORKSPACES_DIR": str(home / "workspaces"), "CHARRNN_INTERACTIVE": "1"}
-    command = [str(Path(sys.executable).with_name("jupyter")), "lab", "--no-browser", "--ip=127.0.0.1",
-               f"--port={port}", f"--ServerApp.root_dir={root}", f"--IdentityProvider.token={token}"]
+    env = {
+        **os.environ,
+        "JUPYTERLAB_SETTINGS_DIR": str(home / "settings"),
+        "JUPYTERLAB_WORKSPACES_DIR": str(home / "workspaces"),
+        "CHARRNN_INTERACTIVE": "1",
+    }
+    command = [
+        str(Path(sys.executable).with_name("jupyter")),
+        "lab",
+        "--no-browser",
+        "--ip=127.0.0.1",
+        f"--port={port}",
+        f"--ServerApp.root_dir={root}",
+        f"--IdentityProvider.token={token}",
+    ]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         command.append("--allow-root")
     log = open(home / "lab.log", "w")
@@ -127,8 +164,11 @@ def finished(page) -> None:
     """Wait until every cell has run (no prompt shows [*]), and check none of them failed."""
     page.wait_for_function(
         "() => { const p = [...document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-InputPrompt')];"
-        " return p.length > 0 && p.every(e => /\\[\\d+\\]/.test(e.textContent) || !/\\[/.test(e.textContent)) }")
-    errors = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) [data-mime-type='application/vnd.jupyter.stderr']")
+        " return p.length > 0 && p.every(e => /\\[\\d+\\]/.test(e.textContent) || !/\\[/.test(e.textContent)) }"
+    )
+    errors = page.locator(
+        ".jp-NotebookPanel:not(.lm-mod-hidden) [data-mime-type='application/vnd.jupyter.stderr']"
+    )
     assert not [e for e in errors.all_inner_texts() if "Error" in e], errors.all_inner_texts()
 
 
@@ -160,8 +200,9 @@ def test_sampler_follows_the_slider_and_the_priming_text(page, lab):
     page.mouse.down()
     page.mouse.move(box["x"] - 60, box["y"] + box["height"] / 2, steps=6)
     page.mouse.up()
-    page.wait_for_function("t => !document.querySelector('.widget-html-content').innerText.includes(t)",
-                           arg="temperature 1.00")
+    page.wait_for_function(
+        "t => !document.querySelector('.widget-html-content').innerText.includes(t)", arg="temperature 1.00"
+    )
     cooler = sample.inner_text()
     temperature = float(cooler.split("temperature ")[1].split(",")[0])
     assert 0.3 <= temperature <= 0.9 and cooler != before  # 60 pixels move it by a fraction, not to the end
@@ -171,7 +212,9 @@ def test_sampler_follows_the_slider_and_the_priming_text(page, lab):
     prime.click()
     page.keyboard.press("Control+A")
     page.keyboard.type("The ")
-    page.wait_for_function("() => document.querySelector('.widget-html-content').innerText.includes('prime \"The \"')")
+    page.wait_for_function(
+        "() => document.querySelector('.widget-html-content').innerText.includes('prime \"The \"')"
+    )
     primed = sample.inner_text()
     assert primed != cooler and f"temperature {temperature:.2f}" in primed
     shot(page, "03-sampler-after")

@@ -1,4 +1,6 @@
-"""Checkpoint round trips, the file format, atomic writes and broken-file errors."""
+"""Checkpoints (helpers.train.checkpoint): round trips of every cell and stack, the file format and its
+version, atomic writes of result files (helpers.common.files) and broken-file errors."""
+
 from __future__ import annotations
 
 import json
@@ -8,13 +10,19 @@ import stat
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from conftest import random_params
 from helpers.common import files
+from helpers.data.text import build_vocab
+from helpers.model import cells
+from helpers.model.params import NAMES, ParamSet, init_params
+from helpers.runs import steps
 from helpers.train import checkpoint as ckpt
-from helpers.model.params import NAMES
 
-VOCAB = ["\x00", "\n", " ", "a", "z", "\u00e9", "\u4e2d", "\U0001F600"]  # NUL and a non-BMP emoji
+from conftest import quiet, random_model, random_params
+
+VOCAB = ["\x00", "\n", " ", "a", "z", "\u00e9", "\u4e2d", "\U0001f600"]  # NUL and a non-BMP emoji
 
 
 def make_checkpoint(dtype=np.float64, with_mem=True, chars=VOCAB, seed=0):
@@ -26,9 +34,13 @@ def make_checkpoint(dtype=np.float64, with_mem=True, chars=VOCAB, seed=0):
         mem = params.zeros_like()
         mem.flat[...] = np.abs(rng.standard_normal(mem.flat.size))
     return ckpt.Checkpoint(
-        params=params, chars=list(chars), step=1234, smooth_loss=42.125,
-        hprev=np.tanh(rng.standard_normal(4)).astype(dtype), mem=mem,
-        meta={"run_id": "abc", "note": "caf\u00e9 \U0001F600", "config": {"m": 4}, "rng": 2**70},
+        params=params,
+        chars=list(chars),
+        step=1234,
+        smooth_loss=42.125,
+        hprev=np.tanh(rng.standard_normal(4)).astype(dtype),
+        mem=mem,
+        meta={"run_id": "abc", "note": "caf\u00e9 \U0001f600", "config": {"m": 4}, "rng": 2**70},
     )
 
 
@@ -56,7 +68,7 @@ def test_round_trip(tmp_path, dtype):
     assert returned == path
     loaded = ckpt.load(str(path))
     assert_same(ck, loaded)
-    assert loaded.chars[0] == "\x00" and loaded.chars[-1] == "\U0001F600"
+    assert loaded.chars[0] == "\x00" and loaded.chars[-1] == "\U0001f600"
     assert (loaded.params.m, loaded.params.K) == (4, len(VOCAB))
 
 
@@ -74,6 +86,77 @@ def test_round_trip_weights_only_and_defaults(tmp_path):
     assert loaded.meta == {}
 
 
+# any code point but lone surrogates, which no UTF-8 file can hold
+TEXTS = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=200)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    TEXTS,
+    st.integers(1, 9),
+    st.integers(0, 10**6),
+    st.sampled_from(["float64", "float32"]),
+    st.floats(0, 1e3, allow_nan=False),
+)
+def test_property_round_trip_of_random_texts_and_models(tmp_path, text, m, step, dtype, smooth):
+    chars = build_vocab(text)
+    rng = np.random.default_rng(step)
+    p = init_params(m, len(chars), 0.5, rng, dtype=np.dtype(dtype))
+    mem = ParamSet(m, len(chars), dtype=np.dtype(dtype), flat=rng.random(p.flat.size).astype(dtype))
+    meta = {"note": text[:20], "rng_state": rng.bit_generator.state}
+    ck = ckpt.Checkpoint(
+        params=p,
+        chars=chars,
+        step=step,
+        smooth_loss=smooth,
+        hprev=rng.standard_normal(m).astype(dtype),
+        mem=mem,
+        meta=meta,
+    )
+    path = ckpt.save(tmp_path / "ck.npz", ck)
+    back = ckpt.load(path)
+    assert back.chars == chars and back.step == step and back.smooth_loss == smooth and back.meta == meta
+    assert back.params.flat.dtype == np.dtype(dtype)
+    assert np.array_equal(back.params.flat, p.flat) and np.array_equal(back.mem.flat, mem.flat)
+    assert np.array_equal(back.hprev, ck.hprev)
+
+
+def test_checkpoint_of_a_stack_round_trips_with_plain_names(tmp_path):
+    p = random_model("gru", 2)
+    ck = ckpt.Checkpoint(
+        params=p,
+        chars=list("abcdefg"),
+        mem=p.zeros_like(),
+        mem2=p.copy(),
+        best=p.copy(),
+        hprev=np.zeros((2, 2 * p.m)),
+    )
+    path = ckpt.save(tmp_path / "c.npz", ck)
+    with np.load(path, allow_pickle=False) as z:
+        assert {"U2", "W2", "b2", "mU2", "vW2", "bestb2"} <= set(z.files)
+    back = ckpt.load(path)
+    assert back.params.layers == 2 and back.mem2.layers == 2 and cells.of(back.params) == "gru"
+    np.testing.assert_array_equal(back.params.flat, p.flat)
+    np.testing.assert_array_equal(back.best.flat, p.flat)
+
+
+def test_a_one_layer_checkpoint_has_exactly_the_old_arrays(tmp_path):
+    p = random_model("rnn", 1)
+    path = ckpt.save(tmp_path / "c.npz", ckpt.Checkpoint(params=p, chars=list("abcdefg"), mem=p.zeros_like()))
+    with np.load(path, allow_pickle=False) as z:
+        arrays = set(z.files)
+    assert arrays == {
+        *NAMES,
+        *("m" + n for n in NAMES),
+        "hprev",
+        "step",
+        "smooth_loss",
+        "chars",
+        "char_codes",
+        "meta",
+    }
+
+
 def test_vocab_with_trailing_nul_characters(tmp_path):
     """numpy string arrays drop trailing NULs; the char codes must keep them exact."""
     chars = ["\x00", "\x01", "b"]
@@ -88,8 +171,11 @@ def test_file_is_plain_npz_without_pickles(tmp_path):
     path = ckpt.save(tmp_path / "ck.npz", ck)
     with np.load(path, allow_pickle=False) as z:
         files = set(z.files)
-        expected = set(NAMES) | {"m" + n for n in NAMES} | {"hprev", "step", "smooth_loss", "chars",
-                                                              "char_codes", "meta"}
+        expected = (
+            set(NAMES)
+            | {"m" + n for n in NAMES}
+            | {"hprev", "step", "smooth_loss", "chars", "char_codes", "meta"}
+        )
         assert expected <= files, expected - files
         for name in NAMES:
             np.testing.assert_array_equal(z[name], ck.params[name])
@@ -97,8 +183,35 @@ def test_file_is_plain_npz_without_pickles(tmp_path):
         assert z["char_codes"].tolist() == [ord(c) for c in VOCAB]
         assert int(z["step"]) == 1234
         assert float(z["smooth_loss"]) == 42.125
-        assert json.loads(str(z["meta"])) == {**ck.meta, "format": ckpt.FORMAT}  # the format travels in the meta
+        assert json.loads(str(z["meta"])) == {
+            **ck.meta,
+            "format": ckpt.FORMAT,
+        }  # the format travels in the meta
         assert all(z[k].dtype != object for k in z.files)
+
+
+def test_checkpoints_carry_their_format_and_an_unknown_one_is_refused_by_name(tmp_path):
+    quiet(
+        steps.train,
+        "pydoc_data",
+        str(tmp_path / "run"),
+        seed=2,
+        n_updates=20,
+        m=8,
+        seq_length=5,
+        sample_every=50,
+        checkpoint_every=20,
+    )
+    with np.load(tmp_path / "run" / "last.npz") as z:
+        assert json.loads(str(z["meta"]))["format"] == ckpt.FORMAT == 1
+    with np.load(tmp_path / "run" / "last.npz") as z:
+        data = {k: z[k] for k in z.files}
+    data["meta"] = np.array(json.dumps({**json.loads(str(data["meta"])), "format": 2}))
+    np.savez(tmp_path / "new.npz", **data)
+    with pytest.raises(
+        ValueError, match=r"new.npz' is in checkpoint format 2, but this version reads format 1"
+    ):
+        ckpt.load(tmp_path / "new.npz")
 
 
 def test_save_creates_parent_folders_and_leaves_no_temp_files(tmp_path):
@@ -168,11 +281,11 @@ def test_atomic_write_gives_a_file_like_a_plain_write(tmp_path):
 
 
 def test_json_round_trip_keeps_characters(tmp_path):
-    obj = {"text": "na\u00efve \U0001F600 \x00", "n": [1, 2.5, None]}
+    obj = {"text": "na\u00efve \U0001f600 \x00", "n": [1, 2.5, None]}
     path = tmp_path / "x.json"
     files.write_json(path, obj)
     assert files.read_json(str(path)) == obj
-    assert "\U0001F600" in path.read_text(encoding="utf-8")  # kept as is, not \\ud83d escapes
+    assert "\U0001f600" in path.read_text(encoding="utf-8")  # kept as is, not \\ud83d escapes
 
 
 def test_read_json_errors(tmp_path):

@@ -1,4 +1,6 @@
-"""TrainConfig: defaults, coercion of strings (papermill) and rejection of bad values."""
+"""TrainConfig: defaults, coercion of strings (papermill) and rejection of bad values, the cells,
+optimizers, streams, validation and test parts, layers, dropout and the learning-rate schedule included."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -19,9 +21,18 @@ def test_defaults_are_the_assignments():
 @pytest.mark.parametrize(
     "field,value,expected",
     [
-        ("m", "100", 100), ("m", " 42 ", 42), ("n_updates", "300_000", 300_000), ("n_updates", "1e3", 1000),
-        ("m", 7.0, 7), ("seq_length", "25.0", 25), ("eta", "0.05", 0.05), ("eta", 1, 1.0), ("sig", "1e-2", 0.01),
-        ("sample_length", "0", 0), ("n_updates", 1, 1), ("dtype", "float32", "float32"),
+        ("m", "100", 100),
+        ("m", " 42 ", 42),
+        ("n_updates", "300_000", 300_000),
+        ("n_updates", "1e3", 1000),
+        ("m", 7.0, 7),
+        ("seq_length", "25.0", 25),
+        ("eta", "0.05", 0.05),
+        ("eta", 1, 1.0),
+        ("sig", "1e-2", 0.01),
+        ("sample_length", "0", 0),
+        ("n_updates", 1, 1),
+        ("dtype", "float32", "float32"),
     ],
 )
 def test_coercion(field, value, expected):
@@ -54,7 +65,8 @@ def test_numpy_scalars_are_accepted():
         ({"m": [1]}, TypeError, "m"),
         ({"eta": "nan"}, ValueError, "eta"),
         ({"eta": float("inf")}, ValueError, "eta"),
-        ({"n_updates": -1}, ValueError, "n_updates"), ({"n_updates": 0}, ValueError, "n_updates must be > 0"),
+        ({"n_updates": -1}, ValueError, "n_updates"),
+        ({"n_updates": 0}, ValueError, "n_updates must be > 0"),
         ({"sample_every": 0}, ValueError, "sample_every"),
         ({"dtype": "float16"}, ValueError, "dtype"),
         ({"dtype": 64}, TypeError, "dtype"),
@@ -95,3 +107,71 @@ def test_frozen():
     cfg = TrainConfig()
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.m = 5
+
+
+# --- the settings beyond the assignment -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kwargs,name",
+    [
+        ({"cell": "transformer"}, "cell"),
+        ({"cell": "LSTM"}, "cell"),
+        ({"optimizer": "sgd"}, "optimizer"),
+        ({"engine": "cuda"}, "engine"),
+        ({"val_fraction": 0.6}, "val_fraction"),
+        ({"val_fraction": 0.5}, "val_fraction"),
+        ({"val_fraction": -0.1}, "val_fraction"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"batch_size": -2}, "batch_size"),
+        ({"eval_every": 0}, "eval_every"),
+    ],
+)
+def test_bad_new_settings_are_rejected_with_the_name(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        TrainConfig(**kwargs)
+    with pytest.raises(ValueError, match=name):
+        TrainConfig.from_kwargs(**kwargs)
+
+
+def test_good_new_settings_are_accepted_and_coerced():
+    cfg = TrainConfig(cell="lstm", optimizer="adam", engine="numba", val_fraction="0.1", batch_size="4")
+    assert (cfg.cell, cfg.optimizer, cfg.engine, cfg.val_fraction, cfg.batch_size) == (
+        "lstm",
+        "adam",
+        "numba",
+        0.1,
+        4,
+    )
+
+
+@pytest.mark.parametrize(
+    "kwargs,name",
+    [
+        ({"n_layers": 0}, "n_layers"),
+        ({"n_layers": 1.5}, "n_layers"),
+        ({"dropout": 1.0}, "dropout"),
+        ({"dropout": -0.1}, "dropout"),
+    ],
+)
+def test_bad_layers_and_dropout_are_refused_by_name(kwargs, name):
+    with pytest.raises((ValueError, TypeError), match=name):
+        TrainConfig(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs,name",
+    [
+        ({"lr_decay": 0}, "lr_decay"),
+        ({"lr_decay": 1.5}, "lr_decay"),
+        ({"lr_schedule": "linear"}, "lr_schedule"),
+        ({"warmup": -1}, "warmup"),
+        ({"warmup": 2.5}, "warmup"),
+        ({"test_fraction": -0.1}, "test_fraction"),
+        ({"test_fraction": 0.5}, "test_fraction"),
+        ({"test_fraction": 0.3, "val_fraction": 0.3}, "test_fraction"),
+    ],
+)
+def test_bad_schedule_and_test_values_are_refused_by_name(kwargs, name):
+    with pytest.raises((ValueError, TypeError), match=name):
+        TrainConfig(**kwargs)

@@ -1,16 +1,23 @@
-"""Vocabulary, encoding and loading the training text (with its error messages)."""
+"""helpers.data: the vocabulary and encoding, loading the training text and document collections (with
+their error messages), and the n-gram entropies of a text."""
+
 from __future__ import annotations
 
+import csv
+import io
+import json
+import math
 import re
+from collections import Counter
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from helpers.data import text as data
 from helpers.common.paths import ROOT, resolve
-
+from helpers.data import text as data
+from helpers.data.collection import END_CHAR, STDLIB_SOURCE, load_collection, stdlib_documents
 
 # --- vocabulary and encoding -------------------------------------------------------------
 
@@ -18,7 +25,7 @@ from helpers.common.paths import ROOT, resolve
 def test_vocab_is_sorted_distinct_characters():
     assert data.build_vocab("banana") == ["a", "b", "n"]
     assert data.build_vocab("ba\nB ") == ["\n", " ", "B", "a", "b"]  # by code point
-    text = "Harry said: \u00e9t\u00e9 \U0001F600\x00!"
+    text = "Harry said: \u00e9t\u00e9 \U0001f600\x00!"
     chars = data.build_vocab(text)
     assert chars == sorted(set(text))
     assert len(chars) == len(set(chars))
@@ -74,6 +81,20 @@ def test_property_encode_decode_round_trip(text):
     assert all(chars[i] == ch for i, ch in zip(enc.tolist(), text))
 
 
+# any code point but lone surrogates, which no UTF-8 file can hold
+TEXTS = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=200)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(TEXTS)
+def test_property_vocabulary_encode_decode_over_any_code_point(text):
+    chars = data.build_vocab(text)
+    ids = data.encode(text, chars)
+    assert chars == sorted(set(chars)) and len(chars) == len(set(text))
+    assert ids.min() >= 0 and ids.max() < len(chars)
+    assert data.decode(ids, chars) == text
+
+
 def test_encode_unknown_characters_are_named():
     chars = data.build_vocab("abc")
     with pytest.raises(ValueError) as err:
@@ -125,9 +146,9 @@ def test_auto_with_book_reads_the_book(tmp_path, monkeypatch):
 
 
 def test_load_utf8_file(text_file):
-    path = text_file("Gr\u00fc\u00dfe \U0001F600\nline two\n")
+    path = text_file("Gr\u00fc\u00dfe \U0001f600\nline two\n")
     corpus = data.load_corpus(str(path))
-    assert corpus.text == "Gr\u00fc\u00dfe \U0001F600\nline two\n"
+    assert corpus.text == "Gr\u00fc\u00dfe \U0001f600\nline two\n"
     assert corpus.name == path.name and corpus.source == str(path)
     # a PathLike works as well as a string
     assert data.load_corpus(path).text == corpus.text
@@ -197,3 +218,135 @@ def test_relative_paths_are_read_from_the_repository_root():
     assert resolve("data/x.txt") == ROOT / "data" / "x.txt"
     assert resolve("/abs/x.txt").as_posix() == "/abs/x.txt"
     assert (ROOT / "helpers").is_dir()
+
+
+# --- n-gram entropies -----------------------------------------------------------------------
+
+
+def test_ngram_entropy_by_hand():
+    enc = np.array([0, 1, 0, 1, 0, 1])
+    assert data.ngram_entropy(enc, 3, 1) == pytest.approx(math.log(2))
+    assert data.ngram_entropy(enc, 3, 2) == pytest.approx(0.0, abs=1e-15)  # each character fixes the next
+    text = "abracadabra, said the cat"
+    chars = sorted(set(text))
+    enc = np.array([chars.index(c) for c in text])
+    counts = Counter(text)
+    h1 = -sum(n / len(text) * math.log(n / len(text)) for n in counts.values())
+    pairs, firsts = Counter(zip(text, text[1:])), Counter(text[:-1])
+    h2 = -sum(n / (len(text) - 1) * math.log(n / firsts[a]) for (a, _), n in pairs.items())
+    assert data.ngram_entropy(enc, len(chars), 1) == pytest.approx(h1, rel=1e-12)
+    assert data.ngram_entropy(enc, len(chars), 2) == pytest.approx(h2, rel=1e-12)
+    assert (
+        data.ngram_entropy(enc, len(chars), 2) < data.ngram_entropy(enc, len(chars), 1) < math.log(len(chars))
+    )
+    with pytest.raises(ValueError, match="order"):
+        data.ngram_entropy(enc, len(chars), 3)
+
+
+# --- reading a collection --------------------------------------------------------------------
+
+SPECIAL = ['a "quoted", comma', "two\nlines", "plain 😀"]
+
+
+def write_format(tmp_path, fmt: str):
+    """The collection SPECIAL in one format; returns (path, text_field, expected documents)."""
+    path = tmp_path / f"c.{fmt}"
+    if fmt == "json":
+        path.write_text(
+            json.dumps([{"id": i, "text": d} for i, d in enumerate(SPECIAL)], indent=2), encoding="utf-8"
+        )
+        return path, "text", SPECIAL
+    if fmt == "js":  # Twitter's archive: a JavaScript assignment of nested objects
+        body = json.dumps([{"tweet": {"full_text": d}} for d in SPECIAL])
+        path.write_text("window.YTD.tweets.part0 = " + body, encoding="utf-8")
+        return path, "tweet.full_text", SPECIAL
+    if fmt == "jsonl":  # strings and objects mixed, a blank line
+        lines = [json.dumps(SPECIAL[0]), "", json.dumps({"body": SPECIAL[1]}), json.dumps(SPECIAL[2])]
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        return path, "body", SPECIAL
+    if fmt in ("csv", "tsv"):
+        buf = io.StringIO()
+        writer = csv.writer(buf, delimiter="," if fmt == "csv" else "\t")
+        writer.writerow(["id", "body"])
+        writer.writerows([i, d] for i, d in enumerate(SPECIAL))
+        path.write_bytes(("\ufeff" + buf.getvalue()).encode("utf-8"))  # with a BOM, as spreadsheets write
+        return path, "body", SPECIAL
+    docs = [d.replace("\n", " ") for d in SPECIAL]
+    path.write_text("\n".join(docs) + "\n", encoding="utf-8")
+    return path, "ignored", docs
+
+
+@pytest.mark.parametrize("fmt", ["json", "js", "jsonl", "csv", "tsv", "txt"])
+def test_each_format_gives_the_documents(tmp_path, fmt):
+    path, field, expected = write_format(tmp_path, fmt)
+    c = load_collection(str(path), field)
+    assert c.documents == expected and c.dropped == 0 and c.name == path.name
+    assert c.info()["n_documents"] == len(expected) and c.info()["n_chars"] == sum(map(len, expected))
+
+
+def test_json_list_of_strings_and_dropped_blanks(tmp_path):
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps(["one", "  ", "two", ""]), encoding="utf-8")
+    c = load_collection(str(path))
+    assert c.documents == ["one", "two"] and c.dropped == 2
+
+
+@pytest.mark.parametrize(
+    "content,name,pattern",
+    [
+        ("", "e.txt", r"holds no documents\. Put one document per line"),
+        ("\n  \n\n", "b.txt", r"holds no documents \(3 empty ones were dropped\)"),
+        ("[]", "l.json", "holds no documents"),
+        ('[{"text": ""}]', "o.json", r"holds no documents \(1 empty"),
+        ('{"tweets": ["a"]}', "d.json", r"JSON dict with the keys tweets, not a list.*save the list itself"),
+        ('["a", 3]', "n.json", r"item 1 of .*expected a string or an object holding text, got int '3'"),
+        ('[{"text": null}]', "z.json", r"item 0 of .*expected the field 'text' holding text, got NoneType"),
+        ("id,body\n1,a\n", "c.csv", r"no column 'text'; its columns are 'id', 'body'\. Pass text_field"),
+    ],
+)
+def test_collection_errors_name_the_problem_and_fix(tmp_path, content, name, pattern):
+    path = tmp_path / name
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(ValueError, match=pattern):
+        load_collection(str(path))
+
+
+def test_missing_field_names_the_item_and_the_fields_it_has(tmp_path):
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps([{"text": "ok"}, {"id": 2, "full_text": "no text field"}]), encoding="utf-8")
+    with pytest.raises(
+        ValueError, match=r"item 1 of .* has no field 'text' \(it has: 'id', 'full_text'\)\. Pass text_field"
+    ):
+        load_collection(str(path))
+    with pytest.raises(ValueError, match=r"has no field 'tweet'"):
+        load_collection(str(path), "tweet.full_text")
+
+
+@pytest.mark.parametrize("fmt,bad_line", [("json", 4), ("json", 2), ("jsonl", 3), ("jsonl", 1)])
+def test_bad_json_reports_its_line(tmp_path, fmt, bad_line):
+    if fmt == "json":
+        lines = ["[", '  {"text": "a"},', '  {"text": "b"},', '  {"text": "c"}', "]"]
+        lines[bad_line - 1] = '  {"text": "broken" "x"},'
+    else:
+        lines = [json.dumps({"text": w}) for w in "abcd"]
+        lines[bad_line - 1] = '{"text": "broken'
+    path = tmp_path / f"bad.{fmt}"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    kind = "JSON Lines" if fmt == "jsonl" else "JSON"
+    with pytest.raises(
+        ValueError, match=rf"not valid {kind}: .* at line {bad_line}, column \d+ .*broken.*Fix that line"
+    ):
+        load_collection(str(path))
+
+
+def test_missing_file_says_how_to_use_the_fallback(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist.*empty data_path"):
+        load_collection(str(tmp_path / "nope.json"))
+
+
+def test_stdlib_fallback_is_a_collection_of_short_sentences():
+    docs = stdlib_documents()
+    c = load_collection("")
+    assert c.source == STDLIB_SOURCE and c.documents == docs and len(docs) > 100
+    assert all(20 <= len(d) <= 140 and "\n" not in d and END_CHAR not in d for d in docs)
+    assert len(set(docs)) == len(docs)

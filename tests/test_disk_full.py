@@ -2,6 +2,7 @@
 error naming the file, training stops, the files of the last checkpoint stay byte for byte, no
 temporary file remains. Simulated by patching the writes, and for real on a small tmpfs when this
 process may mount one (root on Linux)."""
+
 from __future__ import annotations
 
 import errno
@@ -17,17 +18,27 @@ import numpy as np
 import pytest
 
 from helpers.common import files
-from helpers.runs import steps
 from helpers.common.lock import LOCK_NAME
+from helpers.runs import steps
 from helpers.train import checkpoint as ckpt
 
-SETTINGS = {"m": 8, "n_updates": 200, "seq_length": 10, "checkpoint_every": 50, "log_every": 10, "sample_every": 100,
-            "sample_until": 200, "sample_length": 10}
+SETTINGS = {
+    "m": 8,
+    "n_updates": 200,
+    "seq_length": 10,
+    "checkpoint_every": 50,
+    "log_every": 10,
+    "sample_every": 100,
+    "sample_until": 200,
+    "sample_length": 10,
+}
 
 
 def snapshot(folder) -> dict[str, bytes]:
     """The bytes of every file in ``folder`` but the lock (held during training, gone after)."""
-    return {p.name: p.read_bytes() for p in sorted(Path(folder).iterdir()) if p.is_file() and p.name != LOCK_NAME}
+    return {
+        p.name: p.read_bytes() for p in sorted(Path(folder).iterdir()) if p.is_file() and p.name != LOCK_NAME
+    }
 
 
 @pytest.fixture
@@ -61,13 +72,13 @@ def inject(monkeypatch, name: str, code: int, nth: int) -> None:
             return real_savez(f, *args, **kwargs)
         buf = io.BytesIO()
         real_savez(buf, *args, **kwargs)
-        f.write(buf.getvalue()[:buf.tell() // 2])
+        f.write(buf.getvalue()[: buf.tell() // 2])
         raise OSError(code, os.strerror(code))
 
     def write_text(path, text, *args, **kwargs):
         if not failing(path):
             return real_write_text(path, text, *args, **kwargs)
-        real_write_text(path, text[:len(text) // 2], *args, **kwargs)
+        real_write_text(path, text[: len(text) // 2], *args, **kwargs)
         raise OSError(code, os.strerror(code))
 
     monkeypatch.setattr(np, "savez", savez)
@@ -81,7 +92,9 @@ def assert_stopped_intact(err, out, name, code, snapshots):
     assert f"cannot write {str(out / name)!r}: {os.strerror(code)}" in text
     assert "training stopped at update 100" in text and f"{out / 'last.npz'} holds update 50" in text
     assert "free some space" in text and "resume from it (init_from)" in text
-    assert len(snapshots) == 1 and snapshot(out) == snapshots[0]  # every file as the checkpoint at update 50 left it
+    assert (
+        len(snapshots) == 1 and snapshot(out) == snapshots[0]
+    )  # every file as the checkpoint at update 50 left it
     assert not files.stale_temp_files(out) and not (out / LOCK_NAME).exists()
     assert ckpt.load(out / "last.npz").step == 50
 
@@ -134,7 +147,9 @@ def test_a_folder_without_write_permission(tmp_path, capsys):
     before = snapshot(out)
     out.chmod(0o555)
     try:
-        with pytest.raises(PermissionError, match=re.escape(f"cannot write {str(out / LOCK_NAME)!r}: Permission denied")):
+        with pytest.raises(
+            PermissionError, match=re.escape(f"cannot write {str(out / LOCK_NAME)!r}: Permission denied")
+        ):
             steps.train("pydoc_data", str(out), **SETTINGS)
     finally:
         out.chmod(0o755)
@@ -149,7 +164,9 @@ def small_tmpfs(tmp_path):
         pytest.skip("mounting a tmpfs needs root on Linux")
     folder = tmp_path / "tmpfs"
     folder.mkdir()
-    done = subprocess.run([mount, "-t", "tmpfs", "-o", "size=320k", "tmpfs", str(folder)], capture_output=True)
+    done = subprocess.run(
+        [mount, "-t", "tmpfs", "-o", "size=320k", "tmpfs", str(folder)], capture_output=True
+    )
     if done.returncode:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
     try:
@@ -158,7 +175,9 @@ def small_tmpfs(tmp_path):
         subprocess.run(["umount", str(folder)], check=True)
 
 
-def test_a_real_full_disk_stops_training_and_keeps_the_last_checkpoint(small_tmpfs, tmp_path, snapshots, capsys):
+def test_a_real_full_disk_stops_training_and_keeps_the_last_checkpoint(
+    small_tmpfs, tmp_path, snapshots, capsys
+):
     out = small_tmpfs / "run"
     settings = {**SETTINGS, "n_updates": 100_000, "log_every": 1}  # the log grows until the disk is full
     with pytest.raises(OSError) as err:
@@ -170,8 +189,12 @@ def test_a_real_full_disk_stops_training_and_keeps_the_last_checkpoint(small_tmp
     last = ckpt.load(out / "last.npz")
     assert f"{out / 'last.npz'} holds update {last.step:,}" in str(err.value)
     # once there is room (here: another folder), the run goes on from it
-    summary = steps.train("pydoc_data", str(tmp_path / "more"), init_from=str(out / "last.npz"),
-                          **{**settings, "n_updates": last.step + 50})
+    summary = steps.train(
+        "pydoc_data",
+        str(tmp_path / "more"),
+        init_from=str(out / "last.npz"),
+        **{**settings, "n_updates": last.step + 50},
+    )
     assert summary["steps_done"] == last.step + 50 and summary["run_id"] == last.meta["run_id"]
 
 

@@ -5,6 +5,7 @@ The numba tests are skipped when numba (or scipy) is not installed. The first ru
 kernels (10-20 s); numba caches the machine code under helpers/__pycache__, so later runs take
 a few seconds.
 """
+
 from __future__ import annotations
 
 import json
@@ -14,14 +15,12 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import assert_close, oracle, random_params, random_sequence
-from helpers.model import fast
-from helpers.train import engine
-from helpers.train import optim
-from helpers.model import rnn
-from helpers.model import sample as synth
-from helpers.model.params import NAMES, ParamSet, init_params
 from helpers.common.paths import ROOT
+from helpers.model import fast, rnn, sample
+from helpers.model.params import NAMES, ParamSet, init_params
+from helpers.train import engine, optim
+
+from conftest import assert_close, oracle, random_params, random_sequence
 
 needs_numba = pytest.mark.skipif(not fast.AVAILABLE, reason=fast.REASON or "numba path unavailable")
 
@@ -30,7 +29,9 @@ SIZES = [(100, 80), (5, 4), (13, 7)]  # the real size and odd small ones
 
 def norm_rel(actual, desired) -> float:
     desired = np.asarray(desired, dtype=np.float64)
-    return float(np.linalg.norm(np.asarray(actual, np.float64) - desired) / max(np.linalg.norm(desired), 1e-300))
+    return float(
+        np.linalg.norm(np.asarray(actual, np.float64) - desired) / max(np.linalg.norm(desired), 1e-300)
+    )
 
 
 def case(m, K, T, seed, sig=0.3, dtype=np.float64):
@@ -42,6 +43,7 @@ def case(m, K, T, seed, sig=0.3, dtype=np.float64):
 
 
 # --- loss and gradients ---------------------------------------------------------------------------
+
 
 @needs_numba
 @pytest.mark.parametrize("T", [1, 7, 25])
@@ -74,7 +76,7 @@ def test_workspace_holds_the_hidden_states_and_is_reused():
         np_loss, _ = rnn.loss_and_grads(p, x, y, hprev, np_grads, np_ws)
         assert loss == pytest.approx(np_loss, rel=1e-10)
         assert_close(grads.flat, np_grads.flat, rtol=1e-10)
-        assert_close(ws.H[:T + 1], np_ws.H[:T + 1], rtol=1e-10)
+        assert_close(ws.H[: T + 1], np_ws.H[: T + 1], rtol=1e-10)
         np.testing.assert_array_equal(hlast, ws.H[T])
 
 
@@ -134,6 +136,7 @@ def test_invalid_arguments_raise():
 
 # --- clipping + AdaGrad, and the finiteness check -------------------------------------------------
 
+
 @needs_numba
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_clip_adagrad_is_bit_identical_to_optim(dtype):
@@ -181,6 +184,7 @@ def test_all_finite():
 
 # --- whole training updates, as the trainer runs them ---------------------------------------------
 
+
 def train_both(m, K, n_updates, dtype, eta, seed):
     """Yield (numpy state, fast state) after each of n_updates consecutive updates on random text.
 
@@ -197,7 +201,7 @@ def train_both(m, K, n_updates, dtype, eta, seed):
     ws_np, ws_fast = rnn.Workspace(m, K, T, dtype), fast.Workspace(m, K, T, dtype)
     h_np = h_fast = np.zeros(m, dtype)
     for e in range(0, T * n_updates, T):
-        x, y = data[e:e + T], data[e + 1:e + T + 1]
+        x, y = data[e : e + T], data[e + 1 : e + T + 1]
         loss_np, h_np = rnn.loss_and_grads(p_np, x, y, h_np, g_np, ws_np)
         optim.clip_(g_np.flat)
         optim.adagrad_(p_np.flat, g_np.flat, mem_np.flat, eta)
@@ -224,13 +228,14 @@ def test_consecutive_updates_match_numpy_training_float64(m, K, n_updates):
 
 @needs_numba
 def test_consecutive_updates_float32_track_numpy_float32():
-    for (l1, h1, p1, _, _), (l2, h2, p2, _, _) in train_both(100, 80, 6, np.float32, 0.05, seed=2):
+    for (l1, _h1, p1, _, _), (l2, h2, p2, _, _) in train_both(100, 80, 6, np.float32, 0.05, seed=2):
         assert h2.dtype == np.float32 and p2.flat.dtype == np.float32
         assert l2 == pytest.approx(l1, rel=1e-5)
         assert norm_rel(p2.flat, p1.flat) < 1e-4
 
 
 # --- the sampler ----------------------------------------------------------------------------------
+
 
 def sampling_params(m=100, K=80, seed=0, sig=0.05):
     """Random weights and biases whose recurrence is not chaotic (W's spectral radius ~ 0.5)."""
@@ -242,9 +247,9 @@ def sampling_params(m=100, K=80, seed=0, sig=0.05):
 
 @needs_numba
 @pytest.mark.parametrize("temperature", [1.0, 0.7])
-def test_sampler_matches_synth_given_the_same_rng(temperature):
+def test_sampler_matches_the_numpy_sampler_given_the_same_rng(temperature):
     p, h0 = sampling_params()
-    idx_ref, h_ref = synth.sample_indices(p, h0, 3, 2000, np.random.default_rng(5), temperature=temperature)
+    idx_ref, h_ref = sample.sample_indices(p, h0, 3, 2000, np.random.default_rng(5), temperature=temperature)
     idx, h = fast.sample_indices(p, h0, 3, 2000, np.random.default_rng(5), temperature=temperature)
     assert idx.dtype == np.int64 and idx.shape == (2000,)
     np.testing.assert_array_equal(idx, idx_ref)
@@ -262,12 +267,12 @@ def test_sampler_kernel_with_given_uniforms():
     out = np.empty(500, np.int64)
     fast_kernels.sample(p.flat, p.K, h0, 2, u, 1.0, out)
 
-    class Replay:  # hands synth the same uniforms
+    class Replay:  # hands sample the same uniforms
         def random(self, n):
             assert n == len(u)
             return u
 
-    idx_ref, _ = synth.sample_indices(p, h0, 2, 500, Replay())
+    idx_ref, _ = sample.sample_indices(p, h0, 2, 500, Replay())
     np.testing.assert_array_equal(out, idx_ref)
     assert out.min() >= 0 and out.max() < 7
 
@@ -280,9 +285,9 @@ def test_sampler_float32_and_options():
     assert h.dtype == np.float32 and idx.min() >= 0 and idx.max() < 80
     idx64, _ = fast.sample_indices(p, h0, 0, 300, np.random.default_rng(1))
     assert np.mean(idx == idx64) > 0.9  # float32 rounding rarely moves a draw across a boundary
-    # top_p < 1 is synth's own code, with the same draws
+    # top_p < 1 is the numpy sampler's own code, with the same draws
     a, _ = fast.sample_indices(p, h0, 0, 100, np.random.default_rng(2), top_p=0.9)
-    b, _ = synth.sample_indices(p, h0, 0, 100, np.random.default_rng(2), top_p=0.9)
+    b, _ = sample.sample_indices(p, h0, 0, 100, np.random.default_rng(2), top_p=0.9)
     np.testing.assert_array_equal(a, b)
     assert fast.sample_indices(p, h0, 0, 0, np.random.default_rng(0))[0].shape == (0,)
     with pytest.raises(ValueError, match="x0"):
@@ -291,28 +296,31 @@ def test_sampler_float32_and_options():
         fast.sample_indices(p, h0, 0, 5, np.random.default_rng(0), temperature=0)
 
 
-def test_sampler_hands_the_lstm_to_synth():
-    """Other cells go to synth.sample_indices, with or without numba."""
+def test_sampler_hands_the_lstm_to_the_numpy_sampler():
+    """Other cells go to sample.sample_indices, with or without numba."""
     rng = np.random.default_rng(3)
     p = init_params(6, 5, 0.3, rng, gates=4)
     h0 = np.zeros(12)  # [h, s]
     a, ha = fast.sample_indices(p, h0, 1, 50, np.random.default_rng(4), cell="lstm")
-    b, hb = synth.sample_indices(p, h0, 1, 50, np.random.default_rng(4), cell="lstm")
+    b, hb = sample.sample_indices(p, h0, 1, 50, np.random.default_rng(4), cell="lstm")
     np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(ha, hb)
 
 
 # --- without numba --------------------------------------------------------------------------------
 
+
 def test_every_function_raises_the_reason_when_numba_is_missing(monkeypatch):
     monkeypatch.setattr(fast, "AVAILABLE", False)
     monkeypatch.setattr(fast, "REASON", "numba is not installed (test)")
     p, x, y, hprev = case(5, 4, 3, seed=0)
-    calls = [lambda: fast.loss_and_grads(p, x, y, hprev, p.zeros_like()),
-             lambda: engine.clip_adagrad_(p.flat, p.flat.copy(), p.flat.copy(), 0.1),
-             lambda: fast.all_finite(p.flat),
-             lambda: fast.sample_indices(p, hprev, 0, 5, np.random.default_rng(0)),
-             lambda: fast.warmup()]
+    calls = [
+        lambda: fast.loss_and_grads(p, x, y, hprev, p.zeros_like()),
+        lambda: engine.clip_adagrad_(p.flat, p.flat.copy(), p.flat.copy(), 0.1),
+        lambda: fast.all_finite(p.flat),
+        lambda: fast.sample_indices(p, hprev, 0, 5, np.random.default_rng(0)),
+        lambda: fast.warmup(),
+    ]
     for call in calls:
         with pytest.raises(RuntimeError, match=r"numba is not installed \(test\)"):
             call()
@@ -344,21 +352,24 @@ print("ok")
 
 @pytest.mark.skipif(not fast.AVAILABLE, reason="numba is not installed")
 def test_synthesis_and_training_samples_with_the_numba_engine_draw_the_same_text(tmp_path):
+    from helpers.runs import steps
+
     from conftest import quiet
-    from helpers.runs import steps as workflow
 
     text = tmp_path / "t.txt"
     text.write_text("the quick brown fox jumps over the lazy dog.\n" * 30, encoding="utf-8")
     kw = dict(m=12, seq_length=8, n_updates=200, sample_every=100, sample_until=200, sample_length=60)
-    quiet(workflow.train, str(text), str(tmp_path / "a"), seed=3, **kw)
-    quiet(workflow.train, str(text), str(tmp_path / "b"), seed=3, engine="numba", **kw)
+    quiet(steps.train, str(text), str(tmp_path / "a"), seed=3, **kw)
+    quiet(steps.train, str(text), str(tmp_path / "b"), seed=3, engine="numba", **kw)
     a = json.loads((tmp_path / "a" / "samples.json").read_text())
     b = json.loads((tmp_path / "b" / "samples.json").read_text())
     assert [s["step"] for s in a] == [s["step"] for s in b] == [0, 100, 200]
     assert a[0]["text"] == b[0]["text"]  # same parameters before any update: the same draws
     ck = str(tmp_path / "a" / "best.npz")
     for seed in (0, 1):
-        assert (workflow.synthesize(ck, 300, seed, engine="numba")["text"]
-                == workflow.synthesize(ck, 300, seed, engine="numpy")["text"])
+        assert (
+            steps.synthesize(ck, 300, seed, engine="numba")["text"]
+            == steps.synthesize(ck, 300, seed, engine="numpy")["text"]
+        )
     with pytest.raises(ValueError, match="engine must be numpy or numba"):
-        workflow.synthesize(ck, 10, engine="gpu")
+        steps.synthesize(ck, 10, engine="gpu")

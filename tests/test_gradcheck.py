@@ -1,4 +1,6 @@
-"""Analytic (BPTT) against numerical gradients, and the relative-error formula."""
+"""Analytic (BPTT) against numerical gradients for every cell at 1 and 2 layers (with dropout masks too),
+the relative-error formula, that the check can fail, and the gradient-test step's gradcheck.json."""
+
 from __future__ import annotations
 
 import json
@@ -6,12 +8,16 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from conftest import random_params, random_sequence
-from helpers.model import gradcheck
-from helpers.model import oracles as reference
-from helpers.runs import steps as workflow
+from helpers.model import cells, gradcheck, oracles
 from helpers.model.params import NAMES, init_params, param_shapes
+from helpers.runs import steps
+
+from conftest import random_model, random_params, random_sequence
+
+CELLS = ("rnn", "lstm", "gru")
 
 
 # --- relative_errors on hand-made vectors ---------------------------------------------
@@ -75,7 +81,7 @@ def test_numerical_grads_match_reference_with_nonzero_hprev(rng):
     before = p.flat.copy()
     num = gradcheck.numerical_grads(p, x, y, hprev)
     np.testing.assert_array_equal(p.flat, before)  # every perturbed entry restored exactly
-    _, ref, _ = reference.loss_and_grads(p.U, p.W, p.V, p.b, p.c, x, y, hprev)
+    _, ref, _ = oracles.loss_and_grads(p.U, p.W, p.V, p.b, p.c, x, y, hprev)
     for name in NAMES:
         assert gradcheck.relative_errors(ref[name], num[name])["norm"] < 1e-7, name
 
@@ -150,10 +156,94 @@ def test_check_m100_short_sequence():
         assert result[name]["norm"] < 1e-6, (name, result[name])
 
 
-def test_workflow_gradient_test_writes_json(tmp_path, text_file):
+@settings(max_examples=15, deadline=None)
+@given(st.integers(1, 6), st.integers(2, 6), st.integers(1, 6), st.integers(0, 2**32 - 1))
+def test_gradient_check_passes_on_random_small_models(m, K, T, seed):
+    rng = np.random.default_rng(seed)
+    p = init_params(m, K, 0.5, rng)
+    p.b[...] = rng.standard_normal(m) * 0.3
+    p.c[...] = rng.standard_normal(K) * 0.3
+    x, y = rng.integers(0, K, T), rng.integers(0, K, T)
+    errors = gradcheck.check(p, x, y, h=1e-5)
+    assert all(e["norm"] < 1e-6 for e in errors.values()), errors
+
+
+# --- the LSTM, the GRU and stacks of layers --------------------------------------------------
+
+
+@pytest.mark.parametrize("seed,m,K,T", [(0, 4, 5, 6), (1, 5, 7, 9), (2, 3, 4, 12)])
+def test_gradcheck_lstm(seed, m, K, T):
+    rng = np.random.default_rng(seed)
+    p = init_params(m, K, 0.5, rng, gates=4)
+    p.b[...] += rng.standard_normal(p.b.shape) * 0.5  # non-zero biases everywhere
+    p.c[...] = rng.standard_normal(K) * 0.5
+    x, y = rng.integers(0, K, T), rng.integers(0, K, T)
+    result = gradcheck.check(p, x, y, cell="lstm")
+    assert set(result) == set(NAMES)
+    for name, r in result.items():
+        assert r["norm"] < 1e-6, (name, r)
+        assert r["max"] < 1e-4, (name, r)
+
+
+def test_gradcheck_lstm_detects_a_wrong_gradient(monkeypatch):
+    """The check is able to fail: a backward that forgets the forget gate's path is caught."""
+    rng = np.random.default_rng(3)
+    p = init_params(4, 5, 0.5, rng, gates=4)
+    x, y = rng.integers(0, 5, 8), rng.integers(0, 5, 8)
+    real = cells.get("lstm").backward
+
+    def broken(p_, cache, grads):
+        real(p_, cache, grads)
+        grads.W[p_.m : 2 * p_.m] *= 1.1  # forget-gate rows of dW off by 10%
+
+    monkeypatch.setattr(cells.get("lstm"), "backward", broken)
+    assert gradcheck.check(p, x, y, cell="lstm")["W"]["norm"] > 1e-3
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("layers", [1, 2])
+def test_gradcheck_every_cell_and_layers(cell, layers):
+    p = random_model(cell, layers, m=4, K=6, seed=11, sig=0.5)
+    x = np.random.default_rng(layers).integers(0, p.K, 8)
+    result = gradcheck.check(p, x[:-1], x[1:], cell=cell)
+    assert set(result) == set(p.names)
+    worst = max(r["norm"] for r in result.values())
+    assert worst < 1e-6, result
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_gradcheck_with_fixed_dropout_masks(cell):
+    p = random_model(cell, 2, m=4, K=6, seed=12, sig=0.5)
+    x = np.random.default_rng(4).integers(0, p.K, 8)
+    masks = cells.dropout_masks(np.random.default_rng(0), 0.3, 2, 7, 1, p.m, np.float64)
+    result = gradcheck.check(p, x[:-1], x[1:], cell=cell, masks=masks)
+    assert max(r["norm"] for r in result.values()) < 1e-6, result
+
+
+@pytest.mark.parametrize("cell", ["gru"])
+def test_gradcheck_detects_a_wrong_gru_gradient(cell, monkeypatch):
+    gru = cells.get("gru")
+    real = type(gru).bptt
+
+    def wrong(self, p, Z, H, cache, dH):
+        dZ, dR = real(self, p, Z, H, cache, dH)
+        dZ[:, :, : p.m] *= 1.01  # the reset gate's gradient slightly off
+        return dZ, dR
+
+    monkeypatch.setattr(type(gru), "bptt", wrong)
+    p = random_model(cell, 1, m=4, K=6, seed=1, sig=0.5)
+    x = np.arange(8) % p.K
+    result = gradcheck.check(p, x[:-1], x[1:], cell=cell)
+    assert result["U"]["norm"] > 1e-4 and result["V"]["norm"] < 1e-6
+
+
+# --- the gradient-test step ------------------------------------------------------------------
+
+
+def test_gradient_test_step_writes_json(tmp_path, text_file):
     path = text_file("abcab cabba\nbca abc ab\n")
     out = tmp_path / "out"
-    result = workflow.gradient_test(str(path), str(out), seq_lengths=("1", 4), m=6, sig=0.3, seed=1)
+    result = steps.gradient_test(str(path), str(out), seq_lengths=("1", 4), m=6, sig=0.3, seed=1)
     written = json.loads((out / "gradcheck.json").read_text(encoding="utf-8"))
     assert written == json.loads(json.dumps(result))
     assert set(written["errors"]) == {"1", "4"}

@@ -1,41 +1,44 @@
-"""JupyterLab exploration: the widget sampler, its batch fallback, progress, and exact resume."""
+"""JupyterLab exploration (helpers.runs.interactive, explore): the widget sampler and its callbacks, its batch
+fallback, progress, and the looks inside a trained model. Exact resume: test_resume.py."""
+
 from __future__ import annotations
 
 import html
-import json
 
-import numpy as np
 import pytest
 
-from conftest import quiet
-from helpers.train import checkpoint
-from helpers.runs import interactive
 from helpers.common import progress
 from helpers.report.html import activation_colour
-from helpers.runs import steps as workflow
+from helpers.runs import interactive, steps
+from helpers.train import checkpoint
 
-KW = dict(m=10, seq_length=6, sample_every=40, sample_until=200, sample_length=20, log_every=5,
-          checkpoint_every=50)
+from conftest import CAT_MAT, quiet
 
-
-@pytest.fixture
-def text_file(tmp_path):
-    path = tmp_path / "tiny.txt"
-    path.write_text("the cat sat on the mat; the dog sat on the log.\n" * 4, encoding="utf-8")  # 192 chars
-    return path
+KW = dict(
+    m=10, seq_length=6, sample_every=40, sample_until=200, sample_length=20, log_every=5, checkpoint_every=50
+)
 
 
-@pytest.fixture
-def trained(tmp_path, text_file):
-    quiet(workflow.train, str(text_file), str(tmp_path / "run"), seed=2, n_updates=120, **KW)
-    return tmp_path / "run"
+def train(text, out):
+    quiet(steps.train, str(text), str(out), seed=2, n_updates=120, **KW)
+    return out
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A run of 120 updates on CAT_MAT (tiny.txt), read only by the tests."""
+    folder = tmp_path_factory.mktemp("interactive")
+    (folder / "tiny.txt").write_text(CAT_MAT, encoding="utf-8")
+    return train(folder / "tiny.txt", folder / "run")
 
 
 def test_sampler_widget_callbacks_resample(trained):
     s = interactive.Sampler(str(trained / "last.npz"), length=40, seed=1)
     first = s.output.value
     assert "40 characters" in first
-    assert interactive.sample_html(workflow.synthesize(str(trained / "last.npz"), 40, 1, "\n", 1.0, 1.0)) == first
+    assert (
+        interactive.sample_html(steps.synthesize(str(trained / "last.npz"), 40, 1, "\n", 1.0, 1.0)) == first
+    )
     s.seed.value = 2
     assert s.output.value != first
     s.length.value = 10
@@ -57,10 +60,10 @@ def test_sampler_names_unknown_characters_and_shows_errors_instead_of_raising(tr
 
 
 def test_top_p_tiny_and_cold_temperature_are_greedy(trained):
-    greedy = workflow.synthesize(str(trained / "last.npz"), 60, seed=0, top_p=1e-6)["text"]
+    greedy = steps.synthesize(str(trained / "last.npz"), 60, seed=0, top_p=1e-6)["text"]
     for seed in (1, 2):
-        assert workflow.synthesize(str(trained / "last.npz"), 60, seed=seed, top_p=1e-6)["text"] == greedy
-        assert workflow.synthesize(str(trained / "last.npz"), 60, seed=seed, temperature=1e-4)["text"] == greedy
+        assert steps.synthesize(str(trained / "last.npz"), 60, seed=seed, top_p=1e-6)["text"] == greedy
+        assert steps.synthesize(str(trained / "last.npz"), 60, seed=seed, temperature=1e-4)["text"] == greedy
 
 
 def test_batch_run_gets_a_static_sample(trained, monkeypatch):
@@ -83,52 +86,15 @@ def test_sparkline_scales_into_the_box():
     assert pts[0][1] == pytest.approx(2.0) and pts[1][1] == pytest.approx(18.0)  # highest value on top
 
 
-@pytest.mark.parametrize("stop_at", [50, 77, 100])  # 192 chars / 6 = 31 updates an epoch: resumes cross epochs
-def test_resume_continues_exactly(tmp_path, text_file, stop_at):
-    full, part = tmp_path / "full", tmp_path / "part"
-    quiet(workflow.train, str(text_file), str(full), seed=4, n_updates=160, **KW)
-    quiet(workflow.train, str(text_file), str(part), seed=4, n_updates=stop_at, **KW)
-    quiet(workflow.train, str(text_file), str(part), seed=999, n_updates=160, init_from=str(part / "last.npz"), **KW)
-    a, b = checkpoint.load(full / "last.npz"), checkpoint.load(part / "last.npz")
-    assert np.array_equal(a.params.flat, b.params.flat) and np.array_equal(a.mem.flat, b.mem.flat)
-    assert np.array_equal(a.hprev, b.hprev) and a.smooth_loss == b.smooth_loss and a.step == b.step == 160
-    for key in ("position", "epoch", "epoch_starts", "log", "samples", "rng_state", "best_step"):
-        assert a.meta[key] == b.meta[key], key
-    assert a.meta["epoch"] >= 5
-    ba, bb = checkpoint.load(full / "best.npz"), checkpoint.load(part / "best.npz")
-    assert np.array_equal(ba.params.flat, bb.params.flat) and ba.step == bb.step
-    assert (full / "train_log.csv").read_text() == (part / "train_log.csv").read_text()
-    assert (full / "samples.json").read_text() == (part / "samples.json").read_text()
-
-
-def test_resume_refuses_another_vocabulary(tmp_path, trained):
-    other = tmp_path / "other.txt"
-    other.write_text("completely different letters: XYZ 0123456789 " * 5, encoding="utf-8")
-    with pytest.raises(ValueError, match="vocabulary .* does not match"):
-        quiet(workflow.train, str(other), str(tmp_path / "x"), n_updates=200, init_from=str(trained / "last.npz"), **KW)
-
-
-def test_resume_refuses_a_best_checkpoint(tmp_path, text_file, trained):
-    with pytest.raises(ValueError, match="resume from last.npz"):
-        quiet(workflow.train, str(text_file), str(tmp_path / "x"), n_updates=200, init_from=str(trained / "best.npz"), **KW)
-
-
 def test_synthesized_text_keeps_its_line_breaks_wherever_it_is_shown(trained):
     """Notebook cells lack the report's CSS, so the text block carries its own pre-wrap style."""
     from helpers.report import sections as report
 
-    result = workflow.synthesize(str(trained / "last.npz"), 80, seed=0, prime="the ")
+    result = steps.synthesize(str(trained / "last.npz"), 80, seed=0, prime="the ")
     for shown in (report.passage(result).data, interactive.sample_html(result)):
-        block = shown[shown.index('<div class="text"'):]
+        block = shown[shown.index('<div class="text"') :]
         assert "white-space: pre-wrap" in block.split(">", 1)[0]
         assert html.escape(result["text"]) in block
-
-
-def test_a_resumed_run_records_the_seed_it_was_started_with(tmp_path, text_file):
-    quiet(workflow.train, str(text_file), str(tmp_path / "r"), seed=7, n_updates=50, **KW)
-    quiet(workflow.train, str(text_file), str(tmp_path / "r"), seed=0, n_updates=80,
-          init_from=str(tmp_path / "r" / "last.npz"), **KW)
-    assert json.loads((tmp_path / "r" / "run.json").read_text())["seed"] == 7
 
 
 def test_prime_box_shows_a_line_break_and_reads_it_back(trained):
@@ -151,27 +117,20 @@ def test_sampler_header_names_what_produced_the_sample_and_the_slider_is_linear(
     assert not s.temperature.continuous_update  # a drag gives one new sample, on release
 
 
-def test_a_final_sample_ends_a_short_run_and_resuming_stays_exact(tmp_path, text_file):
-    kw = {**KW, "sample_every": 40, "sample_until": 200}
-    quiet(workflow.train, str(text_file), str(tmp_path / "full"), seed=5, n_updates=100, **kw)
-    quiet(workflow.train, str(text_file), str(tmp_path / "part"), seed=5, n_updates=50, **kw)
-    part = json.loads((tmp_path / "part" / "samples.json").read_text())
-    assert [s["step"] for s in part] == [0, 40, 50] and part[-1]["final"]
-    quiet(workflow.train, str(text_file), str(tmp_path / "part"), n_updates=100,
-          init_from=str(tmp_path / "part" / "last.npz"), **kw)
-    full = json.loads((tmp_path / "full" / "samples.json").read_text())
-    assert [s["step"] for s in full] == [0, 40, 80, 100] and full[-1]["final"]
-    assert (tmp_path / "part" / "samples.json").read_text() == (tmp_path / "full" / "samples.json").read_text()
-    a, b = checkpoint.load(tmp_path / "full" / "last.npz"), checkpoint.load(tmp_path / "part" / "last.npz")
-    assert np.array_equal(a.params.flat, b.params.flat) and a.meta["rng_state"] == b.meta["rng_state"]
-
-
 def test_train_config_passes_the_training_settings_through():
-    namespace = {"m": 8, "eta": 0.5, "data_path": "x", "out_dir": "y", "seed": 3, "unrelated": 1, "cell": "rnn"}
-    assert workflow.train_config(namespace) == {"m": 8, "eta": 0.5, "cell": "rnn"}
+    namespace = {
+        "m": 8,
+        "eta": 0.5,
+        "data_path": "x",
+        "out_dir": "y",
+        "seed": 3,
+        "unrelated": 1,
+        "cell": "rnn",
+    }
+    assert steps.train_config(namespace) == {"m": 8, "eta": 0.5, "cell": "rnn"}
 
 
-def test_explore_looks_inside_a_trained_model(trained, text_file):
+def test_explore_looks_inside_a_trained_model(trained, cat_text):
     from helpers.runs import explore
 
     ck = str(trained / "last.npz")
@@ -181,24 +140,26 @@ def test_explore_looks_inside_a_trained_model(trained, text_file):
     assert cold.max() > p.max() and cold.argmax() == p.argmax()  # sharper, same order
     shown = explore.temperature_samples(ck, [0.5, 1.5], 30, 0, "the ").data
     assert "temperature 0.5" in shown and "temperature 1.5" in shown
-    assert explore.hidden_units(ck, str(text_file), 0, 50).data.count("<b>unit ") >= 2
-    loss = html.unescape(explore.slice_loss(ck, str(text_file), 100).data)
+    assert explore.hidden_units(ck, str(cat_text), 0, 50).data.count("<b>unit ") >= 2
+    loss = html.unescape(explore.slice_loss(ck, str(cat_text), 100).data)
     assert "the last 100 characters of the text" in loss and "smooth loss / seq_length" in loss
     assert "last.npz" in explore.checkpoint_facts(str(trained / "best.npz")).data
 
 
-def test_looks_inside_default_to_the_text_the_model_was_trained_on(trained, text_file, tmp_path):
+def test_looks_inside_default_to_the_text_the_model_was_trained_on(cat_text, tmp_path):
     from helpers.runs import explore
 
-    ck = str(trained / "last.npz")
-    assert explore.hidden_units(ck).data == explore.hidden_units(ck, str(text_file)).data
+    ck = str(train(cat_text, tmp_path / "run") / "last.npz")  # its own run: the text moves below
+    assert explore.hidden_units(ck).data == explore.hidden_units(ck, str(cat_text)).data
     assert "On tiny.txt" in explore.hidden_units(ck).data
     assert "trained on too" in html.unescape(explore.slice_loss(ck, "", 100).data)
     foreign = tmp_path / "foreign.txt"
     foreign.write_text("THE CAT, the cat 🐈\n" * 30, encoding="utf-8")
-    shown = html.unescape(explore.hidden_units(ck, str(foreign)).data)  # characters it never saw: left out, named
+    shown = html.unescape(
+        explore.hidden_units(ck, str(foreign)).data
+    )  # characters it never saw: left out, named
     assert "left out of the text 'foreign.txt': ',', 'A', 'C', 'E', 'H', 'T', '🐈'" in shown
-    text_file.rename(tmp_path / "moved.txt")  # the training text is gone: one line, and how to go on
+    cat_text.rename(tmp_path / "moved.txt")  # the training text is gone: one line, and how to go on
     for look in (explore.hidden_units(ck), explore.slice_loss(ck)):
         assert look.data.count("<p") == 1 and "is not at" in look.data and "pass data_path=" in look.data
 
@@ -213,4 +174,6 @@ def test_hidden_units_are_light_and_honest(trained, monkeypatch):
     assert "</b> tracks" in explore.hidden_units(ck).data
     monkeypatch.setattr(explore, "TRACKS", 1.01)  # no unit can reach it
     shown = explore.hidden_units(ck).data
-    assert shown.count("No unit tracks") == 2 and "activations" not in shown and "</b> tracks" not in shown  # no quotes
+    assert (
+        shown.count("No unit tracks") == 2 and "activations" not in shown and "</b> tracks" not in shown
+    )  # no quotes

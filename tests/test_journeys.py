@@ -4,6 +4,7 @@ given nothing but the checkpoint, as a user who trained on their own file would 
 The texts are the ones users bring and that break tools: UTF-8 beyond ASCII, emoji, CRLF line ends,
 no final newline; and a tiny alphabet without a line break (the default prime is a line break).
 """
+
 from __future__ import annotations
 
 import html
@@ -18,20 +19,49 @@ import pytest
 from helpers.common.paths import ROOT
 from helpers.report.render import ReportExporter
 
-WORDS = ["Grüße", "naïve", "café", "Ærøskøbing", "smörgåsbord", "façade", "über", "“Ça va?”", "—", "日本語",
-         "🐍", "🙂", "👩‍🔬", "ﬁn", "Ωmega", "crème brûlée", "¿qué?", "¡sí!", "10 %", "x²"]
+WORDS = [
+    "Grüße",
+    "naïve",
+    "café",
+    "Ærøskøbing",
+    "smörgåsbord",
+    "façade",
+    "über",
+    "“Ça va?”",
+    "—",
+    "日本語",
+    "🐍",
+    "🙂",
+    "👩‍🔬",
+    "ﬁn",
+    "Ωmega",
+    "crème brûlée",
+    "¿qué?",
+    "¡sí!",
+    "10 %",
+    "x²",
+]
 
 
 def own_text(rng: np.random.Generator, lines: int = 500) -> bytes:
     """Lines of words from WORDS, CRLF line ends, no final newline; UTF-8 bytes."""
-    out = [" ".join(rng.choice(WORDS, size=rng.integers(3, 9))) + rng.choice([".", ",", "!", ""]) for _ in range(lines)]
+    out = [
+        " ".join(rng.choice(WORDS, size=rng.integers(3, 9))) + rng.choice([".", ",", "!", ""])
+        for _ in range(lines)
+    ]
     return "\r\n".join(out).encode("utf-8")
 
 
 def execute(name: str, executed, **parameters) -> nbformat.NotebookNode:
     """Run notebooks/<name>.ipynb with papermill as a user would (from the repository root)."""
-    papermill.execute_notebook(ROOT / "notebooks" / f"{name}.ipynb", executed, parameters=parameters,
-                               cwd=str(ROOT), progress_bar=False, kernel_name="python3")
+    papermill.execute_notebook(
+        ROOT / "notebooks" / f"{name}.ipynb",
+        executed,
+        parameters=parameters,
+        cwd=str(ROOT),
+        progress_bar=False,
+        kernel_name="python3",
+    )
     return nbformat.read(executed, as_version=4)
 
 
@@ -45,7 +75,11 @@ def shown(nb) -> str:
     parts = []
     for cell in nb.cells:
         for o in cell.get("outputs", []):
-            parts += [o.get("text", ""), o.get("data", {}).get("text/html", ""), o.get("data", {}).get("text/plain", "")]
+            parts += [
+                o.get("text", ""),
+                o.get("data", {}).get("text/html", ""),
+                o.get("data", {}).get("text/plain", ""),
+            ]
     return plain("\n".join(parts))
 
 
@@ -56,14 +90,26 @@ def own_run(tmp_path_factory):
     text = folder / "my text.txt"
     text.write_bytes(own_text(np.random.default_rng(0)))
     run = folder / "run"
-    execute("02_train", folder / "02.ipynb", data_path=str(text), out_dir=str(run), m=16, n_updates=400,
-            sample_every=200, sample_length=60, checkpoint_every=200, log_every=10)
+    execute(
+        "02_train",
+        folder / "02.ipynb",
+        data_path=str(text),
+        out_dir=str(run),
+        m=16,
+        n_updates=400,
+        sample_every=200,
+        sample_length=60,
+        checkpoint_every=200,
+        log_every=10,
+    )
     return folder, text, run
 
 
 def test_own_text_through_every_notebook_with_only_the_checkpoint(own_run):
     folder, text, run = own_run
-    execute("01_gradient_test", folder / "01.ipynb", data_path=str(text), out_dir=str(run), m=8, seq_lengths=[5])
+    execute(
+        "01_gradient_test", folder / "01.ipynb", data_path=str(text), out_dir=str(run), m=8, seq_lengths=[5]
+    )
     nb3 = execute("03_synthesis", folder / "03.ipynb", checkpoint=str(run / "last.npz"))
     nb4 = execute("04_best_model", folder / "04.ipynb", checkpoint=str(run / "best.npz"))
     for name in ("synthesis.json", "best_passage.json"):  # written beside the checkpoint
@@ -85,8 +131,17 @@ def test_a_tiny_alphabet_without_a_line_break(tmp_path):
     text = tmp_path / "abc.txt"
     text.write_text("abc cab bac " * 200 + "abc", encoding="utf-8")
     run = tmp_path / "run"
-    execute("02_train", tmp_path / "02.ipynb", data_path=str(text), out_dir=str(run), m=8, n_updates=100,
-            sample_every=50, sample_length=20, checkpoint_every=50)
+    execute(
+        "02_train",
+        tmp_path / "02.ipynb",
+        data_path=str(text),
+        out_dir=str(run),
+        m=8,
+        n_updates=100,
+        sample_every=50,
+        sample_length=20,
+        checkpoint_every=50,
+    )
     execute("03_synthesis", tmp_path / "03.ipynb", checkpoint=str(run / "last.npz"), length=50)
     execute("04_best_model", tmp_path / "04.ipynb", checkpoint=str(run / "best.npz"), length=50)
     passage = json.loads((run / "best_passage.json").read_text())
@@ -102,11 +157,15 @@ def test_a_training_says_which_run_it_replaces_before_it_trains(tmp_path, capsys
     first = steps.train(str(text), str(tmp_path / "run"), n_updates=20, **small)
     (tmp_path / "run" / "report.html").write_text("<html></html>")
     capsys.readouterr()
-    steps.train(str(text), str(tmp_path / "run"), n_updates=40, init_from=str(tmp_path / "run" / "last.npz"), **small)
+    steps.train(
+        str(text), str(tmp_path / "run"), n_updates=40, init_from=str(tmp_path / "run" / "last.npz"), **small
+    )
     assert "replaces" not in capsys.readouterr().out  # resuming the same run replaces nothing
     steps.train(str(text), str(tmp_path / "run"), n_updates=10, **small)
     out = capsys.readouterr().out
-    assert out.startswith(f"note: {tmp_path / 'run'} holds run {first['run_id']} (40 updates on t.txt) and the report")
+    assert out.startswith(
+        f"note: {tmp_path / 'run'} holds run {first['run_id']} (40 updates on t.txt) and the report"
+    )
     assert "replaces its checkpoints and results" in out and "output/lab" in out
 
 

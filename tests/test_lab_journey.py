@@ -6,6 +6,7 @@ the filter `make venv` sets up, and a `make report`-like run in output/run. Jupy
 this environment with PYTHONPATH on the copy, so the copy's `helpers` and paths are the ones used,
 and Playwright drives the system's Chromium. Skipped without Chromium. About two minutes.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,14 +23,36 @@ from pathlib import Path
 import pytest
 
 from helpers.common.paths import ROOT
+
 from test_browser import BROWSER_ARGS, CHROMIUM, TIMEOUT, finished, free_port, shot
 from test_journeys import plain
 
 sync_api = pytest.importorskip("playwright.sync_api")
 pytestmark = pytest.mark.skipif(not CHROMIUM, reason="no Chromium on the PATH (set CHROME=/path/to/chromium)")
 GIT = ["git", "-c", "user.name=test", "-c", "user.email=test@example.org"]
-TINY_REPORT = ["-p", "data_path", "pydoc_data", "-p", "m", "16", "-p", "n_updates", "300", "-p", "seq_lengths",
-               "[3]", "-p", "sample_every", "100", "-p", "sample_length", "40", "-p", "length", "120"]
+TINY_REPORT = [
+    "-p",
+    "data_path",
+    "pydoc_data",
+    "-p",
+    "m",
+    "16",
+    "-p",
+    "n_updates",
+    "300",
+    "-p",
+    "seq_lengths",
+    "[3]",
+    "-p",
+    "sample_every",
+    "100",
+    "-p",
+    "sample_length",
+    "40",
+    "-p",
+    "length",
+    "120",
+]
 
 
 def run(*command, cwd, env=None):
@@ -48,12 +71,20 @@ def repo(tmp_path_factory):
             (repo / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / name, repo / name)
     run("git", "init", "-q", cwd=repo)
-    run("git", "config", "filter.notebook.clean", f"{sys.executable} -m helpers.jobs.notebooks clean %f", cwd=repo)
+    run(
+        "git",
+        "config",
+        "filter.notebook.clean",
+        f"{sys.executable} -m helpers.jobs.notebooks clean %f",
+        cwd=repo,
+    )
     run(*GIT, "add", ".", cwd=repo)
     run(*GIT, "commit", "-qm", "the project", cwd=repo)
     env = {**os.environ, "PYTHONPATH": str(repo)}
     run(sys.executable, "-m", "helpers.jobs.pipeline", "--no-pdf", *TINY_REPORT, cwd=repo, env=env)
-    assert (repo / "output" / "run" / "report.html").is_file() and not run("git", "status", "--porcelain", cwd=repo)
+    assert (repo / "output" / "run" / "report.html").is_file() and not run(
+        "git", "status", "--porcelain", cwd=repo
+    )
     return repo
 
 
@@ -63,12 +94,26 @@ def lab(repo, tmp_path_factory):
     home = tmp_path_factory.mktemp("home")
     settings = home / "settings" / "@jupyterlab" / "apputils-extension"
     settings.mkdir(parents=True)
-    (settings / "notification.jupyterlab-settings").write_text('{"fetchNews": "false", "checkForUpdates": false}')
+    (settings / "notification.jupyterlab-settings").write_text(
+        '{"fetchNews": "false", "checkForUpdates": false}'
+    )
     port, token = free_port(), uuid.uuid4().hex
-    env = {**os.environ, "PYTHONPATH": str(repo), "JUPYTERLAB_SETTINGS_DIR": str(home / "settings"),
-           "JUPYTERLAB_WORKSPACES_DIR": str(home / "workspaces"), "CHARRNN_INTERACTIVE": "1"}
-    command = [str(Path(sys.executable).with_name("jupyter")), "lab", "--no-browser", "--ip=127.0.0.1",
-               f"--port={port}", f"--ServerApp.root_dir={repo}", f"--IdentityProvider.token={token}"]
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(repo),
+        "JUPYTERLAB_SETTINGS_DIR": str(home / "settings"),
+        "JUPYTERLAB_WORKSPACES_DIR": str(home / "workspaces"),
+        "CHARRNN_INTERACTIVE": "1",
+    }
+    command = [
+        str(Path(sys.executable).with_name("jupyter")),
+        "lab",
+        "--no-browser",
+        "--ip=127.0.0.1",
+        f"--port={port}",
+        f"--ServerApp.root_dir={repo}",
+        f"--IdentityProvider.token={token}",
+    ]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         command.append("--allow-root")
     with open(home / "lab.log", "w") as log:
@@ -147,7 +192,10 @@ def test_a_first_look_then_the_report_from_the_lab_keeps_git_clean(repo, lab, pa
         open_notebook(page, lab, name)
         shown[name] = run_all_and_save(page)
         shot(page, f"lab-{name}")
-    assert "On Python documentation topics" in shown["03_synthesis"] and "after 20,000 updates" in shown["03_synthesis"]
+    assert (
+        "On Python documentation topics" in shown["03_synthesis"]
+        and "after 20,000 updates" in shown["03_synthesis"]
+    )
     assert "the last 10,000 characters of the text" in shown["04_best_model"]
 
     open_notebook(page, lab, "05_report")
@@ -171,7 +219,19 @@ def test_a_first_look_then_the_report_from_the_lab_keeps_git_clean(repo, lab, pa
     # git sees the one edit the user made (02's n_updates), not the outputs every notebook now holds on disk
     assert run("git", "status", "--porcelain", "--", "notebooks", cwd=repo) == " M notebooks/02_train.ipynb\n"
     changed = [line for line in run("git", "diff", "-U0", cwd=repo).splitlines() if line[:1] in "+-"]
-    assert changed[2:] == ['-    "n_updates: int = 300000  # total number of updates (the book: about 6.8 epochs; training prints '
-                           'the figure for your text)\\n",', '+    "n_updates: int = 20000\\n",'], changed
-    assert "outputs" in (repo / "notebooks" / "05_report.ipynb").read_text()  # the Lab's save kept them on disk
-    run(sys.executable, "-m", "helpers.jobs.notebooks", "check", cwd=repo, env={**os.environ, "PYTHONPATH": str(repo)})
+    assert changed[2:] == [
+        '-    "n_updates: int = 300000  # total number of updates (the book: 6.8 epochs; training prints it for your '
+        'text)\\n",',
+        '+    "n_updates: int = 20000\\n",',
+    ], changed
+    assert (
+        "outputs" in (repo / "notebooks" / "05_report.ipynb").read_text()
+    )  # the Lab's save kept them on disk
+    run(
+        sys.executable,
+        "-m",
+        "helpers.jobs.notebooks",
+        "check",
+        cwd=repo,
+        env={**os.environ, "PYTHONPATH": str(repo)},
+    )

@@ -1,6 +1,7 @@
 """The model live in the browser: the JavaScript forward pass against numpy, and the sampler and the
 neuron explorer driven in a real Chromium (Playwright, the system's browser, every request that is not
 file: or data: blocked), on a standalone page of each cell and on the report."""
+
 from __future__ import annotations
 
 import base64
@@ -14,16 +15,23 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import quiet
 from helpers.common.paths import ROOT
 from helpers.report import live as live_html
 from helpers.runs import explore, live, steps
 from helpers.train import checkpoint as ckpt
 
+from conftest import quiet
+
 sync_api = pytest.importorskip("playwright.sync_api")
 CHROMIUM = os.environ.get("CHROME") or shutil.which("chromium") or shutil.which("chromium-browser")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 MODELS = {"rnn": dict(cell="rnn"), "lstm": dict(cell="lstm"), "gru-2": dict(cell="gru", n_layers=2)}
 PRIMES = ["\n", "The ", "def f(x):\n    return", "no such characters: ¤¤"]
 
@@ -34,11 +42,34 @@ def pages(tmp_path_factory):
     folder = tmp_path_factory.mktemp("live")
     out = {}
     for name, options in MODELS.items():
-        quiet(steps.train, "pydoc_data", str(folder / name), m=12, n_updates=150, batch_size=4, optimizer="adam",
-              eta=0.01, checkpoint_every=150, sample_every=1000, **options)
+        quiet(
+            steps.train,
+            "pydoc_data",
+            str(folder / name),
+            m=12,
+            n_updates=150,
+            batch_size=4,
+            optimizer="adam",
+            eta=0.01,
+            checkpoint_every=150,
+            sample_every=1000,
+            **options,
+        )
         page = folder / f"{name}.html"
-        done = subprocess.run([sys.executable, "-m", "helpers.runs.live", str(folder / name / "best.npz"), str(page),
-                               "--length", "160"], cwd=ROOT, capture_output=True, text=True)
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "helpers.runs.live",
+                str(folder / name / "best.npz"),
+                str(page),
+                "--length",
+                "160",
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        )
         assert done.returncode == 0 and "KiB" in done.stdout, done.stderr
         out[name] = (folder / name / "best.npz", page)
     return out
@@ -102,7 +133,9 @@ def test_the_sampler_answers_its_controls(pages, browser):
     page.wait_for_function("t => document.querySelector('.charrnn-sample').innerText !== t", arg=first)
     page.wait_for_selector(".charrnn-sampler[data-state=done]")
     primed = sample.inner_text()
-    page.locator("input[aria-label=temperature]").fill("0.3")  # a range input: fill sets its value and fires input
+    page.locator("input[aria-label=temperature]").fill(
+        "0.3"
+    )  # a range input: fill sets its value and fires input
     page.wait_for_function("t => document.querySelector('.charrnn-sample').innerText !== t", arg=primed)
     page.wait_for_selector(".charrnn-sampler[data-state=done]")
     assert "temperature 0.30" in page.locator(".charrnn-values").inner_text()
@@ -119,7 +152,9 @@ def test_the_explorer_colours_a_typed_passage_and_shows_the_top_5_on_hover(pages
     assert spans.nth(4).evaluate("e => getComputedStyle(e).backgroundColor").startswith("rgb")
     spans.nth(4).hover()
     hover = page.locator(".charrnn-hover").inner_text()
-    assert hover.startswith('after "c"') and len(hover.split("next: ")[1].split()) == 10  # 5 characters, 5 values
+    assert (
+        hover.startswith('after "c"') and len(hover.split("next: ")[1].split()) == 10
+    )  # 5 characters, 5 values
     colours = "() => [...document.querySelectorAll('.charrnn-activations span')].map(e => e.style.background)"
     before = page.evaluate(colours)
     page.select_option("select[aria-label='hidden unit']", "3")
@@ -131,5 +166,13 @@ def test_the_printed_version_is_there_for_the_pdf(pages):
     data = live.payload(str(pages["rnn"][0]), passage="A passage.")
     body = live_html.component(data)
     assert "charrnn-static" in body and "In the HTML version of this report" in body
-    assert "unit " in html.unescape(body) and "src=" not in body and "http://" not in body and "https://" not in body
-    assert json.loads(body.split('type="application/json"')[1].split(">", 1)[1].split("</script>")[0])["K"] == data["K"]
+    assert (
+        "unit " in html.unescape(body)
+        and "src=" not in body
+        and "http://" not in body
+        and "https://" not in body
+    )
+    assert (
+        json.loads(body.split('type="application/json"')[1].split(">", 1)[1].split("</script>")[0])["K"]
+        == data["K"]
+    )

@@ -1,5 +1,6 @@
 """Two trainings into one out_dir: the second refuses at start; a lock left by a killed process is
 taken over with a note; the lock goes away when training ends, by an error or Ctrl-C too."""
+
 from __future__ import annotations
 
 import json
@@ -12,14 +13,22 @@ from pathlib import Path
 
 import pytest
 
-from helpers.common.paths import ROOT
 from helpers.common import lock
+from helpers.common.lock import LOCK_NAME, FolderInUse
+from helpers.common.paths import ROOT
 from helpers.jobs import pipeline
 from helpers.runs import documents, steps
-from helpers.common.lock import LOCK_NAME, FolderInUse
 
-TINY = {"m": 8, "n_updates": 60, "seq_length": 10, "sample_every": 30, "sample_until": 60, "sample_length": 10,
-        "log_every": 10, "checkpoint_every": 30}
+TINY = {
+    "m": 8,
+    "n_updates": 60,
+    "seq_length": 10,
+    "sample_every": 30,
+    "sample_until": 60,
+    "sample_length": 10,
+    "log_every": 10,
+    "checkpoint_every": 30,
+}
 
 
 def snapshot(folder) -> dict[str, bytes]:
@@ -28,8 +37,12 @@ def snapshot(folder) -> dict[str, bytes]:
 
 def holding(folder, wait: float = 30) -> subprocess.Popen:
     """Another process that holds ``folder``'s lock until it is killed."""
-    code = f"import time\nfrom helpers.common import lock\nwith lock.hold({str(folder)!r}):\n    time.sleep(600)"
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    code = (
+        f"import time\nfrom helpers.common import lock\nwith lock.hold({str(folder)!r}):\n    time.sleep(600)"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     deadline = time.monotonic() + wait
     while lock.holder(folder) is None:
         assert proc.poll() is None, proc.stderr.read().decode()
@@ -61,7 +74,9 @@ def test_a_second_training_refuses_and_names_the_folder_the_process_and_the_fix(
         assert str(trained) in text and f"pid {other.pid} on " in text and "(under a minute ago)" in text
         assert "helpers.common import lock" in text  # its command
         assert "another out_dir" in text and "Wait for that run to end" in text
-        assert snapshot(trained) == before | {LOCK_NAME: (trained / LOCK_NAME).read_bytes()}  # nothing touched
+        assert snapshot(trained) == before | {
+            LOCK_NAME: (trained / LOCK_NAME).read_bytes()
+        }  # nothing touched
         with pytest.raises(FolderInUse, match="in use by another training"):
             documents.train("", str(trained), **TINY)
         with pytest.raises(FolderInUse, match="in use by another training"):
@@ -75,11 +90,16 @@ def test_a_lock_left_by_a_killed_process_is_taken_over_with_a_note(trained, caps
     other = holding(trained)
     (trained / ".last.npz.abc123.tmp").write_bytes(b"half a checkpoint")  # what a kill mid-write leaves
     kill(other)
-    assert (trained / LOCK_NAME).is_file() and json.loads((trained / LOCK_NAME).read_text())["pid"] == other.pid
+    assert (trained / LOCK_NAME).is_file() and json.loads((trained / LOCK_NAME).read_text())[
+        "pid"
+    ] == other.pid
     assert lock.holder(trained) is None  # stale
     steps.train("pydoc_data", str(trained), **TINY)
     printed = capsys.readouterr().out
-    assert f"took over the lock of {trained} from pid {other.pid} on " in printed and "no longer running" in printed
+    assert (
+        f"took over the lock of {trained} from pid {other.pid} on " in printed
+        and "no longer running" in printed
+    )
     assert "the 1 half-written temporary file(s) it left are deleted" in printed
     assert not (trained / LOCK_NAME).exists() and not list(trained.glob(".*.tmp"))
 
@@ -87,17 +107,31 @@ def test_a_lock_left_by_a_killed_process_is_taken_over_with_a_note(trained, caps
 def test_a_reused_pid_is_not_taken_for_the_holder(trained, capsys):
     if lock._proc_start(os.getppid()) is None:
         pytest.skip("no /proc: process start times are unknown here")
-    record = {"pid": os.getppid(), "host": lock.socket.gethostname(), "started": "2020-01-01T00:00:00+00:00",
-              "command": "python -c train", "proc_start": lock._proc_start(os.getppid()) + 1}
-    (trained / LOCK_NAME).write_text(json.dumps(record))  # a live pid, but another process than the one that locked
+    record = {
+        "pid": os.getppid(),
+        "host": lock.socket.gethostname(),
+        "started": "2020-01-01T00:00:00+00:00",
+        "command": "python -c train",
+        "proc_start": lock._proc_start(os.getppid()) + 1,
+    }
+    (trained / LOCK_NAME).write_text(
+        json.dumps(record)
+    )  # a live pid, but another process than the one that locked
     steps.train("pydoc_data", str(trained), **TINY)
     assert "no longer running" in capsys.readouterr().out
 
 
 def test_a_lock_from_another_host_is_refused_with_the_file_to_delete(trained):
-    record = {"pid": 1, "host": "elsewhere.example", "started": "2020-01-01T00:00:00+00:00", "command": "papermill"}
+    record = {
+        "pid": 1,
+        "host": "elsewhere.example",
+        "started": "2020-01-01T00:00:00+00:00",
+        "command": "papermill",
+    }
     (trained / LOCK_NAME).write_text(json.dumps(record))
-    with pytest.raises(FolderInUse, match=f"pid 1 on elsewhere.example since 2020.* delete {trained / LOCK_NAME}"):
+    with pytest.raises(
+        FolderInUse, match=f"pid 1 on elsewhere.example since 2020.* delete {trained / LOCK_NAME}"
+    ):
         steps.train("pydoc_data", str(trained), **TINY)
     (trained / LOCK_NAME).unlink()  # as the message says
     steps.train("pydoc_data", str(trained), **TINY)
@@ -108,7 +142,9 @@ def test_the_lock_is_released_on_an_error_and_on_ctrl_c(tmp_path, monkeypatch, c
     steps.train("pydoc_data", str(tmp_path / "first"), **TINY)
     (tmp_path / "other.txt").write_text("abcdefghij" * 50)
     with pytest.raises(ValueError, match="vocabulary"):  # resuming on another text: refused inside the lock
-        steps.train(str(tmp_path / "other.txt"), str(out), init_from=str(tmp_path / "first" / "last.npz"), **TINY)
+        steps.train(
+            str(tmp_path / "other.txt"), str(out), init_from=str(tmp_path / "first" / "last.npz"), **TINY
+        )
     assert not out.exists()  # created for the lock, left empty: removed again
 
     def ctrl_c(self):

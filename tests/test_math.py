@@ -3,6 +3,7 @@
 JupyterLab renders the Markdown's ``$...$`` with the MathJax it bundles (test_lab_journey.py opens the
 notebooks there); the report's exporter draws the same LaTeX with ziamath (helpers/report/latex.py).
 """
+
 from __future__ import annotations
 
 import html
@@ -15,28 +16,30 @@ from bs4 import BeautifulSoup
 from pypdf import PdfReader
 
 from helpers.common.paths import ROOT
-from helpers.jobs import notebooks, pipeline
+from helpers.jobs import notebooks
 from helpers.report import latex
 from helpers.report.sections import MODEL_NOTES
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 WITH_MATH = {"01_gradient_test", "02_train", "03_synthesis", "05_report"}
 FORMULA = re.compile(r"(?<!\\)\$\$(.+?)(?<!\\)\$\$|(?<![\\$])\$(?!\s)(.+?)(?<![\s\\$])\$", re.S)
-TINY = {"data_path": "pydoc_data", "m": 16, "seq_lengths": [3], "n_updates": 200, "sample_every": 100,
-        "sample_until": 200, "sample_length": 40, "log_every": 10, "checkpoint_every": 100, "length": 120,
-        "seed": 5}
 
 
 def markdown_cells(path):
     """The Markdown cells of a notebook as git stores it, their code spans and blocks left out."""
     nb = nbformat.reads(notebooks.stored(path), as_version=4)
-    return [re.sub(r"```.*?```|`[^`]*`", "", c.source, flags=re.S) for c in nb.cells if c.cell_type == "markdown"]
+    return [
+        re.sub(r"```.*?```|`[^`]*`", "", c.source, flags=re.S) for c in nb.cells if c.cell_type == "markdown"
+    ]
 
 
 def formulas(path) -> list[tuple[str, bool]]:
     """Every ``$$...$$`` (display) and ``$...$`` (inline) formula in a notebook's Markdown."""
-    return [(m.group(1) or m.group(2), m.group(1) is not None)
-            for text in markdown_cells(path) for m in FORMULA.finditer(text)]
+    return [
+        (m.group(1) or m.group(2), m.group(1) is not None)
+        for text in markdown_cells(path)
+        for m in FORMULA.finditer(text)
+    ]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -78,8 +81,12 @@ def test_formulas_sit_on_the_baseline_and_display_ones_are_blocks():
     depth = float(re.search(r"vertical-align: (-?[\d.]+)em", x_t).group(1))
     assert -0.4 < depth < -0.1 and 'aria-label="x_t"' in x_t
     out = latex.markdown("before\n$$a_t = W h_{t-1}$$\nafter $h_0$.", as_img=False)
-    assert re.fullmatch(r'<p>before</p>\n<div class="math-display"><svg class="math".*</svg></div>'
-                        r'<p>after <svg class="math".*</svg>\.</p>\n', out, re.S)
+    assert re.fullmatch(
+        r'<p>before</p>\n<div class="math-display"><svg class="math".*</svg></div>'
+        r'<p>after <svg class="math".*</svg>\.</p>\n',
+        out,
+        re.S,
+    )
 
 
 def test_a_dollar_that_is_not_math_stays_a_dollar():
@@ -105,19 +112,17 @@ def test_spacing_follows_tex():
     assert width(r"\sum_t -\log p") < width(r"\sum_t 0 - \log p") - width("0") - 0.1
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    """One tiny run of ``make report``'s pipeline: HTML and the PDF printed by WeasyPrint."""
-    out = tmp_path_factory.mktemp("math-run")
-    pipeline.run(out, {**TINY, "figure_path": str(out / "figure2.png")}, pdf=True, pdf_engine="weasyprint",
-                 log=lambda *_: None)
-    return out
+@pytest.fixture
+def run_dir(report_run):
+    return report_run
 
 
 def test_the_report_draws_its_math_as_inline_svg(run_dir):
     body = (run_dir / "report.html").read_text(encoding="utf-8")
     soup = BeautifulSoup(body, "html.parser")
-    assert "<script" not in body and "mathjax" not in body.lower()
+    assert (
+        "<script src" not in body and "mathjax" not in body.lower()
+    )  # the math is drawn, not typeset by a script
     words = " ".join(cell.get_text() for cell in soup.select(".jp-MarkdownCell"))
     assert "$" not in words and "\\" not in words and 'class="math-error"' not in body
     expected = formulas(ROOT / "notebooks" / "05_report.ipynb")
@@ -130,7 +135,12 @@ def test_the_report_draws_its_math_as_inline_svg(run_dir):
 def test_the_pdf_keeps_the_words_around_the_math(run_dir):
     text = " ".join(page.extract_text() for page in PdfReader(run_dir / "report.pdf").pages)
     text = re.sub(r"\s+", " ", text)
-    for words in ("the one-hot input character,", "the hidden state and", "the probabilities of the next character",
-                  "the relative error of the analytic gradient", "the running sum of squared gradients"):
+    for words in (
+        "the one-hot input character,",
+        "the hidden state and",
+        "the probabilities of the next character",
+        "the relative error of the analytic gradient",
+        "the running sum of squared gradients",
+    ):
         assert words in text, words
     assert "\\frac" not in text and "operatorname" not in text

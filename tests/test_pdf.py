@@ -1,4 +1,5 @@
 """helpers.report.pdf: which engine prints the PDF, what each failure says, and that the HTML survives it."""
+
 from __future__ import annotations
 
 import importlib.abc
@@ -10,8 +11,8 @@ import pytest
 from pypdf import PdfReader
 
 from helpers.common.paths import ROOT
-from helpers.report import pdf
 from helpers.jobs import pipeline
+from helpers.report import pdf
 
 PAGE = """<!DOCTYPE html><html><head><meta charset="utf-8"><title>Notebook</title></head><body>
 <h1>A small report</h1><p>First page.</p>
@@ -55,8 +56,13 @@ def test_pipeline_refuses_an_unknown_engine_before_running_any_notebook(monkeypa
     with pytest.raises(pdf.PdfError, match="unknown PDF engine 'typst'"):
         pipeline.run(tmp_path, {}, log=lambda *_: None)
     assert not (tmp_path / "notebooks").exists()
-    done = subprocess.run([sys.executable, "-m", "helpers.jobs.pipeline", "--out-dir", str(tmp_path), "--pdf-engine",
-                           "typst"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "helpers.jobs.pipeline", "--out-dir", str(tmp_path), "--pdf-engine", "typst"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 3 and "unknown PDF engine 'typst'" in done.stderr, done.stderr
 
 
@@ -66,7 +72,10 @@ def test_weasyprint_prints_a4_pages_with_page_numbers_and_title(monkeypatch, pag
     reader = PdfReader(out)
     assert len(reader.pages) == 2
     box = reader.pages[0].mediabox
-    assert (round(float(box.width) / 72 * 25.4), round(float(box.height) / 72 * 25.4)) == (210, 297)  # A4 in mm
+    assert (round(float(box.width) / 72 * 25.4), round(float(box.height) / 72 * 25.4)) == (
+        210,
+        297,
+    )  # A4 in mm
     first, second = _text(out)
     assert "page 1 of 2" in first and "page 2 of 2" in second
     assert first.count("A small report") == 1 and "A small report" in second  # the margin of later pages only
@@ -77,7 +86,9 @@ def test_weasyprint_prints_a4_pages_with_page_numbers_and_title(monkeypatch, pag
 
 def test_chromium_chosen_but_absent_says_how_to_get_it(monkeypatch, page):
     monkeypatch.setattr(pdf, "find_browser", lambda: None)
-    with pytest.raises(pdf.PdfError, match=r"(?s)chromium was chosen.*apt-get install chromium.*CHROME=.*weasyprint"):
+    with pytest.raises(
+        pdf.PdfError, match=r"(?s)chromium was chosen.*apt-get install chromium.*CHROME=.*weasyprint"
+    ):
         pdf.to_pdf(page, page.with_suffix(".pdf"), engine="chromium")
     assert not page.with_suffix(".pdf").exists() and page.read_text(encoding="utf-8") == PAGE
 
@@ -98,8 +109,11 @@ def test_weasyprint_failure_keeps_the_html_and_leaves_no_pdf(monkeypatch, page):
         raise ValueError("a layout bug")
 
     monkeypatch.setattr(weasyprint.HTML, "render", broken)
-    with pytest.raises(pdf.PdfError, match=r"(?s)WeasyPrint could not print report.html \(ValueError: a layout bug\)"
-                                           r".*HTML report is kept.*PDF_ENGINE=chromium"):
+    with pytest.raises(
+        pdf.PdfError,
+        match=r"(?s)WeasyPrint could not print report.html \(ValueError: a layout bug\)"
+        r".*HTML report is kept.*PDF_ENGINE=chromium",
+    ):
         pdf.to_pdf(page, page.with_suffix(".pdf"), engine="weasyprint")
     assert page.read_text(encoding="utf-8") == PAGE
     assert sorted(p.name for p in page.parent.iterdir()) == ["report.html"]
@@ -117,7 +131,9 @@ def test_a_pdf_from_an_earlier_run_is_not_half_overwritten(monkeypatch, page):
 class _NoPango(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
         if name == "weasyprint" or name.startswith("weasyprint."):
-            raise OSError("cannot load library 'libpango-1.0-0': libpango-1.0-0: cannot open shared object file")
+            raise OSError(
+                "cannot load library 'libpango-1.0-0': libpango-1.0-0: cannot open shared object file"
+            )
         return None
 
 
@@ -125,7 +141,9 @@ def test_missing_pango_names_the_library_and_the_fix(monkeypatch, page):
     for name in [n for n in sys.modules if n == "weasyprint" or n.startswith("weasyprint.")]:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setattr(sys, "meta_path", [_NoPango(), *sys.meta_path])
-    with pytest.raises(pdf.PdfError, match=r"(?s)Pango.*libpango-1.0-0.*apt-get install libpango.*PDF_ENGINE=chromium"):
+    with pytest.raises(
+        pdf.PdfError, match=r"(?s)Pango.*libpango-1.0-0.*apt-get install libpango.*PDF_ENGINE=chromium"
+    ):
         pdf.to_pdf(page, page.with_suffix(".pdf"))
     assert page.read_text(encoding="utf-8") == PAGE
 
@@ -141,7 +159,9 @@ def test_chromium_opt_in_prints_the_same_report(monkeypatch, page):
     monkeypatch.setenv("PDF_ENGINE", "chromium")
     out = pdf.to_pdf(page, page.parent / "out" / "report.pdf")
     first, second = _text(out)
-    assert "1.23e-09" in first and "page 1 of 2" in first and first.count("A small report") == 1  # h1, no margin
+    assert (
+        "1.23e-09" in first and "page 1 of 2" in first and first.count("A small report") == 1
+    )  # h1, no margin
     assert "Second page." in second and "page 2 of 2" in second and "A small report" in second
     assert PdfReader(out).metadata.title == "A small report"
     assert sorted(p.name for p in out.parent.iterdir()) == ["report.pdf"]  # no profile or print copy left
@@ -152,15 +172,30 @@ def _report_pieces(folder) -> str:
     """The reference-point section and the best model's passage, built by the report's own code."""
     from helpers.report import reference, sections
 
-    (folder / "metrics.json").write_text(json.dumps(
-        {"reference": {"uniform": 4.382, "unigram": 3.131, "bigram": 2.445, "train_chars": 1_000_000},
-         "best_val_loss_per_char": None}))
-    (folder / "run.json").write_text(json.dumps(
-        {"corpus": {"K": 80, "name": "book.txt", "n_chars": 1_000_000}, "best_smooth_loss": 43.5, "steps_done": 300_000,
-         "final_smooth_loss": 44.0, "best_chosen_by": "smooth loss", "config": {"seq_length": 25}}))
+    (folder / "metrics.json").write_text(
+        json.dumps(
+            {
+                "reference": {"uniform": 4.382, "unigram": 3.131, "bigram": 2.445, "train_chars": 1_000_000},
+                "best_val_loss_per_char": None,
+            }
+        )
+    )
+    (folder / "run.json").write_text(
+        json.dumps(
+            {
+                "corpus": {"K": 80, "name": "book.txt", "n_chars": 1_000_000},
+                "best_smooth_loss": 43.5,
+                "steps_done": 300_000,
+                "final_smooth_loss": 44.0,
+                "best_chosen_by": "smooth loss",
+                "config": {"seq_length": 25},
+            }
+        )
+    )
     lines = [f"line {i:02d} of the passage, as a model writes it: " + "words " * 12 for i in range(16)]
-    (folder / "best_passage.json").write_text(json.dumps(
-        {"text": "\n".join(lines), "prime": "\n", "seed": 0, "step": 299_000, "smooth_loss": 43.5}))
+    (folder / "best_passage.json").write_text(
+        json.dumps({"text": "\n".join(lines), "prime": "\n", "seed": 0, "step": 299_000, "smooth_loss": 43.5})
+    )
     return reference.section(folder).data + "<h2>4 The best model</h2>" + sections.best_section(folder).data
 
 
@@ -168,11 +203,17 @@ def _report_pieces(folder) -> str:
 def test_no_heading_at_a_page_foot_and_no_passage_split_that_fits_on_a_page(tmp_path, filler):
     """Wherever the page breaks fall, a section heading stays with what follows and a passage that
     fits on one page is printed on one page, with the sentence that introduces it."""
-    body = "".join(f"<p>Paragraph {i} of the report, long enough to fill a line or two of the page with words "
-                   "that push what follows down the page.</p>" for i in range(filler))
+    body = "".join(
+        f"<p>Paragraph {i} of the report, long enough to fill a line or two of the page with words "
+        "that push what follows down the page.</p>"
+        for i in range(filler)
+    )
     path = tmp_path / "r.html"
-    path.write_text(f'<!DOCTYPE html><html><head><meta charset="utf-8"></head><body><h1>A report</h1>{body}'
-                    f"{_report_pieces(tmp_path)}</body></html>", encoding="utf-8")
+    path.write_text(
+        f'<!DOCTYPE html><html><head><meta charset="utf-8"></head><body><h1>A report</h1>{body}'
+        f"{_report_pieces(tmp_path)}</body></html>",
+        encoding="utf-8",
+    )
     pages = [" ".join(t.split()) for t in _text(pdf.to_pdf(path, tmp_path / "r.pdf", engine="weasyprint"))]
 
     def page_of(needle: str) -> int:
@@ -181,5 +222,9 @@ def test_no_heading_at_a_page_foot_and_no_passage_split_that_fits_on_a_page(tmp_
         return found[0]
 
     assert page_of("Reference points") == page_of("uniform guess") == page_of("Losses per character")
-    assert page_of("4 The best model") == page_of("It synthesized the following") == page_of("line 00 of") \
+    assert (
+        page_of("4 The best model")
+        == page_of("It synthesized the following")
+        == page_of("line 00 of")
         == page_of("line 15 of")
+    )

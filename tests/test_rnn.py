@@ -1,4 +1,6 @@
-"""helpers.model.rnn (vectorized forward/BPTT) against helpers.model.oracles (the per-step oracle)."""
+"""The vanilla RNN's one-stream path (helpers.model.rnn: vectorized forward/BPTT, its workspace) against
+helpers.model.oracles (the per-step oracle) and the model equations by hand."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -6,10 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from helpers.model import oracles, rnn
+from helpers.model.params import NAMES, ParamSet, param_shapes
+
 from conftest import assert_close, oracle, random_params, random_sequence, softmax
-from helpers.model import oracles as reference
-from helpers.model import rnn
-from helpers.model.params import NAMES, ParamSet, init_params, param_shapes
 
 
 @pytest.mark.parametrize("T", [1, 2, 3, 7, 25])
@@ -49,7 +51,7 @@ def test_loss_is_cross_entropy_by_hand():
     np.testing.assert_allclose(grads.c, do, rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(grads.V, np.outer(do, h1), rtol=1e-12, atol=1e-15)
     # only column x of dU is nonzero
-    da = (p.V.T @ do) * (1 - h1 ** 2)
+    da = (p.V.T @ do) * (1 - h1**2)
     expected_dU = np.zeros((m, K))
     expected_dU[:, 2] = da
     np.testing.assert_allclose(grads.U, expected_dU, rtol=1e-12, atol=1e-15)
@@ -146,7 +148,7 @@ def test_float32_workspace(T):
         assert diff <= 1e-4 * max(np.linalg.norm(ref_grads[name]), 1e-6), name
     np.testing.assert_allclose(hlast, ref_hlast, rtol=1e-4, atol=1e-6)
     # and against the oracle run in float32 itself
-    ref32 = reference.loss_and_grads(*(p32[n] for n in NAMES), x, y, hprev)
+    ref32 = oracles.loss_and_grads(*(p32[n] for n in NAMES), x, y, hprev)
     assert loss == pytest.approx(ref32[0], rel=1e-4)
 
 
@@ -164,43 +166,3 @@ def test_property_fast_path_equals_oracle(m, K, T, seed):
     for name in NAMES:
         assert_close(grads[name], ref_grads[name], rtol=1e-9)
     assert_close(hlast, ref_hlast, rtol=1e-10)
-
-
-# --- ParamSet / init_params -------------------------------------------------------------
-
-
-def test_paramset_views_share_the_flat_buffer():
-    m, K = 3, 4
-    p = ParamSet(m, K)
-    assert p.flat.size == m * K + m * m + K * m + m + K
-    for name, shape in param_shapes(m, K).items():
-        assert p[name].shape == shape
-        assert np.shares_memory(p[name], p.flat)
-    p.flat[...] = np.arange(p.flat.size)
-    # layout order U, W, V, b, c
-    assert p.U[0, 0] == 0 and p.W[0, 0] == m * K and p.c[-1] == p.flat.size - 1
-    with pytest.raises(KeyError, match="unknown parameter"):
-        p["Z"]
-
-
-def test_paramset_from_arrays_checks_shapes():
-    arrays = {n: np.zeros(s) for n, s in param_shapes(3, 4).items()}
-    p = ParamSet.from_arrays(arrays)
-    assert (p.m, p.K) == (3, 4)
-    bad = dict(arrays, V=np.zeros((3, 4)))
-    with pytest.raises(ValueError, match="V"):
-        ParamSet.from_arrays(bad)
-    with pytest.raises(KeyError, match="c"):
-        ParamSet.from_arrays({k: v for k, v in arrays.items() if k != "c"})
-
-
-def test_init_params_statistics_and_dtype_independence():
-    m, K, sig = 60, 50, 0.01
-    p = init_params(m, K, sig, np.random.default_rng(7))
-    assert np.all(p.b == 0) and np.all(p.c == 0)
-    for name in ("U", "W", "V"):
-        assert p[name].std() == pytest.approx(sig, rel=0.1)
-        assert abs(p[name].mean()) < 4 * sig / np.sqrt(p[name].size)
-    p32 = init_params(m, K, sig, np.random.default_rng(7), dtype=np.float32)
-    assert p32.flat.dtype == np.float32
-    np.testing.assert_allclose(p32.flat, p.flat, rtol=1e-6)

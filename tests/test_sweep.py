@@ -1,5 +1,6 @@
 """Parameter sweeps on Dask: a local cluster, a real scheduler and worker on 127.0.0.1, a failing
 point, re-runs that skip finished points, sweep.csv, the figure and the report section."""
+
 from __future__ import annotations
 
 import base64
@@ -22,17 +23,25 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from helpers.report import sections as report
-from helpers.jobs import sweep
 from helpers.common.paths import ROOT
+from helpers.jobs import sweep
+from helpers.report import sections as report
 
-TRAIN = {"data_path": "pydoc_data", "n_updates": 200, "seq_length": 10, "log_every": 10, "sample_every": 100,
-         "sample_until": 200, "sample_length": 20, "checkpoint_every": 100}
+TRAIN = {
+    "data_path": "pydoc_data",
+    "n_updates": 200,
+    "seq_length": 10,
+    "log_every": 10,
+    "sample_every": 100,
+    "sample_until": 200,
+    "sample_length": 20,
+    "checkpoint_every": 100,
+}
 BIN = Path(sys.executable).parent
 
 
-def quiet(*_):
-    pass
+def no_log(*_):
+    """A log function that shows nothing."""
 
 
 def read_csv(path) -> list[dict]:
@@ -47,11 +56,15 @@ def points_of(out) -> dict[str, dict]:
 
 def snapshot(out) -> dict[str, tuple[int, bytes]]:
     """Modification time and bytes of every point.json and run.json, to see what a re-run touched."""
-    return {str(p.relative_to(out)): (p.stat().st_mtime_ns, p.read_bytes())
-            for p in Path(out).glob("*/*.json") if p.name in ("point.json", "run.json")}
+    return {
+        str(p.relative_to(out)): (p.stat().st_mtime_ns, p.read_bytes())
+        for p in Path(out).glob("*/*.json")
+        if p.name in ("point.json", "run.json")
+    }
 
 
 # --- the plan, without a cluster -------------------------------------------------------------
+
 
 def test_grid_points_are_every_combination_in_grid_order():
     points = sweep.grid_points({"eta": [0.05, 0.1], "m": [8, 16, 32]})
@@ -61,8 +74,9 @@ def test_grid_points_are_every_combination_in_grid_order():
 
 
 def test_grid_and_base_are_read_from_dicts_or_json_text(tmp_path):
-    as_text = sweep.plan(sweep.parse_mapping('{"m": [8, 16]}', "grid"), sweep.parse_mapping('{"eta": 0.2}', "base"),
-                         tmp_path)
+    as_text = sweep.plan(
+        sweep.parse_mapping('{"m": [8, 16]}', "grid"), sweep.parse_mapping('{"eta": 0.2}', "base"), tmp_path
+    )
     as_dict = sweep.plan({"m": [8, 16]}, {"eta": 0.2}, tmp_path)
     assert as_text == as_dict
     assert [r["parameters"] for r in as_dict] == [{"eta": 0.2, "m": 8}, {"eta": 0.2, "m": 16}]
@@ -70,26 +84,35 @@ def test_grid_and_base_are_read_from_dicts_or_json_text(tmp_path):
     assert sweep.parse_mapping("", "base") == {}
 
 
-@pytest.mark.parametrize("grid, base, message", [
-    ({"eta": 0.1}, {}, "non-empty lists"),
-    ({"eta": []}, {}, "non-empty lists"),
-    ({"etaa": [0.1]}, {}, "etaa in grid"),
-    ({"m": [8]}, {"n_update": 5}, "n_update in base"),
-    ({"out_dir": ["a", "b"]}, {}, "out_dir in grid"),
-    ({"m": [8]}, {"m": 16}, "m in both grid and base"),
-    ({"m": [8, 8]}, {}, "share the folder 'm-8'"),
-    ('{"m": [8,', {}, "JSON object"),
-    ("[1, 2]", {}, "must map parameter names"),
-])
+@pytest.mark.parametrize(
+    "grid, base, message",
+    [
+        ({"eta": 0.1}, {}, "non-empty lists"),
+        ({"eta": []}, {}, "non-empty lists"),
+        ({"etaa": [0.1]}, {}, "etaa in grid"),
+        ({"m": [8]}, {"n_update": 5}, "n_update in base"),
+        ({"out_dir": ["a", "b"]}, {}, "out_dir in grid"),
+        ({"m": [8]}, {"m": 16}, "m in both grid and base"),
+        ({"m": [8, 8]}, {}, "share the folder 'm-8'"),
+        ('{"m": [8,', {}, "JSON object"),
+        ("[1, 2]", {}, "must map parameter names"),
+    ],
+)
 def test_bad_grids_are_refused_before_anything_runs(tmp_path, grid, base, message):
     with pytest.raises(ValueError, match=re.escape(message)):
-        sweep.run(grid, base, tmp_path / "out", log=quiet)
+        sweep.run(grid, base, tmp_path / "out", log=no_log)
     assert not (tmp_path / "out").exists()
 
 
 NAMES = st.sampled_from(["eta", "m", "seq_length", "sig", "data_path", "dtype"])
-VALUES = st.one_of(st.integers(-10**6, 10**6), st.floats(allow_nan=False), st.booleans(), st.none(),
-                   st.text(max_size=12), st.sampled_from(["0.1", "8", "true", "x_m-1", "a/b", "a-b", "float32"]))
+VALUES = st.one_of(
+    st.integers(-(10**6), 10**6),
+    st.floats(allow_nan=False),
+    st.booleans(),
+    st.none(),
+    st.text(max_size=12),
+    st.sampled_from(["0.1", "8", "true", "x_m-1", "a/b", "a-b", "float32"]),
+)
 
 
 @given(st.dictionaries(NAMES, VALUES, max_size=4), st.dictionaries(NAMES, VALUES, max_size=4))
@@ -101,9 +124,16 @@ def test_point_names_are_safe_stable_and_distinct(a, b):
         assert sweep.point_name(b).lower() != name.lower()
 
 
-@pytest.mark.parametrize("a, b", [({"eta": "0.1"}, {"eta": 0.1}), ({"m": "x_eta-1"}, {"m": "x", "eta": 1}),
-                                  ({"data_path": "a/b"}, {"data_path": "a-b"}), ({"m": 1}, {"m": True}),
-                                  ({"dtype": "Float32"}, {"dtype": "float32"})])
+@pytest.mark.parametrize(
+    "a, b",
+    [
+        ({"eta": "0.1"}, {"eta": 0.1}),
+        ({"m": "x_eta-1"}, {"m": "x", "eta": 1}),
+        ({"data_path": "a/b"}, {"data_path": "a-b"}),
+        ({"m": 1}, {"m": True}),
+        ({"dtype": "Float32"}, {"dtype": "float32"}),
+    ],
+)
 def test_look_alike_points_get_different_folders(a, b):
     assert sweep.point_name(a).lower() != sweep.point_name(b).lower()
     assert sweep.point_name({"eta": 0.05, "m": 50}) == "eta-0.05_m-50"  # plain values stay readable
@@ -114,19 +144,29 @@ def test_unreachable_scheduler_is_reported(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     with pytest.raises(ConnectionError, match="no Dask scheduler answers"):
-        sweep.run({"m": [8]}, TRAIN, tmp_path, scheduler=f"tcp://127.0.0.1:{port}", timeout=2, log=quiet)
+        sweep.run({"m": [8]}, TRAIN, tmp_path, scheduler=f"tcp://127.0.0.1:{port}", timeout=2, log=no_log)
 
 
 # --- a local cluster, from the notebook ------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def local_sweep(tmp_path_factory):
     """notebooks/08_sweep.ipynb with a JSON-text grid (as papermill -p passes it) on a local cluster of 2 processes."""
     out = tmp_path_factory.mktemp("local") / "sweep"
-    papermill.execute_notebook(ROOT / "notebooks" / "08_sweep.ipynb", out.parent / "08_sweep.ipynb",
-                               parameters={"grid": '{"eta": [0.05, 0.1]}', "base": json.dumps({**TRAIN, "m": 8}),
-                                           "n_workers": 2, "out_dir": str(out)},
-                               cwd=str(ROOT), kernel_name="python3", progress_bar=False)
+    papermill.execute_notebook(
+        ROOT / "notebooks" / "08_sweep.ipynb",
+        out.parent / "08_sweep.ipynb",
+        parameters={
+            "grid": '{"eta": [0.05, 0.1]}',
+            "base": json.dumps({**TRAIN, "m": 8}),
+            "n_workers": 2,
+            "out_dir": str(out),
+        },
+        cwd=str(ROOT),
+        kernel_name="python3",
+        progress_bar=False,
+    )
     return out
 
 
@@ -134,12 +174,22 @@ def test_local_sweep_trains_every_point_into_its_folder(local_sweep):
     records = points_of(local_sweep)
     assert set(records) == {"eta-0.05", "eta-0.1"}
     for name, eta in (("eta-0.05", 0.05), ("eta-0.1", 0.1)):
-        assert records[name]["status"] == "done" and records[name]["parameters"] == {**TRAIN, "m": 8, "eta": eta}
+        assert records[name]["status"] == "done" and records[name]["parameters"] == {
+            **TRAIN,
+            "m": 8,
+            "eta": eta,
+        }
         run = json.loads((local_sweep / name / "run.json").read_text())
-        assert run["config"]["eta"] == eta and run["config"]["m"] == 8 and run["steps_done"] == TRAIN["n_updates"]
+        assert (
+            run["config"]["eta"] == eta
+            and run["config"]["m"] == 8
+            and run["steps_done"] == TRAIN["n_updates"]
+        )
         executed = nbformat.read(local_sweep / name / "02_train.ipynb", as_version=4)
-        assert any(f"out_dir = {json.dumps(str(local_sweep / name))}" in c.source.replace("'", '"')
-                   for c in executed.cells)
+        assert any(
+            f"out_dir = {json.dumps(str(local_sweep / name))}" in c.source.replace("'", '"')
+            for c in executed.cells
+        )
     assert read_csv(local_sweep / "sweep.csv")[0]["name"] == "eta-0.05"
     assert (local_sweep / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -157,7 +207,7 @@ def test_rerun_runs_only_new_points(local_sweep, tmp_path):
     out = tmp_path / "sweep"
     shutil.copytree(local_sweep, out)
     before = snapshot(out)
-    rows = sweep.run({"eta": [0.05, 0.1, 0.2]}, {**TRAIN, "m": 8}, out, n_workers=2, log=quiet)
+    rows = sweep.run({"eta": [0.05, 0.1, 0.2]}, {**TRAIN, "m": 8}, out, n_workers=2, log=no_log)
     assert [r["name"] for r in rows] == ["eta-0.05", "eta-0.1", "eta-0.2"]
     assert all(r["status"] == "done" for r in rows)
     after = snapshot(out)
@@ -169,7 +219,7 @@ def test_rerun_with_nothing_to_do_starts_no_cluster(local_sweep, tmp_path, monke
     out = tmp_path / "sweep"
     shutil.copytree(local_sweep, out)
     monkeypatch.setattr(sweep, "connect", lambda *a, **k: pytest.fail("a cluster was started"))
-    rows = sweep.run({"eta": [0.05, 0.1]}, {**TRAIN, "m": 8}, out, log=quiet)
+    rows = sweep.run({"eta": [0.05, 0.1]}, {**TRAIN, "m": 8}, out, log=no_log)
     assert [r["status"] for r in rows] == ["done", "done"]
 
 
@@ -181,13 +231,16 @@ def test_changed_parameters_make_points_pending(local_sweep, tmp_path):
     assert all(sweep.finished(r) for r in sweep.plan({"eta": [0.05, 0.1]}, {**TRAIN, "m": 8}, out))
     record = json.loads((out / "eta-0.1" / "point.json").read_text())
     (out / "eta-0.1" / "point.json").write_text(json.dumps({**record, "status": "running"}))  # killed mid-run
-    (out / "eta-0.05" / "metrics.json").write_text(json.dumps({"best_val_loss_per_char": 1.625, "run_id": "x"}))
+    (out / "eta-0.05" / "metrics.json").write_text(
+        json.dumps({"best_val_loss_per_char": 1.625, "run_id": "x"})
+    )
     rows = {r["name"]: r for r in sweep.collect(out)}
     assert rows["eta-0.1"]["status"] == "running" and rows["eta-0.1"]["best_smooth_loss"] is None
     assert rows["eta-0.05"]["best_val_loss_per_char"] == 1.625 and rows["eta-0.05"]["status"] == "done"
 
 
 # --- a real scheduler and worker -------------------------------------------------------------
+
 
 def _start(cmd, log, cwd) -> subprocess.Popen:
     with open(log, "wb") as f:
@@ -211,18 +264,51 @@ def scheduler(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("dask")
     procs = []
     try:
-        procs.append(_start([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
-                             "--port", "0", "--no-dashboard", "--scheduler-file", str(tmp / "scheduler.json")],
-                            tmp / "scheduler.log", tmp))
+        procs.append(
+            _start(
+                [
+                    sys.executable,
+                    "-m",
+                    "distributed.cli.dask_scheduler",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    "0",
+                    "--no-dashboard",
+                    "--scheduler-file",
+                    str(tmp / "scheduler.json"),
+                ],
+                tmp / "scheduler.log",
+                tmp,
+            )
+        )
         deadline = time.monotonic() + 30
         while not (tmp / "scheduler.json").is_file():
-            assert procs[0].poll() is None and time.monotonic() < deadline, (tmp / "scheduler.log").read_text()
+            assert procs[0].poll() is None and time.monotonic() < deadline, (
+                tmp / "scheduler.log"
+            ).read_text()
             time.sleep(0.1)
         time.sleep(0.2)  # the file is written in one go, but give it a moment
         address = json.loads((tmp / "scheduler.json").read_text())["address"]
         assert address.startswith("tcp://127.0.0.1:")
-        procs.append(_start([str(BIN / "dask"), "worker", address, "--host", "127.0.0.1", "--nthreads", "2",
-                             "--no-dashboard", "--local-directory", str(tmp)], tmp / "worker.log", tmp))
+        procs.append(
+            _start(
+                [
+                    str(BIN / "dask"),
+                    "worker",
+                    address,
+                    "--host",
+                    "127.0.0.1",
+                    "--nthreads",
+                    "2",
+                    "--no-dashboard",
+                    "--local-directory",
+                    str(tmp),
+                ],
+                tmp / "worker.log",
+                tmp,
+            )
+        )
         yield address
     finally:
         for proc in reversed(procs):
@@ -233,7 +319,7 @@ def scheduler(tmp_path_factory):
 def remote_sweep(scheduler, tmp_path_factory):
     """A grid with one failing point (m = 0) on the scheduler's worker."""
     out = tmp_path_factory.mktemp("remote") / "sweep"
-    rows = sweep.run({"m": [8, 0, 12]}, TRAIN, out, scheduler=scheduler, timeout=30, log=quiet)
+    rows = sweep.run({"m": [8, 0, 12]}, TRAIN, out, scheduler=scheduler, timeout=30, log=no_log)
     return out, rows
 
 
@@ -250,8 +336,17 @@ def test_failing_point_is_recorded_and_the_others_finish(remote_sweep):
 def test_sweep_csv_holds_each_points_results(remote_sweep):
     out, _ = remote_sweep
     table = read_csv(out / "sweep.csv")
-    assert list(table[0]) == ["name", "m", "final_smooth_loss", "best_smooth_loss", "best_val_loss_per_char",
-                              "updates_per_second", "seconds", "status", "error"]
+    assert list(table[0]) == [
+        "name",
+        "m",
+        "final_smooth_loss",
+        "best_smooth_loss",
+        "best_val_loss_per_char",
+        "updates_per_second",
+        "seconds",
+        "status",
+        "error",
+    ]
     for row in table:
         folder = out / row["name"]
         assert int(row["m"]) == json.loads((folder / "point.json").read_text())["parameters"]["m"]
@@ -283,7 +378,10 @@ def test_report_section_shows_table_failure_and_figure(remote_sweep):
     for run in runs.values():
         assert f"{run['final_smooth_loss']:.3f}" in text and f"{run['best_smooth_loss']:.3f}" in text
     lowest = min(runs, key=lambda name: runs[name]["best_smooth_loss"])
-    assert f"lowest smooth loss of the best model, {runs[lowest]['best_smooth_loss']:.3f}, came with m {lowest[2:]}." in text
+    assert (
+        f"lowest smooth loss of the best model, {runs[lowest]['best_smooth_loss']:.3f}, came with m {lowest[2:]}."
+        in text
+    )
     assert "failed" in text and "ValueError: m must be > 0, got 0" in text
     png = re.search(r'<img class="figure"[^>]*src="data:image/png;base64,([^"]+)"', body).group(1)
     assert base64.b64decode(png)[:8] == b"\x89PNG\r\n\x1a\n"
@@ -292,18 +390,33 @@ def test_report_section_shows_table_failure_and_figure(remote_sweep):
     assert report.optional_section("sweep", "") is None
 
 
-def test_cli_rerun_skips_finished_points_and_retries_the_failed_one(remote_sweep, scheduler, tmp_path, capsys):
+def test_cli_rerun_skips_finished_points_and_retries_the_failed_one(
+    remote_sweep, scheduler, tmp_path, capsys
+):
     out = tmp_path / "sweep"
     shutil.copytree(remote_sweep[0], out)
     before = snapshot(out)
-    code = sweep.main(["--grid", '{"m": [8, 0, 12]}', "--base", json.dumps(TRAIN), "--scheduler", scheduler,
-                       "--out-dir", str(out), "--timeout", "30"])
+    code = sweep.main(
+        [
+            "--grid",
+            '{"m": [8, 0, 12]}',
+            "--base",
+            json.dumps(TRAIN),
+            "--scheduler",
+            scheduler,
+            "--out-dir",
+            str(out),
+            "--timeout",
+            "30",
+        ]
+    )
     assert code == 1  # a point failed
     printed = capsys.readouterr().out
     assert re.search(r"failed\s+m-0\s.*m must be > 0", printed) and re.search(r"done\s+m-12\s", printed)
     after = snapshot(out)
-    assert {k: after[k] for k in before if not k.startswith("m-0/")} == \
-           {k: v for k, v in before.items() if not k.startswith("m-0/")}
+    assert {k: after[k] for k in before if not k.startswith("m-0/")} == {
+        k: v for k, v in before.items() if not k.startswith("m-0/")
+    }
     assert after["m-0/point.json"] != before["m-0/point.json"]  # retried
 
 
@@ -311,7 +424,7 @@ def test_redo_runs_every_point_again(remote_sweep, scheduler, tmp_path):
     out = tmp_path / "sweep"
     shutil.copytree(remote_sweep[0], out)
     before = {n: json.loads((out / n / "run.json").read_text())["run_id"] for n in ("m-8", "m-12")}
-    rows = sweep.run({"m": [8, 12]}, TRAIN, out, scheduler=scheduler, redo=True, timeout=30, log=quiet)
+    rows = sweep.run({"m": [8, 12]}, TRAIN, out, scheduler=scheduler, redo=True, timeout=30, log=no_log)
     assert [r["status"] for r in rows] == ["done", "done"]
     after = {n: json.loads((out / n / "run.json").read_text())["run_id"] for n in ("m-8", "m-12")}
     assert all(after[n] != before[n] for n in before)
@@ -324,9 +437,21 @@ def test_cli_refuses_a_bad_grid(capsys):
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="make not installed")
 def test_make_sweep_passes_the_grid_to_the_cli():
-    env = {k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")}  # under make test
-    done = subprocess.run(["make", "--no-print-directory", "-n", "sweep", 'GRID={"m": [8, 16]}', "SWEEP_OUT=/tmp/x"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=30, env=env)
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")
+    }  # under make test
+    done = subprocess.run(
+        ["make", "--no-print-directory", "-n", "sweep", 'GRID={"m": [8, 16]}', "SWEEP_OUT=/tmp/x"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=env,
+    )
     assert done.returncode == 0, done.stderr
     line = done.stdout.strip().splitlines()[-1]
-    assert "-m helpers.jobs.sweep" in line and """--grid '{"m": [8, 16]}'""" in line and "--out-dir /tmp/x" in line
+    assert (
+        "-m helpers.jobs.sweep" in line
+        and """--grid '{"m": [8, 16]}'""" in line
+        and "--out-dir /tmp/x" in line
+    )

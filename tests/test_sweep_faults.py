@@ -4,6 +4,7 @@ never run again, a killed point's half-written folder never counts as done, the 
 a clear error, and a re-run has only the missing point to do. One scenario (each point is a
 papermill run, the costly part), checked by the tests below; the harness is
 :mod:`faults.sweep`."""
+
 from __future__ import annotations
 
 import json
@@ -25,11 +26,20 @@ def scenario(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("sweep-faults")
     out = tmp / "sweep"
     with faults.cluster(tmp / "dask") as (address, procs):
-        worker = faults.sweep_with_a_death(out, {"eta": GRID["eta"][:2]}, address, "eta-0.1", faults.kill_worker_of)
+        worker = faults.sweep_with_a_death(
+            out, {"eta": GRID["eta"][:2]}, address, "eta-0.1", faults.kill_worker_of
+        )
         after_worker = faults.snapshot(out)
-        lost = faults.sweep_with_a_death(out, GRID, address, "eta-0.2",
-                                         lambda pid: faults.stop(procs["scheduler"], signal.SIGKILL))
-    return {"out": out, "worker": worker, "after_worker": after_worker, "lost": lost, "after": faults.snapshot(out)}
+        lost = faults.sweep_with_a_death(
+            out, GRID, address, "eta-0.2", lambda pid: faults.stop(procs["scheduler"], signal.SIGKILL)
+        )
+    return {
+        "out": out,
+        "worker": worker,
+        "after_worker": after_worker,
+        "lost": lost,
+        "after": faults.snapshot(out),
+    }
 
 
 def test_a_killed_worker_does_not_stop_the_sweep(scenario):
@@ -44,7 +54,9 @@ def test_the_killed_points_folder_never_counts_as_done_and_finished_points_never
     worker = scenario["worker"]
     assert worker["victim_counted_done"] is False  # point.json said "running" after the kill
     assert set(worker["done_before"]) == {"eta-0.05/point.json", "eta-0.05/run.json"}
-    assert {k: scenario["after_worker"][k] for k in worker["done_before"]} == worker["done_before"]  # not run again
+    assert {k: scenario["after_worker"][k] for k in worker["done_before"]} == worker[
+        "done_before"
+    ]  # not run again
 
 
 def test_a_lost_scheduler_is_a_clear_error_and_the_rerun_has_only_the_missing_point(scenario):
@@ -52,9 +64,13 @@ def test_a_lost_scheduler_is_a_clear_error_and_the_rerun_has_only_the_missing_po
     assert lost["killed"], lost
     err = lost["error"]
     assert isinstance(err, ConnectionError) and "lost the Dask scheduler" in str(err)
-    assert "0 of the 1 points to run finished" in str(err) and "run the same sweep: only the missing points run" in str(err)
+    assert "0 of the 1 points to run finished" in str(
+        err
+    ) and "run the same sweep: only the missing points run" in str(err)
     after = scenario["after"]
-    assert {k: v for k, v in after.items() if not k.startswith("eta-0.2/")} == scenario["after_worker"]  # skipped
+    assert {k: v for k, v in after.items() if not k.startswith("eta-0.2/")} == scenario[
+        "after_worker"
+    ]  # skipped
     assert json.loads(after["eta-0.2/point.json"])["status"] == "running"  # half-written: not counted done
     todo = [r["name"] for r in sweep.plan(GRID, faults.TRAIN, scenario["out"]) if not sweep.finished(r)]
     assert todo == ["eta-0.2"]
@@ -70,7 +86,9 @@ def test_a_point_already_finished_by_this_sweep_is_not_run_again(tmp_path, monke
     assert sweep.run_point({"eta": 0.1}, str(tmp_path), "abc") == record
     ran = []
     monkeypatch.setattr(sweep, "run_notebook", lambda *a, **k: ran.append(a))
-    assert sweep.run_point({"eta": 0.1}, str(tmp_path), "another sweep")["status"] == "done" and ran  # redo: runs
+    assert (
+        sweep.run_point({"eta": 0.1}, str(tmp_path), "another sweep")["status"] == "done" and ran
+    )  # redo: runs
 
 
 def test_a_point_dask_gave_up_on_is_failed_with_the_reason(tmp_path):
@@ -81,7 +99,9 @@ def test_a_point_dask_gave_up_on_is_failed_with_the_reason(tmp_path):
 
     class Future:
         def result(self):
-            raise KilledWorker("run_point-abc", SimpleNamespace(address="tcp://127.0.0.1:1234"), allowed_failures=3)
+            raise KilledWorker(
+                "run_point-abc", SimpleNamespace(address="tcp://127.0.0.1:1234"), allowed_failures=3
+            )
 
     run = {"parameters": {"eta": 0.1}, "folder": str(tmp_path)}
     record = sweep.outcome(Future(), run)

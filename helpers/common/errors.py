@@ -12,6 +12,7 @@ bug in this package's arithmetic or an error inside numpy or in a notebook's own
 full traceback, and ``%tb`` shows the full traceback of the last error either way. The cell still
 fails (papermill and ``make report`` stop on it, with the same error name and message).
 """
+
 from __future__ import annotations
 
 import sys
@@ -19,7 +20,16 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1]
 """The ``helpers/`` folder: an error raised by a line in it is one of ours."""
-OURS = (ValueError, TypeError, OSError, FloatingPointError, KeyError, RuntimeError, MemoryError, KeyboardInterrupt)
+OURS = (
+    ValueError,
+    TypeError,
+    OSError,
+    FloatingPointError,
+    KeyError,
+    RuntimeError,
+    MemoryError,
+    KeyboardInterrupt,
+)
 """The exception types this package raises with a message meant for the reader."""
 
 
@@ -37,8 +47,10 @@ def raised_on_purpose(etype, tb) -> bool:
 def short_traceback(etype, value) -> list[str]:
     """The lines a notebook shows for an error raised on purpose: its type and message, and a hint."""
     message = str(value).strip("'\"") if etype is KeyError else str(value)
-    return [f"\x1b[0;31m{etype.__name__}\x1b[0m: {message or 'interrupted'}",
-            "\x1b[2m(raised on purpose by helpers/; %tb shows the full traceback)\x1b[0m"]
+    return [
+        f"\x1b[0;31m{etype.__name__}\x1b[0m: {message or 'interrupted'}",
+        "\x1b[2m(raised on purpose by helpers/; %tb shows the full traceback)\x1b[0m",
+    ]
 
 
 def _show(shell, etype, value, tb, tb_offset=None):

@@ -6,6 +6,7 @@ it, so a crash mid-write never leaves a broken file in place of a good one; file
 together (a run's checkpoints and results) are written as a group, renamed only once all are
 written, so a full disk leaves every one of them as it was.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -21,9 +22,11 @@ import numpy as np
 
 from .paths import resolve
 
-
-WRITE_ERRNOS = frozenset(getattr(errno, name) for name in ("ENOSPC", "EDQUOT", "EROFS", "EACCES", "EPERM", "EFBIG", "EIO")
-                         if hasattr(errno, name))
+WRITE_ERRNOS = frozenset(
+    getattr(errno, name)
+    for name in ("ENOSPC", "EDQUOT", "EROFS", "EACCES", "EPERM", "EFBIG", "EIO")
+    if hasattr(errno, name)
+)
 """Errors of the disk or the folder (full, read-only, not permitted, ...), as opposed to a writer's own bug."""
 TMP_SUFFIX = ".tmp"
 """Temporary files are ``.<name>.<random>.tmp`` beside their target (see :func:`stale_temp_files`)."""
@@ -66,12 +69,14 @@ class AtomicGroup:
 
     def commit(self) -> None:
         """Flush every temporary file to disk, then rename each over its target in the order added."""
-        for tmp, self.current in self.staged:
+        for tmp, target in self.staged:
+            self.current = target  # named by an error
             with open(tmp, "rb+") as f:
                 os.fsync(f.fileno())
             os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the mode a plain write would
-        for tmp, self.current in self.staged:
-            os.replace(tmp, self.current)
+        for tmp, target in self.staged:
+            self.current = target
+            os.replace(tmp, target)
 
     def discard(self) -> None:
         """Delete the temporary files that are left (after an error)."""
@@ -117,9 +122,11 @@ def stale_temp_files(folder) -> list[Path]:
 def write_error(err: OSError, path) -> OSError:
     """``err``, of the same kind, with a message that names ``path`` and the way out."""
     path = Path(path)
-    message = (f"cannot write {str(path)!r}: {err.strerror or err}. The file there, if any, is left as it was and no "
-               f"temporary file remains; free some space or make {str(path.parent)!r} writable (or write somewhere "
-               "else), then run again.")
+    message = (
+        f"cannot write {str(path)!r}: {err.strerror or err}. The file there, if any, is left as it was and no "
+        f"temporary file remains; free some space or make {str(path.parent)!r} writable (or write somewhere "
+        "else), then run again."
+    )
     try:
         return type(err)(err.errno, message)
     except TypeError:  # an OSError subclass with another signature
@@ -152,11 +159,15 @@ def read_json(path):
     """Read a JSON result file, naming the file when it is missing or broken."""
     path = resolve(path)
     if not path.is_file():
-        raise FileNotFoundError(f"result file {str(path)!r} does not exist; run the notebook that writes it first.")
+        raise FileNotFoundError(
+            f"result file {str(path)!r} does not exist; run the notebook that writes it first."
+        )
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
-        raise ValueError(f"result file {str(path)!r} is not valid JSON ({err}); re-run the notebook that writes it.") from None
+        raise ValueError(
+            f"result file {str(path)!r} is not valid JSON ({err}); re-run the notebook that writes it."
+        ) from None
 
 
 def log_csv(rows) -> str:

@@ -13,6 +13,7 @@ Linux the process's start time, so that a reused pid does not count), for filesy
 ``flock`` is a no-op. A lock taken on another host cannot be checked from here: it is refused, and
 the message says which file to delete once that run is over.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -46,7 +47,7 @@ def _proc_stat(pid: int) -> tuple[str, int] | None:
     """The state letter of process ``pid`` and its start time in clock ticks since boot (Linux), else None."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
-        fields = stat[stat.rindex(")") + 2:].split()
+        fields = stat[stat.rindex(")") + 2 :].split()
         return fields[0], int(fields[19])
     except (OSError, ValueError, IndexError):
         return None
@@ -68,8 +69,14 @@ def _cmdline(pid: int) -> str:
 def _record() -> dict:
     """What the lock file says about this process."""
     pid = os.getpid()
-    return {"pid": pid, "host": socket.gethostname(), "started": datetime.now().astimezone().isoformat(timespec="seconds"),
-            "command": _cmdline(pid) or shlex.join(sys.argv), "parent_command": _cmdline(os.getppid()), "proc_start": _proc_start(pid)}
+    return {
+        "pid": pid,
+        "host": socket.gethostname(),
+        "started": datetime.now().astimezone().isoformat(timespec="seconds"),
+        "command": _cmdline(pid) or shlex.join(sys.argv),
+        "parent_command": _cmdline(os.getppid()),
+        "proc_start": _proc_start(pid),
+    }
 
 
 def alive(info: dict) -> bool:
@@ -118,8 +125,10 @@ def describe(info: dict) -> str:
 
 def refusal(folder: Path, info: dict) -> FolderInUse:
     """The error for a second training into ``folder`` while ``info``'s process holds it."""
-    text = (f"{folder} is in use by another training: {describe(info)}. Two runs writing into one folder would mix "
-            "their checkpoints and results. Wait for that run to end (or stop it), or train into another out_dir.")
+    text = (
+        f"{folder} is in use by another training: {describe(info)}. Two runs writing into one folder would mix "
+        "their checkpoints and results. Wait for that run to end (or stop it), or train into another out_dir."
+    )
     if info.get("host") not in (None, socket.gethostname()):
         text += f" If that run is over, delete {folder / LOCK_NAME}."
     return FolderInUse(text)
@@ -161,7 +170,9 @@ def _lock_fd(path: Path) -> tuple[int, dict]:
                 raise refusal(path.parent, info)
             return fd, info
         os.close(fd)
-    raise FolderInUse(f"could not lock {path}: its holder is still ending, or the file keeps changing; try again.")
+    raise FolderInUse(
+        f"could not lock {path}: its holder is still ending, or the file keeps changing; try again."
+    )
 
 
 @contextlib.contextmanager
@@ -204,9 +215,11 @@ def _take(fd: int, folder: Path, previous: dict, log) -> None:
         left = files.stale_temp_files(folder)
         for tmp in left:
             tmp.unlink(missing_ok=True)
-        log(f"note: took over the lock of {folder} from {describe(previous)}, which is no longer running "
+        log(
+            f"note: took over the lock of {folder} from {describe(previous)}, which is no longer running "
             f"(killed or crashed); the files it completed are kept"
-            + (f", the {len(left)} half-written temporary file(s) it left are deleted." if left else "."))
+            + (f", the {len(left)} half-written temporary file(s) it left are deleted." if left else ".")
+        )
     os.ftruncate(fd, 0)
     os.lseek(fd, 0, os.SEEK_SET)
     os.write(fd, json.dumps(_record(), indent=1).encode() + b"\n")
@@ -240,7 +253,9 @@ def holder(folder) -> dict | None:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                return info if not info or alive(info) else None  # an ending holder still has the lock a moment
+                return (
+                    info if not info or alive(info) else None
+                )  # an ending holder still has the lock a moment
         return info if _runs_unlocked(info) else None
     finally:
         os.close(fd)

@@ -4,6 +4,7 @@ Notebooks run with their working directory in ``notebooks/`` under JupyterLab bu
 repository root under ``papermill`` or ``make``. So that one parameter value means the same
 file in both, every relative path a user passes is read relative to the repository root.
 """
+
 from __future__ import annotations
 
 import os

@@ -4,6 +4,7 @@ In a Jupyter kernel the bar is one HTML output updated in place through a displa
 widget, so papermill and nbconvert store one final bar instead of a placeholder or a flood of
 lines), with a small live plot of the smooth loss. Elsewhere it is a plain ``tqdm`` bar on stderr.
 """
+
 from __future__ import annotations
 
 import os
@@ -30,8 +31,9 @@ def _parent_command() -> str:
             return f.read().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         try:
-            return subprocess.run(["ps", "-o", "command=", "-p", str(os.getppid())], capture_output=True,
-                                  text=True, timeout=5).stdout
+            return subprocess.run(
+                ["ps", "-o", "command=", "-p", str(os.getppid())], capture_output=True, text=True, timeout=5
+            ).stdout
         except (OSError, subprocess.SubprocessError):
             return ""
 
@@ -60,10 +62,14 @@ def sparkline(values, width: int = 240, height: int = 40) -> str:
     vals = values[::step]
     lo, hi = min(vals), max(vals)
     span = (hi - lo) or 1.0
-    pts = " ".join(f"{i * width / (len(vals) - 1):.1f},{height - 2 - (v - lo) / span * (height - 4):.1f}"
-                   for i, v in enumerate(vals))
-    return (f'<svg width="{width}" height="{height}" style="vertical-align:middle;margin-left:12px">'
-            f'<polyline fill="none" stroke="#1f4e79" stroke-width="1.2" points="{pts}"/></svg>')
+    pts = " ".join(
+        f"{i * width / (len(vals) - 1):.1f},{height - 2 - (v - lo) / span * (height - 4):.1f}"
+        for i, v in enumerate(vals)
+    )
+    return (
+        f'<svg width="{width}" height="{height}" style="vertical-align:middle;margin-left:12px">'
+        f'<polyline fill="none" stroke="#1f4e79" stroke-width="1.2" points="{pts}"/></svg>'
+    )
 
 
 class Progress:
@@ -86,21 +92,42 @@ class Progress:
 
     def __init__(self, total: int, desc: str, initial: int = 0, min_interval: float = 0.5):
         self.total, self.desc, self.min_interval = total, desc, min_interval
-        self.start, self.initial, self.last_draw, self.done, self.postfix = time.perf_counter(), initial, 0.0, initial, ""
+        self.start, self.initial, self.last_draw, self.done, self.postfix = (
+            time.perf_counter(),
+            initial,
+            0.0,
+            initial,
+            "",
+        )
         self.handle, self.bar = None, None
         if in_kernel():
             self.handle = display(HTML(self._html([])), display_id=True)
         else:
-            self.bar = tqdm(total=total, initial=initial, desc=desc, file=sys.stderr, mininterval=min_interval,
-                            disable=None)  # None: no bar when stderr is not a terminal (logs, CI)
+            self.bar = tqdm(
+                total=total,
+                initial=initial,
+                desc=desc,
+                file=sys.stderr,
+                mininterval=min_interval,
+                disable=None,
+            )  # None: no bar when stderr is not a terminal (logs, CI)
 
     def _html(self, history) -> str:
         history = history() if callable(history) else history
         elapsed = time.perf_counter() - self.start
-        meter = tqdm.format_meter(self.done, self.total, elapsed, prefix=self.desc, initial=self.initial,
-                                  ncols=0, postfix=self.postfix or None)
-        return (f'<div style="font-family:monospace;font-size:12px"><progress value="{self.done}" max="{self.total}" '
-                f'style="width:240px;vertical-align:middle"></progress> {meter}{sparkline(history)}</div>')
+        meter = tqdm.format_meter(
+            self.done,
+            self.total,
+            elapsed,
+            prefix=self.desc,
+            initial=self.initial,
+            ncols=0,
+            postfix=self.postfix or None,
+        )
+        return (
+            f'<div style="font-family:monospace;font-size:12px"><progress value="{self.done}" max="{self.total}" '
+            f'style="width:240px;vertical-align:middle"></progress> {meter}{sparkline(history)}</div>'
+        )
 
     def update(self, done: int, postfix: str = "", history=(), force: bool = False) -> None:
         """Set the count to ``done``; redraw at most every ``min_interval`` seconds (or when ``force``)."""

@@ -1,4 +1,5 @@
 """Units of a loss per character."""
+
 from __future__ import annotations
 
 import math
@@ -18,5 +19,8 @@ def perplexity(nats: float) -> float:
 def per_char(nats: float | None, prefix: str) -> dict:
     """``{prefix_loss_per_char, prefix_bits_per_char, prefix_perplexity}`` of a loss (all None for None)."""
     none = nats is None
-    return {f"{prefix}_loss_per_char": nats, f"{prefix}_bits_per_char": None if none else bits(nats),
-            f"{prefix}_perplexity": None if none else perplexity(nats)}
+    return {
+        f"{prefix}_loss_per_char": nats,
+        f"{prefix}_bits_per_char": None if none else bits(nats),
+        f"{prefix}_perplexity": None if none else perplexity(nats),
+    }

@@ -18,6 +18,7 @@ whitespace-only ones are dropped. Every error names the problem and the fix. Wit
 ``data_path`` a collection that ships with every Python stands in: the sentences of at most 140
 characters in the documentation topics of :mod:`pydoc_data`.
 """
+
 from __future__ import annotations
 
 import csv
@@ -25,9 +26,9 @@ import io
 import json
 import re
 from dataclasses import dataclass
+from pydoc_data.topics import topics
 
 import numpy as np
-from pydoc_data.topics import topics
 
 from ..common.paths import resolve
 from .text import encode, read_text_file
@@ -64,8 +65,15 @@ class Collection:
     def info(self) -> dict:
         """What result files record about the collection."""
         lengths = [len(d) for d in self.documents]
-        return {"name": self.name, "source": self.source, "n_documents": len(lengths), "n_chars": sum(lengths),
-                "mean_length": sum(lengths) / len(lengths), "max_length": max(lengths), "dropped": self.dropped}
+        return {
+            "name": self.name,
+            "source": self.source,
+            "n_documents": len(lengths),
+            "n_chars": sum(lengths),
+            "mean_length": sum(lengths) / len(lengths),
+            "max_length": max(lengths),
+            "dropped": self.dropped,
+        }
 
 
 def stdlib_documents(max_length: int = 140) -> list[str]:
@@ -105,13 +113,18 @@ def load_collection(data_path: str = "", text_field: str = "text") -> Collection
     if not isinstance(data_path, str) or not isinstance(text_field, str):
         raise TypeError(f"data_path and text_field must be strings, got {data_path!r} and {text_field!r}")
     if not data_path:
-        return Collection(stdlib_documents(), "sentences of the Python documentation (pydoc_data, standard library)",
-                          STDLIB_SOURCE)
+        return Collection(
+            stdlib_documents(),
+            "sentences of the Python documentation (pydoc_data, standard library)",
+            STDLIB_SOURCE,
+        )
     path = resolve(data_path)
     if not path.exists():
-        raise FileNotFoundError(f"data_path {str(path)!r} does not exist. Pass the path of your collection (JSON, "
-                                "JSON Lines, CSV, or text with one document per line), or an empty data_path to "
-                                "use the sentences of the documentation that ships with Python.")
+        raise FileNotFoundError(
+            f"data_path {str(path)!r} does not exist. Pass the path of your collection (JSON, "
+            "JSON Lines, CSV, or text with one document per line), or an empty data_path to "
+            "use the sentences of the documentation that ships with Python."
+        )
     if path.is_file() and path.stat().st_size == 0:
         raise ValueError(_empty(path, 0))
     text = read_text_file(path).removeprefix("\ufeff")  # missing, folder, memory, UTF-8: data.py's checks
@@ -133,32 +146,40 @@ def load_collection(data_path: str = "", text_field: str = "text") -> Collection
 
 def _empty(path, n_dropped: int) -> str:
     dropped = f" ({n_dropped} empty ones were dropped)" if n_dropped else ""
-    return (f"data_path {str(path)!r} holds no documents{dropped}. Put one document per line (.txt), a JSON list of "
-            "strings or objects (.json), one JSON value per line (.jsonl), or a CSV table with a header (.csv), "
-            "and check text_field.")
+    return (
+        f"data_path {str(path)!r} holds no documents{dropped}. Put one document per line (.txt), a JSON list of "
+        "strings or objects (.json), one JSON value per line (.jsonl), or a CSV table with a header (.csv), "
+        "and check text_field."
+    )
 
 
-def _json_error(err: json.JSONDecodeError, path, kind: str = "JSON", line_no: int | None = None) -> ValueError:
+def _json_error(
+    err: json.JSONDecodeError, path, kind: str = "JSON", line_no: int | None = None
+) -> ValueError:
     line_no = line_no or err.lineno
     line = err.doc.split("\n")[err.lineno - 1].strip()
     shown = line[:60] + (" ..." if len(line) > 60 else "")
-    return ValueError(f"data_path {str(path)!r} is not valid {kind}: {err.msg} at line {line_no}, column {err.colno} "
-                      f"({shown!r}). Fix that line; a file with one JSON value per line should be named .jsonl.")
+    return ValueError(
+        f"data_path {str(path)!r} is not valid {kind}: {err.msg} at line {line_no}, column {err.colno} "
+        f"({shown!r}). Fix that line; a file with one JSON value per line should be named .jsonl."
+    )
 
 
 def _json_items(text: str, path, archive: bool) -> list:
     """(item, where) pairs of a JSON list; ``archive`` strips Twitter's ``window.YTD... =`` prefix."""
     if archive and text.lstrip().startswith("window."):
-        text = " " * text.index("=") + text[text.index("=") + 1:]  # same line and column numbers
+        text = " " * text.index("=") + text[text.index("=") + 1 :]  # same line and column numbers
     try:
         value = json.loads(text)
     except json.JSONDecodeError as err:
         raise _json_error(err, path) from None
     if not isinstance(value, list):
         keys = f" with the keys {', '.join(list(value)[:8])}" if isinstance(value, dict) else ""
-        raise ValueError(f"data_path {str(path)!r} holds a JSON {type(value).__name__}{keys}, not a list. The "
-                         "collection must be a list of strings or of objects, e.g. [{\"text\": \"...\"}, ...]; "
-                         "save the list itself to the file.")
+        raise ValueError(
+            f"data_path {str(path)!r} holds a JSON {type(value).__name__}{keys}, not a list. The "
+            'collection must be a list of strings or of objects, e.g. [{"text": "..."}, ...]; '
+            "save the list itself to the file."
+        )
     return [(item, f"item {i}") for i, item in enumerate(value)]
 
 
@@ -178,13 +199,17 @@ def _table(text: str, path, delimiter: str, column: str) -> list:
     try:
         header = reader.fieldnames or []
         if column not in header:
-            raise ValueError(f"data_path {str(path)!r} has no column {column!r}; its columns are "
-                             f"{', '.join(map(repr, header[:12])) or 'none'}. Pass text_field with the column that "
-                             "holds the text.")
+            raise ValueError(
+                f"data_path {str(path)!r} has no column {column!r}; its columns are "
+                f"{', '.join(map(repr, header[:12])) or 'none'}. Pass text_field with the column that "
+                "holds the text."
+            )
         return [(row[column] or "", f"line {reader.line_num}") for row in reader]
     except csv.Error as err:
-        raise ValueError(f"data_path {str(path)!r} is not a valid table at line {reader.line_num}: {err}. Fix the "
-                         "quoting there, or save the collection as JSON Lines (.jsonl).") from None
+        raise ValueError(
+            f"data_path {str(path)!r} is not a valid table at line {reader.line_num}: {err}. Fix the "
+            "quoting there, or save the collection as JSON Lines (.jsonl)."
+        ) from None
 
 
 def _text_of(item, where: str, field: str, path) -> str:
@@ -193,16 +218,24 @@ def _text_of(item, where: str, field: str, path) -> str:
     if isinstance(item, dict):
         for key in field.split("."):
             if not isinstance(value, dict) or key not in value:
-                keys = ", ".join(map(repr, list(value)[:12])) if isinstance(value, dict) else type(value).__name__
-                raise ValueError(f"{where} of {str(path)!r} has no field {'.'.join(walked + [key])!r} (it has: "
-                                 f"{keys}). Pass text_field with the field that holds the text (a dotted path such "
-                                 "as 'tweet.full_text' for nested objects).")
+                keys = (
+                    ", ".join(map(repr, list(value)[:12]))
+                    if isinstance(value, dict)
+                    else type(value).__name__
+                )
+                raise ValueError(
+                    f"{where} of {str(path)!r} has no field {'.'.join(walked + [key])!r} (it has: "
+                    f"{keys}). Pass text_field with the field that holds the text (a dotted path such "
+                    "as 'tweet.full_text' for nested objects)."
+                )
             value = value[key]
             walked.append(key)
     if not isinstance(value, str):
         what = f"the field {field!r}" if walked else "a string or an object"
-        raise ValueError(f"{where} of {str(path)!r}: expected {what} holding text, got {type(value).__name__} "
-                         f"{str(value)[:40]!r}. Remove that entry or fix it.")
+        raise ValueError(
+            f"{where} of {str(path)!r}: expected {what} holding text, got {type(value).__name__} "
+            f"{str(value)[:40]!r}. Remove that entry or fix it."
+        )
     return value
 
 
@@ -210,13 +243,16 @@ def check_end_char(documents: list[str], end_char: str = END_CHAR) -> None:
     """Raise ValueError naming the first document that contains ``end_char``."""
     for i, doc in enumerate(documents):
         if end_char in doc:
-            raise ValueError(f"document {i + 1} of {len(documents)} contains the end-of-text character "
-                             f"U+{ord(end_char):04X}, which marks the end of every document for the model: "
-                             f"{doc[:50]!r}. Remove that character from the collection.")
+            raise ValueError(
+                f"document {i + 1} of {len(documents)} contains the end-of-text character "
+                f"U+{ord(end_char):04X}, which marks the end of every document for the model: "
+                f"{doc[:50]!r}. Remove that character from the collection."
+            )
 
 
-def encode_documents(documents: list[str], chars: list[str], end_char: str = END_CHAR,
-                     pad: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def encode_documents(
+    documents: list[str], chars: list[str], end_char: str = END_CHAR, pad: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Encode ``END d_0 END d_1 ... END d_n-1 END`` (plus ``pad`` unused END characters).
 
     Returns

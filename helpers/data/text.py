@@ -4,14 +4,15 @@ The vocabulary is ``sorted(set(text))``; a character's index in it is its intege
 When the book is absent, a corpus that every Python install ships (the documentation
 topics in :mod:`pydoc_data`) stands in, so the project always runs end to end.
 """
+
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from pydoc_data.topics import topics
 
 import numpy as np
-from pydoc_data.topics import topics
 
 from ..common.paths import resolve
 
@@ -64,7 +65,9 @@ def load_corpus(data_path: str = AUTO) -> Corpus:
     if not isinstance(data_path, (str, os.PathLike)):
         raise TypeError(f"data_path must be a path string, got {type(data_path).__name__}: {data_path!r}")
     if str(data_path) == STDLIB_CORPUS or (str(data_path) == AUTO and not resolve(BOOK_PATH).is_file()):
-        return Corpus(stdlib_text(), "Python documentation topics (pydoc_data, standard library)", STDLIB_CORPUS)
+        return Corpus(
+            stdlib_text(), "Python documentation topics (pydoc_data, standard library)", STDLIB_CORPUS
+        )
     path = resolve(BOOK_PATH if str(data_path) == AUTO else data_path)
     text = read_text_file(path)
     return Corpus(text, path.name, str(path))
@@ -86,7 +89,8 @@ def training_text(corpus: dict) -> Corpus:
                 return Corpus(text, path.name, str(path))
     raise FileNotFoundError(
         f"the text this model was trained on, {name!r}, is not at {source or 'the recorded path'} any more; "
-        f"pass data_path='path/to/{Path(name).name}' (or another text) to use it here.")
+        f"pass data_path='path/to/{Path(name).name}' (or another text) to use it here."
+    )
 
 
 def read_text_file(path) -> str:
@@ -101,7 +105,9 @@ def read_text_file(path) -> str:
             "corpus that ships with Python."
         )
     if path.is_dir():
-        raise IsADirectoryError(f"data_path {str(path)!r} is a folder; pass the path of a text file inside it.")
+        raise IsADirectoryError(
+            f"data_path {str(path)!r} is a folder; pass the path of a text file inside it."
+        )
     check_memory(path, path.stat().st_size)
     raw = path.read_bytes()
     if not raw:
@@ -144,7 +150,8 @@ def check_memory(path, size: int) -> None:
         raise MemoryError(
             f"data_path {str(path)!r} has {human_bytes(size)} of text; loading and encoding it needs about "
             f"{human_bytes(need)} of memory but {human_bytes(have)} is available. Train on a part of it "
-            "(e.g. `head -c 200M in.txt > part.txt`) or on a machine with more memory.")
+            "(e.g. `head -c 200M in.txt > part.txt`) or on a machine with more memory."
+        )
 
 
 def human_bytes(n: float) -> str:
@@ -178,8 +185,10 @@ def unknown_note(missing: list[str], chars: list[str], what: str) -> str:
     if not missing:
         return ""
     shown = ", ".join(repr(ch) for ch in missing[:10]) + (" ..." if len(missing) > 10 else "")
-    return (f"left out of the {what}: {shown} ({'is' if len(missing) == 1 else 'are'} not among the "
-            f"{len(chars)} characters the model was trained on)")
+    return (
+        f"left out of the {what}: {shown} ({'is' if len(missing) == 1 else 'are'} not among the "
+        f"{len(chars)} characters the model was trained on)"
+    )
 
 
 def encode(text: str, chars: list[str]) -> np.ndarray:

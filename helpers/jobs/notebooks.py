@@ -17,6 +17,7 @@ file on disk. A filter alone leaves ``git status`` saying "modified" once the fi
 (git trusts a size change without filtering), so ``make venv`` also installs :func:`after_save` as
 the Jupyter server's post-save hook: it refreshes git's index entry when only outputs changed.
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -35,8 +36,10 @@ class NotebookError(RuntimeError):
     the executed copy. ``error`` is the short form, e.g. ``"ValueError: m must be > 0"``."""
 
     def __init__(self, name: str, error: str, executed: Path, note: str = ""):
-        super().__init__(f"{name} stopped with {error}\n(the executed notebook: {executed})"
-                         + (f"\n{note}" if note else ""))
+        super().__init__(
+            f"{name} stopped with {error}\n(the executed notebook: {executed})"
+            + (f"\n{note}" if note else "")
+        )
         self.name, self.error, self.executed, self.note = name, error, executed, note
 
 
@@ -60,9 +63,16 @@ def run_notebook(name: str, executed, parameters: dict, log_output: bool = False
     executed.parent.mkdir(parents=True, exist_ok=True)
     streams = {"stdout_file": sys.stdout, "stderr_file": sys.stderr} if log_output else {}
     try:
-        papermill.execute_notebook(NOTEBOOKS / f"{name}.ipynb", executed, parameters=parameters, cwd=str(ROOT),
-                                   progress_bar=False, kernel_name="python3", extra_arguments=KERNEL_QUIET,
-                                   **streams)
+        papermill.execute_notebook(
+            NOTEBOOKS / f"{name}.ipynb",
+            executed,
+            parameters=parameters,
+            cwd=str(ROOT),
+            progress_bar=False,
+            kernel_name="python3",
+            extra_arguments=KERNEL_QUIET,
+            **streams,
+        )
     except papermill.PapermillExecutionError as err:
         raise NotebookError(name, f"{err.ename}: {err.evalue}", executed) from None
     return executed
@@ -70,9 +80,15 @@ def run_notebook(name: str, executed, parameters: dict, log_output: bool = False
 
 KERNELSPEC = {"display_name": "Python 3 (charrnn)", "language": "python", "name": "python3"}
 """The kernel ``make venv`` registers, as JupyterLab records it in a notebook."""
-LANGUAGE_INFO = {"codemirror_mode": {"name": "ipython", "version": 3}, "file_extension": ".py",
-                 "mimetype": "text/x-python", "name": "python", "nbconvert_exporter": "python",
-                 "pygments_lexer": "ipython3", "version": "3.11.7"}
+LANGUAGE_INFO = {
+    "codemirror_mode": {"name": "ipython", "version": 3},
+    "file_extension": ".py",
+    "mimetype": "text/x-python",
+    "name": "python",
+    "nbconvert_exporter": "python",
+    "pygments_lexer": "ipython3",
+    "version": "3.11.7",
+}
 """``language_info`` as the kernel reports it on the project's machine (Python 3.11.7); on another
 Python the Lab shows a notebook as modified on opening, and the filter still stores this."""
 
@@ -150,14 +166,18 @@ def main(argv=None) -> int:
         return 2
     if args[0] == "clean":  # git's clean filter: the notebook on stdin, its committed form on stdout
         text = sys.stdin.buffer.read().decode("utf-8")
-        sys.stdout.buffer.write(normalized_text(text, Path(args[1]).stem[:2] if len(args) > 1 else "nb").encode("utf-8"))
+        sys.stdout.buffer.write(
+            normalized_text(text, Path(args[1]).stem[:2] if len(args) > 1 else "nb").encode("utf-8")
+        )
         return 0
     paths = args[1:] or sorted(NOTEBOOKS.glob("*.ipynb"))
     if args[0] == "check":
         stale = [str(p) for p in paths if (text := stored(p)) != normalized_text(text, Path(p).stem[:2])]
         for p in stale:
-            print(f"{p} is not stored in its committed form; run: python -m helpers.jobs.notebooks normalize {p}, "
-                  "then git add it")
+            print(
+                f"{p} is not stored in its committed form; run: python -m helpers.jobs.notebooks normalize {p}, "
+                "then git add it"
+            )
         return 1 if stale else 0
     for p in normalize(paths):
         print(f"normalized {p}")

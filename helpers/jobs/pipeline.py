@@ -9,6 +9,7 @@ Each ``-p NAME VALUE`` goes to every notebook that declares ``NAME`` in its para
 Exit status 2: a notebook or a parameter failed; 3: no PDF, the message says why (the HTML report is
 written, unless the engine's name was unknown: that is refused before any notebook runs).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,13 +19,14 @@ import sys
 import time
 from pathlib import Path
 
+from ..common import lock
 from ..common.paths import resolve
 from ..report.pdf import PdfError, choose_engine, to_pdf
 from ..report.render import to_html
-from ..common import lock
 from .notebooks import NotebookError, notebook_parameters, run_notebook
 
 NOTEBOOKS = ("01_gradient_test", "02_train", "03_synthesis", "04_best_model", "05_report")
+
 
 def plan(out_dir, params: dict) -> list[tuple[str, dict]]:
     """The notebooks to run, in order, each with the parameters it declares.
@@ -34,14 +36,18 @@ def plan(out_dir, params: dict) -> list[tuple[str, dict]]:
     out = resolve(out_dir)
     wired = sorted(set(params) & {"out_dir", "run_dir", "checkpoint"})
     if wired:
-        raise ValueError(f"{', '.join(wired)} follow(s) from --out-dir (checkpoints and results of one run stay "
-                         "together); pass --out-dir instead.")
+        raise ValueError(
+            f"{', '.join(wired)} follow(s) from --out-dir (checkpoints and results of one run stay "
+            "together); pass --out-dir instead."
+        )
     wiring = {"out_dir": str(out), "run_dir": str(out)}
     declared = {name: notebook_parameters(name) for name in NOTEBOOKS}
     known = set().union(*declared.values())
     unknown = sorted(set(params) - known)
     if unknown:
-        raise ValueError(f"no notebook has the parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        raise ValueError(
+            f"no notebook has the parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+        )
     steps = []
     for name in NOTEBOOKS:
         given = {**wiring, **params}
@@ -53,8 +59,14 @@ def plan(out_dir, params: dict) -> list[tuple[str, dict]]:
     return steps
 
 
-def run(out_dir="output/run", params: dict | None = None, pdf: bool = True, log=print,
-        log_output: bool = False, pdf_engine: str | None = None) -> dict[str, Path]:
+def run(
+    out_dir="output/run",
+    params: dict | None = None,
+    pdf: bool = True,
+    log=print,
+    log_output: bool = False,
+    pdf_engine: str | None = None,
+) -> dict[str, Path]:
     """Execute the notebooks into ``out_dir`` and render ``report.html`` (and ``report.pdf``).
 
     ``log_output`` streams the notebooks' printed output (training progress) to the log.
@@ -89,21 +101,35 @@ def run(out_dir="output/run", params: dict | None = None, pdf: bool = True, log=
 
 def stale_note(out: Path, failed: str, started: float) -> str:
     """After notebook ``failed`` stopped: which outputs in ``out`` are an earlier run's (older than ``started``)."""
-    later = NOTEBOOKS[NOTEBOOKS.index(failed) + 1:]
-    paths = [out / "notebooks" / f"{name}.ipynb" for name in later] + [out / "report.html", out / "report.pdf"]
+    later = NOTEBOOKS[NOTEBOOKS.index(failed) + 1 :]
+    paths = [out / "notebooks" / f"{name}.ipynb" for name in later] + [
+        out / "report.html",
+        out / "report.pdf",
+    ]
     stale = [str(p.relative_to(out)) for p in paths if p.is_file() and p.stat().st_mtime < started]
     if not stale:
         return ""
-    return (f"Left in {out} from an earlier run, not this one: {', '.join(stale)}. Run the report again once the "
-            "error is fixed, and they are replaced.")
+    return (
+        f"Left in {out} from an earlier run, not this one: {', '.join(stale)}. Run the report again once the "
+        "error is fixed, and they are replaced."
+    )
 
 
 class _CellOutputOnly(logging.Filter):
     """Pass the notebooks' printed lines (training progress); drop papermill's bookkeeping."""
 
-    NOISE = ("Executing Cell", "Ending Cell", "<IPython.core.display", "Input Notebook", "Output Notebook",
-             "Working directory", "Executing notebook with kernel", "Executing:", "Black is not installed",
-             "<Figure size")
+    NOISE = (
+        "Executing Cell",
+        "Ending Cell",
+        "<IPython.core.display",
+        "Input Notebook",
+        "Output Notebook",
+        "Working directory",
+        "Executing notebook with kernel",
+        "Executing:",
+        "Black is not installed",
+        "<Figure size",
+    )
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage().strip()
@@ -120,13 +146,26 @@ def parse_value(text: str):
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m helpers.jobs.pipeline", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m helpers.jobs.pipeline", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--out-dir", default="output/run", help="run folder (default: output/run)")
-    parser.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
-                        help="a notebook parameter, e.g. -p n_updates 100000 (repeatable)")
+    parser.add_argument(
+        "-p",
+        "--param",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "VALUE"),
+        help="a notebook parameter, e.g. -p n_updates 100000 (repeatable)",
+    )
     parser.add_argument("--no-pdf", action="store_true", help="render HTML only")
-    parser.add_argument("--pdf-engine", default=None, metavar="NAME",
-                        help="weasyprint or chromium (default: $PDF_ENGINE, else weasyprint)")
+    parser.add_argument(
+        "--pdf-engine",
+        default=None,
+        metavar="NAME",
+        help="weasyprint or chromium (default: $PDF_ENGINE, else weasyprint)",
+    )
     args = parser.parse_args(argv)
     params = {name: parse_value(value) for name, value in args.param}
     logging.basicConfig(level=logging.INFO, format="%(message)s")

@@ -13,6 +13,7 @@ ends. ``out_dir`` also holds ``sweep.json`` (the plan), ``sweep.csv`` (the resul
 ``sweep.png`` (the loss curves). A re-run skips the points that finished with the same parameters
 (unless ``redo``); failed and unfinished points run again.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,24 +31,24 @@ import sys
 import time
 import uuid
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
-from distributed import Client, LocalCluster, as_completed
 from dask.system import CPU_COUNT
+from distributed import Client, LocalCluster, as_completed
 
-from ..common import files
+from ..common import files, lock
 from ..common.paths import resolve
 from ..common.progress import Progress
 from ..report.figures import save_figure
 from ..report.sweep_section import RESULTS, canonical, collect, loss_figure, record_for, section  # noqa: F401 (section: for 08)
-from ..common import lock
 from .notebooks import NotebookError, notebook_parameters, run_notebook
 
 UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
 
 
 # --- the plan ----------------------------------------------------------------------------------
+
 
 def parse_mapping(value, name: str) -> dict:
     """``value`` as a dict: a mapping as it is, a text as JSON (papermill's ``-p`` passes text)."""
@@ -65,8 +66,10 @@ def grid_points(grid: dict) -> list[dict]:
     """Every combination of the grid's values, in the grid's order (the last name varies fastest)."""
     for name, values in grid.items():
         if not isinstance(values, list) or not values:
-            raise ValueError(f"grid values must be non-empty lists, e.g. {{{json.dumps(name)}: [...]}}; "
-                             f"{name} has {values!r}")
+            raise ValueError(
+                f"grid values must be non-empty lists, e.g. {{{json.dumps(name)}: [...]}}; "
+                f"{name} has {values!r}"
+            )
     return [dict(zip(grid, combo)) for combo in itertools.product(*grid.values())]
 
 
@@ -106,16 +109,24 @@ def plan(grid: dict, base: dict, out_dir) -> list[dict]:
         it), a name in both, or two points that would share a folder.
     """
     known = set(notebook_parameters("02_train")) - {"out_dir"}
-    problems = {"grid": set(grid) - known, "base": set(base) - known, "both grid and base": set(grid) & set(base)}
+    problems = {
+        "grid": set(grid) - known,
+        "base": set(base) - known,
+        "both grid and base": set(grid) & set(base),
+    }
     for where, bad in problems.items():
         if bad:
-            raise ValueError(f"{', '.join(sorted(bad))} in {where}: give each of 02_train's parameters at most once "
-                             f"({', '.join(sorted(known))}); out_dir is set by the sweep")
+            raise ValueError(
+                f"{', '.join(sorted(bad))} in {where}: give each of 02_train's parameters at most once "
+                f"({', '.join(sorted(known))}); out_dir is set by the sweep"
+            )
     out = resolve(out_dir)
     runs = [{"name": point_name(p), "point": p, "parameters": {**base, **p}} for p in grid_points(grid)]
     names = Counter(r["name"] for r in runs)
     if max(names.values()) > 1:
-        raise ValueError(f"several grid points would share the folder {names.most_common(1)[0][0]!r}; list each value once")
+        raise ValueError(
+            f"several grid points would share the folder {names.most_common(1)[0][0]!r}; list each value once"
+        )
     return [{**r, "folder": str(out / r["name"])} for r in runs]
 
 
@@ -127,8 +138,9 @@ def finished(run: dict) -> bool:
 
 # --- running -----------------------------------------------------------------------------------
 
+
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def run_point(parameters: dict, folder: str, sweep_id: str = "") -> dict:
@@ -144,12 +156,21 @@ def run_point(parameters: dict, folder: str, sweep_id: str = "") -> dict:
     if sweep_id and done and done.get("status") == "done" and done.get("sweep_id") == sweep_id:
         return done
     lock.wait_free(folder, timeout=LOCK_WAIT)
-    record = {"parameters": parameters, "status": "running", "error": "", "started": _now(), "sweep_id": sweep_id,
-              "host": socket.gethostname(), "pid": os.getpid()}
+    record = {
+        "parameters": parameters,
+        "status": "running",
+        "error": "",
+        "started": _now(),
+        "sweep_id": sweep_id,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+    }
     files.write_json(folder / "point.json", record)  # from here until "done", the folder never counts as done
     start = time.perf_counter()
     try:
-        run_notebook("02_train", folder / "02_train.ipynb", {**parameters, "out_dir": str(folder)})
+        run_notebook(
+            "02_train", folder / "02_train.ipynb", {**DEFAULTS, **parameters, "out_dir": str(folder)}
+        )
         record["status"] = "done"
     except NotebookError as err:
         record.update(status="failed", error=err.error)
@@ -160,17 +181,25 @@ def run_point(parameters: dict, folder: str, sweep_id: str = "") -> dict:
     return record
 
 
+DEFAULTS = {"engine": "auto"}
+"""02_train parameters a point gets unless it names them: the numba engine for the GRU and the LSTM when
+numba is installed (the vanilla RNN stays on numpy; see helpers.train.engine)."""
 LOCK_WAIT = 30.0
 """Seconds a point waits for its folder's training lock (held by the orphaned kernel of a killed worker)."""
 
 
 def outcome(future, run: dict) -> dict:
-    """The record of a completed task; a task that raised (a worker killed too often, ...) is recorded as failed here."""
+    """The record of a completed task; a task that raised (a worker killed too often, ...) is recorded as
+    failed here."""
     try:
         return future.result()
     except Exception as err:
-        record = {"parameters": run["parameters"], "status": "failed", "error": f"{type(err).__name__}: {err}",
-                  "finished": _now()}
+        record = {
+            "parameters": run["parameters"],
+            "status": "failed",
+            "error": f"{type(err).__name__}: {err}",
+            "finished": _now(),
+        }
         files.write_json(Path(run["folder"]) / "point.json", record)
         return record
 
@@ -184,20 +213,33 @@ def connect(scheduler: str = "", n_workers: int = 1, timeout: float = 60):
     on 127.0.0.1, shut down on exit.
     """
     if not scheduler:
-        with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                          dashboard_address=None, silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+        with (
+            LocalCluster(
+                n_workers=n_workers,
+                threads_per_worker=1,
+                processes=True,
+                host="127.0.0.1",
+                dashboard_address=None,
+                silence_logs=logging.ERROR,
+            ) as cluster,
+            Client(cluster) as client,
+        ):
             yield client
         return
     try:
         client = Client(scheduler, timeout=timeout)
     except OSError as err:
-        raise ConnectionError(f"no Dask scheduler answers at {scheduler} ({err}); start one with `dask scheduler`") from None
+        raise ConnectionError(
+            f"no Dask scheduler answers at {scheduler} ({err}); start one with `dask scheduler`"
+        ) from None
     try:
         try:
             client.wait_for_workers(1, timeout=timeout)
         except TimeoutError:
-            raise ConnectionError(f"the scheduler at {scheduler} has no worker after {timeout:g} s; start one with "
-                                  f"`dask worker {scheduler}` in the project's environment") from None
+            raise ConnectionError(
+                f"the scheduler at {scheduler} has no worker after {timeout:g} s; start one with "
+                f"`dask worker {scheduler}` in the project's environment"
+            ) from None
         yield client
     finally:  # a lost scheduler: its reconnection attempt would end in a traceback; the error raised says it all
         logger = logging.getLogger("distributed.client")
@@ -231,14 +273,22 @@ def execute(client, todo: list[dict], sweep_id: str = "") -> None:
                 raise ConnectionError(
                     f"lost the Dask scheduler ({getattr(client.scheduler, 'address', '?')}) "
                     f"mid-sweep: {counts['done']} of the {len(todo)} points to run finished (they are recorded). "
-                    "Start the scheduler and its workers again and run the same sweep: only the missing points run.")
+                    "Start the scheduler and its workers again and run the same sweep: only the missing points run."
+                )
             record = outcome(future, run)
             future.release()
             counts[record["status"]] += 1
-            bar.write(f"{run['name']}: " + ("done" if record["status"] == "done" else f"failed, {record['error']}"))
+            bar.write(
+                f"{run['name']}: " + ("done" if record["status"] == "done" else f"failed, {record['error']}")
+            )
             if record["status"] == "done" and not finished(run):
-                bar.write(f"  but {run['folder']} is not visible here: out_dir must be on a filesystem shared with the workers")
-            bar.update(sum(counts.values()), ", ".join(f"{n} {status}" for status, n in sorted(counts.items())))
+                bar.write(
+                    f"  but {run['folder']} is not visible here: out_dir must be on a filesystem shared with "
+                    "the workers"
+                )
+            bar.update(
+                sum(counts.values()), ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+            )
     except KeyboardInterrupt:
         client.cancel(list(futures))
         bar.write("interrupted: the finished points are recorded; run the sweep again to do the rest")
@@ -247,8 +297,16 @@ def execute(client, todo: list[dict], sweep_id: str = "") -> None:
         bar.close()
 
 
-def run(grid, base=None, out_dir="output/sweep", scheduler: str = "", n_workers: int = 0, redo: bool = False,
-        timeout: float = 60, log=print) -> list[dict]:
+def run(
+    grid,
+    base=None,
+    out_dir="output/sweep",
+    scheduler: str = "",
+    n_workers: int = 0,
+    redo: bool = False,
+    timeout: float = 60,
+    log=print,
+) -> list[dict]:
     """Run every point of ``grid`` that has not finished yet; write sweep.csv and sweep.png.
 
     Parameters
@@ -275,11 +333,20 @@ def run(grid, base=None, out_dir="output/sweep", scheduler: str = "", n_workers:
     """
     grid, base = parse_mapping(grid, "grid"), parse_mapping(base or {}, "base")
     runs, out = plan(grid, base, out_dir), resolve(out_dir)
-    files.write_json(out / "sweep.json", {"notebook": "notebooks/02_train.ipynb", "grid": grid, "base": base,
-                                         "points": [{k: r[k] for k in ("name", "point", "parameters")} for r in runs]})
+    files.write_json(
+        out / "sweep.json",
+        {
+            "notebook": "notebooks/02_train.ipynb",
+            "grid": grid,
+            "base": base,
+            "points": [{k: r[k] for k in ("name", "point", "parameters")} for r in runs],
+        },
+    )
     todo = runs if redo else [r for r in runs if not finished(r)]
-    log(f"sweep of {len(runs)} points into {out}: {len(runs) - len(todo)} finished before, {len(todo)} to run "
-        f"on {scheduler or 'a local cluster'}")
+    log(
+        f"sweep of {len(runs)} points into {out}: {len(runs) - len(todo)} finished before, {len(todo)} to run "
+        f"on {scheduler or 'a local cluster'}"
+    )
     try:
         if todo:
             with connect(scheduler, min(n_workers or CPU_COUNT, len(todo)), timeout) as client:
@@ -292,11 +359,14 @@ def run(grid, base=None, out_dir="output/sweep", scheduler: str = "", n_workers:
 
 # --- results -----------------------------------------------------------------------------------
 
+
 def write_results(out_dir, rows: list[dict]) -> None:
     """Write ``rows`` to ``out_dir/sweep.csv`` (empty cells for unknown values) and the curves to sweep.png."""
     out = resolve(out_dir)
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, list(rows[0]) if rows else ["name", *RESULTS, "status", "error"], lineterminator="\n")
+    writer = csv.DictWriter(
+        buf, list(rows[0]) if rows else ["name", *RESULTS, "status", "error"], lineterminator="\n"
+    )
     writer.writeheader()
     writer.writerows({k: "" if v is None else v for k, v in row.items()} for row in rows)
     files.write_text(out / "sweep.csv", buf.getvalue())
@@ -305,28 +375,49 @@ def write_results(out_dir, rows: list[dict]) -> None:
 
 # --- command line ------------------------------------------------------------------------------
 
+
 def main(argv=None) -> int:
-    """``make sweep``: run the sweep, print one line per point; exit 0 when all finished, 1 when some failed, 2 on bad input."""
-    parser = argparse.ArgumentParser(prog="python -m helpers.jobs.sweep", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--grid", required=True, help='JSON: 02_train parameters mapped to lists, e.g. {"eta": [0.05, 0.1]}')
+    """``make sweep``: run the sweep, print one line per point; exit 0 when all finished, 1 when some failed,
+    2 on bad input."""
+    parser = argparse.ArgumentParser(
+        prog="python -m helpers.jobs.sweep", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument(
+        "--grid", required=True, help='JSON: 02_train parameters mapped to lists, e.g. {"eta": [0.05, 0.1]}'
+    )
     parser.add_argument("--base", default="{}", help="JSON: 02_train parameters common to all points")
-    parser.add_argument("--scheduler", default="", help="address of a Dask scheduler (default: a local cluster)")
-    parser.add_argument("--n-workers", type=int, default=0, help="workers of the local cluster (default: one per core)")
-    parser.add_argument("--out-dir", default="output/sweep", help="the sweep's folder (default: output/sweep)")
+    parser.add_argument(
+        "--scheduler", default="", help="address of a Dask scheduler (default: a local cluster)"
+    )
+    parser.add_argument(
+        "--n-workers", type=int, default=0, help="workers of the local cluster (default: one per core)"
+    )
+    parser.add_argument(
+        "--out-dir", default="output/sweep", help="the sweep's folder (default: output/sweep)"
+    )
     parser.add_argument("--redo", action="store_true", help="run again the points that finished before")
-    parser.add_argument("--timeout", type=float, default=60, help="seconds to wait for the scheduler and a worker")
+    parser.add_argument(
+        "--timeout", type=float, default=60, help="seconds to wait for the scheduler and a worker"
+    )
     args = parser.parse_args(argv)
     try:
-        rows = run(args.grid, args.base, args.out_dir, args.scheduler, args.n_workers, args.redo, args.timeout)
+        rows = run(
+            args.grid, args.base, args.out_dir, args.scheduler, args.n_workers, args.redo, args.timeout
+        )
     except (ValueError, ConnectionError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"interrupted; the finished points are in {resolve(args.out_dir) / 'sweep.csv'}", file=sys.stderr)
+        print(
+            f"interrupted; the finished points are in {resolve(args.out_dir) / 'sweep.csv'}", file=sys.stderr
+        )
         return 130
     for row in rows:
-        print(f"{row['status']:>8}  {row['name']}  best smooth loss {'-' if row['best_smooth_loss'] is None else format(row['best_smooth_loss'], '.3f')}"
-              + (f"  {row['error']}" if row["error"] else ""))
+        print(
+            f"{row['status']:>8}  {row['name']}  best smooth loss "
+            f"{'-' if row['best_smooth_loss'] is None else format(row['best_smooth_loss'], '.3f')}"
+            + (f"  {row['error']}" if row["error"] else "")
+        )
     print(f"results: {resolve(args.out_dir) / 'sweep.csv'}, {resolve(args.out_dir) / 'sweep.png'}")
     return 0 if all(row["status"] == "done" for row in rows) else 1
 

@@ -13,6 +13,7 @@ that turns z_t + W h_{t-1} into h_t. A cell is one subclass of :class:`Cell` in 
 with forward and backward side by side, registered in :mod:`helpers.model.cells`; the trainer,
 the gradient check, evaluation and synthesis call it through that registry only.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -32,8 +33,9 @@ class Cell:
     gates: int = 1
     state_size: int = 1
 
-    def init_params(self, m: int, K: int, sig: float, rng: np.random.Generator, dtype=np.float64,
-                    layers: int = 1) -> ParamSet:
+    def init_params(
+        self, m: int, K: int, sig: float, rng: np.random.Generator, dtype=np.float64, layers: int = 1
+    ) -> ParamSet:
         """The assignment's initialisation (U, W, V ~ N(0, sig^2); b, c = 0) for this cell."""
         return init_params(m, K, sig, rng, dtype=dtype, gates=self.gates, layers=layers)
 
@@ -76,14 +78,22 @@ class Cell:
                 Z = below @ lp.U.T  # U_l h^{l-1}_t, (T, B, G m)
             Z += lp.b
             H = np.empty((T + 1, B, m), p.flat.dtype)
-            H[0] = state[:, l * Sm:l * Sm + m]
-            extra, new_state = self.recur(lp, Z, H, state[:, l * Sm:(l + 1) * Sm])
+            H[0] = state[:, l * Sm : l * Sm + m]
+            extra, new_state = self.recur(lp, Z, H, state[:, l * Sm : (l + 1) * Sm])
             layers.append({"Z": Z, "H": H, "input": below, **extra})
             states.append(new_state)
             below = H[1:] if masks is None else H[1:] * masks[l]  # inverted dropout on h^l_t
         P, loss = output_layer(p, below, Y)
         state = states[0] if len(states) == 1 else np.concatenate(states, axis=1)
-        return loss / B, {"X": X, "Y": Y, "P": P, "layers": layers, "top": below, "masks": masks, "state": state}
+        return loss / B, {
+            "X": X,
+            "Y": Y,
+            "P": P,
+            "layers": layers,
+            "top": below,
+            "masks": masks,
+            "state": state,
+        }
 
     def backward(self, p: ParamSet, cache: dict, grads: ParamSet) -> None:
         """BPTT through the mini-batch of ``forward``; writes the mean gradients into ``grads``.
@@ -104,7 +114,9 @@ class Cell:
                 dH *= masks[l]  # through the dropout mask
             dZ = self.bptt(lp, layer["Z"], layer["H"], layer, dH)
             dZ, dR = dZ if isinstance(dZ, tuple) else (dZ, dZ)  # input part, recurrent part (W h_{t-1})
-            np.dot(dR.reshape(T * B, -1).T, layer["H"][:-1].reshape(T * B, m), out=g.W)  # dW = sum dL/dr_t h_{t-1}^T
+            np.dot(
+                dR.reshape(T * B, -1).T, layer["H"][:-1].reshape(T * B, m), out=g.W
+            )  # dW = sum dL/dr_t h_{t-1}^T
             dZ2 = dZ.reshape(T * B, -1)
             dZ2.sum(axis=0, out=g.b)
             if l == 0:
@@ -148,14 +160,14 @@ class Cell:
         for l in range(p.layers):
             lp = p.layer(l + 1)
             if l:
-                ux = lp.U @ out[(l - 1) * Sm:(l - 1) * Sm + p.m]  # U_l h^{l-1}_t
-            out[l * Sm:(l + 1) * Sm] = self.step_in(lp, state[l * Sm:(l + 1) * Sm], ux)
+                ux = lp.U @ out[(l - 1) * Sm : (l - 1) * Sm + p.m]  # U_l h^{l-1}_t
+            out[l * Sm : (l + 1) * Sm] = self.step_in(lp, state[l * Sm : (l + 1) * Sm], ux)
         return out
 
     def top(self, p: ParamSet, state: np.ndarray) -> np.ndarray:
         """h_t of the top layer within a state (..., L S m)."""
         start = (p.layers - 1) * self.state_size * p.m
-        return state[..., start:start + p.m]
+        return state[..., start : start + p.m]
 
 
 def output_layer(p: ParamSet, Hs: np.ndarray, Y: np.ndarray):

@@ -6,6 +6,7 @@ A new cell is a subclass of :class:`helpers.model.base.Cell` in its own module (
 backward side by side), one line in ``REGISTRY`` and a per-step oracle in
 :mod:`helpers.model.oracles`; nothing else in the package names a cell.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -35,13 +36,16 @@ def of(p: ParamSet) -> str:
     """The name of the cell a parameter set belongs to, from its number of gate blocks."""
     names = [name for name, cell in REGISTRY.items() if cell.gates == p.gates]
     if len(names) != 1:
-        raise ValueError(f"parameters with {p.gates} gate block(s) belong to no single cell of "
-                         f"{', '.join(f'{n} ({c.gates})' for n, c in REGISTRY.items())}")
+        raise ValueError(
+            f"parameters with {p.gates} gate block(s) belong to no single cell of "
+            f"{', '.join(f'{n} ({c.gates})' for n, c in REGISTRY.items())}"
+        )
     return names[0]
 
 
-def init_params(cell: str, m: int, K: int, sig: float, rng: np.random.Generator, dtype=np.float64,
-                layers: int = 1) -> ParamSet:
+def init_params(
+    cell: str, m: int, K: int, sig: float, rng: np.random.Generator, dtype=np.float64, layers: int = 1
+) -> ParamSet:
     """The initial parameters of ``cell`` with ``layers`` layers (see :meth:`Cell.init_params`)."""
     return get(cell).init_params(m, K, sig, rng, dtype, layers)
 
@@ -62,4 +66,3 @@ def loss_and_grads(cell: str, p: ParamSet, X, Y, state, grads: ParamSet, ws=None
     loss, cache = c.forward(p, X, Y, state, ws, masks)
     c.backward(p, cache, grads)
     return loss, cache["state"]
-

@@ -28,6 +28,7 @@ API (on :class:`helpers.model.params.ParamSet` objects)
     all_finite(a) -> bool                                              every entry finite
     warmup(dtype=None)                                                 compile / load the kernels
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -37,6 +38,7 @@ from .params import ParamSet
 
 try:
     import numba
+
     # numba's np.dot calls scipy's BLAS; loading it now lets threadpool_limits limit it too
     import scipy.linalg.cython_blas  # noqa: F401
 
@@ -44,9 +46,11 @@ try:
 except ImportError as exc:  # optional dependencies: the project's "fast" extra
     numba = None
     AVAILABLE = False
-    REASON = (f"the numba JIT path is unavailable ({exc}). It is optional: install it with "
-              "`pip install numba scipy` (or `pip install -e .[fast]`), or use the numpy path "
-              "(helpers.model.rnn, helpers.model.sample), which gives the same results.")
+    REASON = (
+        f"the numba JIT path is unavailable ({exc}). It is optional: install it with "
+        "`pip install numba scipy` (or `pip install -e .[fast]`), or use the numpy path "
+        "(helpers.model.rnn, helpers.model.sample), which gives the same results."
+    )
 else:
     AVAILABLE = True
     REASON = ""
@@ -70,27 +74,35 @@ def tolerate_broken_cache(dispatcher, note=print) -> None:
         try:
             return load(sig, target_context)
         except Exception as err:  # pickle, EOF and OS errors of a broken file
-            note(f"note: numba's cache of {name} is unreadable ({type(err).__name__}: {err}); compiling it again "
-                 "and rewriting the cache")
+            note(
+                f"note: numba's cache of {name} is unreadable ({type(err).__name__}: {err}); compiling it again "
+                "and rewriting the cache"
+            )
             try:
                 cache.flush()  # an empty index: the next save writes a good one
             except Exception as flush_err:
-                note(f"note: could not empty numba's cache of {name} ({flush_err}); delete __pycache__/*.nbi and "
-                     "*.nbc beside helpers/model/fast_kernels.py (or NUMBA_CACHE_DIR) to stop this note")
+                note(
+                    f"note: could not empty numba's cache of {name} ({flush_err}); delete __pycache__/*.nbi and "
+                    "*.nbc beside helpers/model/fast_kernels.py (or NUMBA_CACHE_DIR) to stop this note"
+                )
             return None
 
     def save_overload(sig, data):
         try:
             save(sig, data)
         except Exception as err:
-            note(f"note: numba could not cache {name} ({type(err).__name__}: {err}); it is compiled again next time")
+            note(
+                f"note: numba could not cache {name} ({type(err).__name__}: {err}); it is compiled again next time"
+            )
 
     load_overload.tolerant = True
     cache.load_overload, cache.save_overload = load_overload, save_overload
 
 
 if AVAILABLE:
-    for _kernel in vars(_k).values():
+    from . import fast_math as _math
+
+    for _kernel in [*vars(_k).values(), *vars(_math).values()]:
         if hasattr(_kernel, "py_func"):  # the @njit dispatchers
             tolerate_broken_cache(_kernel)
 
@@ -137,10 +149,13 @@ class Workspace:
 
 # ---- argument checks (the kernels trust their arguments) ----
 
+
 def _check_params(p: ParamSet) -> None:
     if getattr(p, "gates", 1) != 1 or getattr(p, "layers", 1) != 1:
-        raise ValueError(f"the fast path serves the one-layer vanilla RNN (gates=1); these parameters have "
-                         f"gates={p.gates}, layers={p.layers}")
+        raise ValueError(
+            f"the fast path serves the one-layer vanilla RNN (gates=1); these parameters have "
+            f"gates={p.gates}, layers={p.layers}"
+        )
     if p.flat.dtype not in (np.float64, np.float32):
         raise ValueError(f"the fast path supports float64 and float32 parameters, not {p.flat.dtype}")
     if not p.flat.flags.c_contiguous:
@@ -168,12 +183,15 @@ def _vector(h, p: ParamSet, name: str) -> np.ndarray:
 def _index_error(x: np.ndarray, y: np.ndarray, K: int) -> ValueError:
     """The error for sequences the kernel refused."""
     if x.shape != y.shape or x.shape[0] < 1:
-        return ValueError(f"x and y must be index sequences of one length >= 1, got shapes {x.shape}, {y.shape}")
+        return ValueError(
+            f"x and y must be index sequences of one length >= 1, got shapes {x.shape}, {y.shape}"
+        )
     lo, hi = min(x.min(), y.min()), max(x.max(), y.max())
     return ValueError(f"character indices must lie in [0, {K}), got values in [{lo}, {hi}]")
 
 
 # ---- the API ----
+
 
 def loss_and_grads(p: ParamSet, x, y, hprev, grads: ParamSet, ws: Workspace | None = None):
     """Forward and BPTT over one sequence: the compiled ``helpers.model.rnn.loss_and_grads``.
@@ -199,7 +217,12 @@ def loss_and_grads(p: ParamSet, x, y, hprev, grads: ParamSet, ws: Workspace | No
     """
     require()
     _check_params(p)
-    if grads.flat.dtype != p.flat.dtype or grads.flat.shape != p.flat.shape or grads.m != p.m or grads.K != p.K:
+    if (
+        grads.flat.dtype != p.flat.dtype
+        or grads.flat.shape != p.flat.shape
+        or grads.m != p.m
+        or grads.K != p.K
+    ):
         raise ValueError("grads must have the parameters' layout and dtype (use p.zeros_like())")
     x, y, hprev = _indices(x), _indices(y), _vector(hprev, p, "hprev")
     T = x.shape[0]
@@ -217,8 +240,16 @@ def all_finite(a: np.ndarray) -> bool:
     return bool(_k.all_finite(np.ascontiguousarray(a).reshape(-1)))
 
 
-def sample_indices(p: ParamSet, h0, x0: int, n: int, rng: np.random.Generator,
-                   temperature: float = 1.0, top_p: float = 1.0, cell: str = "rnn") -> tuple[np.ndarray, np.ndarray]:
+def sample_indices(
+    p: ParamSet,
+    h0,
+    x0: int,
+    n: int,
+    rng: np.random.Generator,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    cell: str = "rnn",
+) -> tuple[np.ndarray, np.ndarray]:
     """The compiled ``helpers.model.sample.sample_indices``: same arguments, same results.
 
     Draws ``u = rng.random(n)`` up front as sample_indices does, so from one ``rng`` state both give the

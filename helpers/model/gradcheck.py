@@ -7,6 +7,7 @@ Relative error of one parameter (g_a analytic, g_n numerical, both flattened):
 and the same formula elementwise, |g_a - g_n| / max(eps, |g_a| + |g_n|), whose maximum over
 the entries is reported beside it. Always float64, h_0 = 0, no clipping.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -34,13 +35,15 @@ def analytic_grads(p: ParamSet, x, y, hprev, cell: str = "rnn", masks=None) -> P
     """The BPTT gradients of one sequence, unclipped."""
     grads = p.zeros_like()
     ws = cells.get(cell).workspace(p.m, p.K, len(x), p.flat.dtype)
-    cells.loss_and_grads(cell, p, np.asarray(x)[None, :], np.asarray(y)[None, :], np.asarray(hprev)[None, :], grads,
-                         ws, masks)
+    cells.loss_and_grads(
+        cell, p, np.asarray(x)[None, :], np.asarray(y)[None, :], np.asarray(hprev)[None, :], grads, ws, masks
+    )
     return grads
 
 
-def numerical_grads(p: ParamSet, x, y, hprev, h: float = 1e-4, progress=None, cell: str = "rnn",
-                    masks=None) -> ParamSet:
+def numerical_grads(
+    p: ParamSet, x, y, hprev, h: float = 1e-4, progress=None, cell: str = "rnn", masks=None
+) -> ParamSet:
     """Centered differences (L(theta + h) - L(theta - h)) / 2h for every entry of every parameter.
 
     ``progress``, if given, is called with the number of entries done so far, every 500 entries.
@@ -79,8 +82,9 @@ def relative_errors(g_a: np.ndarray, g_n: np.ndarray, eps: float = EPS) -> dict[
     return {"norm": float(norm), "max": float(elementwise.max())}
 
 
-def check(p: ParamSet, x, y, h: float = 1e-4, progress=None, cell: str = "rnn",
-          masks=None) -> dict[str, dict[str, float]]:
+def check(
+    p: ParamSet, x, y, h: float = 1e-4, progress=None, cell: str = "rnn", masks=None
+) -> dict[str, dict[str, float]]:
     """Compare analytic and numerical gradients of every parameter on one sequence, from a zero state.
 
     ``masks``: fixed dropout masks (T, 1, m), one per layer, or None (no dropout).

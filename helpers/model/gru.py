@@ -13,6 +13,7 @@ so U, W, b stack three blocks like every other cell. Cho et al.'s original form 
 the product, tanh(a_n + W_n (r * h_{t-1})). The state of a stream is h (m,);
 ``oracles.gru_loss_and_grads`` is the per-step oracle.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -29,10 +30,10 @@ class GRU(Cell):
         WT = self.recurrent_operand(p.W)
         for t in range(T):
             R = H[t] @ WT  # W h_{t-1} for the three gates, (B, 3m)
-            Z[t][:, :2 * m] += R[:, :2 * m]
-            sigmoid(Z[t][:, :2 * m], out=Z[t][:, :2 * m])  # r, z
-            r, z, n = Z[t][:, :m], Z[t][:, m:2 * m], Z[t][:, 2 * m:]
-            Wn[t] = R[:, 2 * m:]
+            Z[t][:, : 2 * m] += R[:, : 2 * m]
+            sigmoid(Z[t][:, : 2 * m], out=Z[t][:, : 2 * m])  # r, z
+            r, z, n = Z[t][:, :m], Z[t][:, m : 2 * m], Z[t][:, 2 * m :]
+            Wn[t] = R[:, 2 * m :]
             n += r * Wn[t]
             np.tanh(n, out=n)  # n = tanh(a_n + r * w_n)
             H[t + 1] = n + z * (H[t] - n)  # h_t = (1 - z) n + z h_{t-1}
@@ -45,20 +46,20 @@ class GRU(Cell):
         dR = np.empty((T, B, 3 * m), dH.dtype)
         dh_next = np.zeros((B, m), dH.dtype)
         for t in range(T - 1, -1, -1):
-            r, z, n = Z[t][:, :m], Z[t][:, m:2 * m], Z[t][:, 2 * m:]
+            r, z, n = Z[t][:, :m], Z[t][:, m : 2 * m], Z[t][:, 2 * m :]
             dh = dH[t] + dh_next
-            da_n = dh * (1.0 - z) * (1.0 - n ** 2)  # through n = tanh(a_n + r w_n)
-            dZ[t, :, 2 * m:] = da_n
-            dR[t, :, 2 * m:] = da_n * r  # d w_n
+            da_n = dh * (1.0 - z) * (1.0 - n**2)  # through n = tanh(a_n + r w_n)
+            dZ[t, :, 2 * m :] = da_n
+            dR[t, :, 2 * m :] = da_n * r  # d w_n
             dZ[t, :, :m] = da_n * Wn[t] * r * (1.0 - r)  # through r = sigmoid(a_r + w_r)
-            dZ[t, :, m:2 * m] = dh * (H[t] - n) * z * (1.0 - z)  # through z
-            dR[t, :, :2 * m] = dZ[t, :, :2 * m]
+            dZ[t, :, m : 2 * m] = dh * (H[t] - n) * z * (1.0 - z)  # through z
+            dR[t, :, : 2 * m] = dZ[t, :, : 2 * m]
             dh_next = dh * z + dR[t] @ p.W  # dL/dh_{t-1}: directly and through W h_{t-1}
         return dZ, dR
 
     def step_in(self, p, state, ux):
         m = p.m
         a, R = ux + p.b, p.W @ state  # U x_t + b, W h_{t-1}
-        r, z = sigmoid(a[:m] + R[:m]), sigmoid(a[m:2 * m] + R[m:2 * m])
-        n = np.tanh(a[2 * m:] + r * R[2 * m:])
+        r, z = sigmoid(a[:m] + R[:m]), sigmoid(a[m : 2 * m] + R[m : 2 * m])
+        n = np.tanh(a[2 * m :] + r * R[2 * m :])
         return n + z * (state - n)  # (1 - z) n + z h_{t-1}

@@ -3,6 +3,7 @@
 Every time step builds its one-hot input and computes each equation with its own matrix-vector
 products, exactly as written in the assignment. Slow, short and easy to check by eye.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -90,7 +91,7 @@ def lstm_loss_and_grads(U, W, V, b, c, x, y, h0, s0):
         xt = np.zeros(K)
         xt[x[t]] = 1.0
         z = W @ hs[t - 1] + U @ xt + b
-        i, f, g, o = sig(z[:m]), sig(z[m:2 * m]), np.tanh(z[2 * m:3 * m]), sig(z[3 * m:])
+        i, f, g, o = sig(z[:m]), sig(z[m : 2 * m]), np.tanh(z[2 * m : 3 * m]), sig(z[3 * m :])
         ss[t] = f * ss[t - 1] + i * g  # s_t = f s_{t-1} + i g
         hs[t] = o * np.tanh(ss[t])  # h_t = o tanh(s_t)
         e = np.exp(V @ hs[t] + c - (V @ hs[t] + c).max())
@@ -107,8 +108,14 @@ def lstm_loss_and_grads(U, W, V, b, c, x, y, h0, s0):
         grads["c"] += do_
         dh = V.T @ do_ + dh_next
         ds = dh * o * (1 - np.tanh(ss[t]) ** 2) + ds_next
-        dz = np.concatenate([ds * g * i * (1 - i), ds * ss[t - 1] * f * (1 - f),
-                             ds * i * (1 - g ** 2), dh * np.tanh(ss[t]) * o * (1 - o)])
+        dz = np.concatenate(
+            [
+                ds * g * i * (1 - i),
+                ds * ss[t - 1] * f * (1 - f),
+                ds * i * (1 - g**2),
+                dh * np.tanh(ss[t]) * o * (1 - o),
+            ]
+        )
         grads["W"] += np.outer(dz, hs[t - 1])
         grads["U"] += np.outer(dz, xt)
         grads["b"] += dz
@@ -117,6 +124,7 @@ def lstm_loss_and_grads(U, W, V, b, c, x, y, h0, s0):
 
 
 # --- any cell, any number of layers, optional dropout masks: one step at a time --------------
+
 
 def _sig(v):
     return 1.0 / (1.0 + np.exp(-v))
@@ -130,12 +138,12 @@ def cell_step(cell, W, zin, state, m):
         return hn, (h, hn)
     if cell == "lstm":
         z = W @ h + zin
-        i, f, g, o = _sig(z[:m]), _sig(z[m:2 * m]), np.tanh(z[2 * m:3 * m]), _sig(z[3 * m:])
+        i, f, g, o = _sig(z[:m]), _sig(z[m : 2 * m]), np.tanh(z[2 * m : 3 * m]), _sig(z[3 * m :])
         s = f * state[m:] + i * g  # s_t = f s_{t-1} + i g
         return np.concatenate([o * np.tanh(s), s]), (h, state[m:], i, f, g, o, s)
     w = W @ h  # the GRU: w = W h_{t-1}
-    r, z = _sig(zin[:m] + w[:m]), _sig(zin[m:2 * m] + w[m:2 * m])
-    n = np.tanh(zin[2 * m:] + r * w[2 * m:])
+    r, z = _sig(zin[:m] + w[:m]), _sig(zin[m : 2 * m] + w[m : 2 * m])
+    n = np.tanh(zin[2 * m :] + r * w[2 * m :])
     return (1.0 - z) * n + z * h, (h, r, z, n, w)  # h_t = (1 - z) n + z h_{t-1}
 
 
@@ -145,18 +153,24 @@ def cell_step_back(cell, W, cache, dh, ds, m):
     Returns (dL/dzin (G m,), dL/d(W h_{t-1}) (G m,), dL/dh_{t-1}, dL/ds_{t-1})."""
     if cell == "rnn":
         h, hn = cache
-        da = dh * (1.0 - hn ** 2)
+        da = dh * (1.0 - hn**2)
         return da, da, W.T @ da, None
     if cell == "lstm":
         h, s_prev, i, f, g, o, s = cache
         ds = dh * o * (1 - np.tanh(s) ** 2) + ds
-        dz = np.concatenate([ds * g * i * (1 - i), ds * s_prev * f * (1 - f), ds * i * (1 - g ** 2),
-                             dh * np.tanh(s) * o * (1 - o)])
+        dz = np.concatenate(
+            [
+                ds * g * i * (1 - i),
+                ds * s_prev * f * (1 - f),
+                ds * i * (1 - g**2),
+                dh * np.tanh(s) * o * (1 - o),
+            ]
+        )
         return dz, dz, W.T @ dz, ds * f
     h, r, z, n, w = cache
-    dn = dh * (1.0 - z) * (1.0 - n ** 2)
-    dzin = np.concatenate([dn * w[2 * m:] * r * (1 - r), dh * (h - n) * z * (1 - z), dn])
-    dw = np.concatenate([dzin[:2 * m], dn * r])
+    dn = dh * (1.0 - z) * (1.0 - n**2)
+    dzin = np.concatenate([dn * w[2 * m :] * r * (1 - r), dh * (h - n) * z * (1 - z), dn])
+    dw = np.concatenate([dzin[: 2 * m], dn * r])
     return dzin, dw, W.T @ dw + dh * z, None
 
 
@@ -170,7 +184,7 @@ def stacked_loss_and_grads(cell, P, x, y, state, masks=None):
     L, m, K = 1 + sum(1 for k in P if k.startswith("U") and k != "U"), P["W"].shape[1], P["U"].shape[1]
     S = 2 if cell == "lstm" else 1
     key = [("U", "W", "b")] + [(f"U{l}", f"W{l}", f"b{l}") for l in range(2, L + 1)]
-    st = [np.array(state[l * S * m:(l + 1) * S * m], float) for l in range(L)]
+    st = [np.array(state[l * S * m : (l + 1) * S * m], float) for l in range(L)]
     caches, ins, ps, tops, loss = [], [], [], [], 0.0
     for t in range(len(x)):
         inp = np.zeros(K)

@@ -9,6 +9,7 @@ checkpoint) is exactly the assignment's.
 One flat buffer makes gradient clipping and the optimizers a handful of whole-array calls, and
 lets parameters, gradients and the optimizer's state share one layout.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -71,8 +72,15 @@ class ParamSet:
         L, the number of stacked recurrent layers (1, the assignment's, by default).
     """
 
-    def __init__(self, m: int, K: int, dtype=np.float64, flat: np.ndarray | None = None, gates: int = 1,
-                 layers: int = 1):
+    def __init__(
+        self,
+        m: int,
+        K: int,
+        dtype=np.float64,
+        flat: np.ndarray | None = None,
+        gates: int = 1,
+        layers: int = 1,
+    ):
         self.m, self.K, self.gates, self.layers = int(m), int(K), int(gates), int(layers)
         if self.layers < 1:
             raise ValueError(f"layers must be >= 1, got {layers!r}")
@@ -85,7 +93,7 @@ class ParamSet:
         start = 0
         for name, shape in self.shapes.items():
             n = int(np.prod(shape))
-            setattr(self, name, self.flat[start:start + n].reshape(shape))
+            setattr(self, name, self.flat[start : start + n].reshape(shape))
             start += n
 
     def __getitem__(self, name: str) -> np.ndarray:
@@ -104,23 +112,23 @@ class ParamSet:
         """The named views (no copies)."""
         return {name: self[name] for name in self.names}
 
-    def _like(self, flat) -> "ParamSet":
+    def _like(self, flat) -> ParamSet:
         return ParamSet(self.m, self.K, flat=flat, gates=self.gates, layers=self.layers)
 
-    def copy(self) -> "ParamSet":
+    def copy(self) -> ParamSet:
         """An independent copy with its own flat buffer."""
         return self._like(self.flat.copy())
 
-    def astype(self, dtype) -> "ParamSet":
+    def astype(self, dtype) -> ParamSet:
         """A copy in another floating dtype."""
         return self._like(self.flat.astype(dtype))
 
-    def zeros_like(self) -> "ParamSet":
+    def zeros_like(self) -> ParamSet:
         """A zero-filled ParamSet of the same layout and dtype (for gradients or optimizer state)."""
         return self._like(np.zeros_like(self.flat))
 
     @classmethod
-    def from_arrays(cls, arrays: dict, dtype=np.float64) -> "ParamSet":
+    def from_arrays(cls, arrays: dict, dtype=np.float64) -> ParamSet:
         """Build from a mapping with keys U, W, V, b, c (and U2 W2 b2 ... for more layers), checking
         that the shapes agree."""
         layers = count_layers(arrays)
@@ -139,8 +147,9 @@ class ParamSet:
         return out
 
 
-def init_params(m: int, K: int, sig: float, rng: np.random.Generator, dtype=np.float64, gates: int = 1,
-                layers: int = 1) -> ParamSet:
+def init_params(
+    m: int, K: int, sig: float, rng: np.random.Generator, dtype=np.float64, gates: int = 1, layers: int = 1
+) -> ParamSet:
     """The assignment's initialisation: U, W, V ~ N(0, sig^2); b, c = 0.
 
     Draws U, then W, then V from ``rng`` (so a seed gives the same weights in every dtype), then

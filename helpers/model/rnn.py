@@ -12,6 +12,7 @@ layer, the softmax and the weight gradients are whole-sequence array operations.
 
 ``helpers.model.oracles`` holds the plain per-step version that the tests use as the oracle.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -77,7 +78,7 @@ def forward(p: ParamSet, x: np.ndarray, y: np.ndarray, hprev: np.ndarray, ws: Wo
     """
     T = len(x)
     ws = _workspace(p, T, ws)
-    A, H, P = ws.A[:T], ws.H[:T + 1], ws.P[:T]
+    A, H, P = ws.A[:T], ws.H[: T + 1], ws.P[:T]
     np.take(p.U.T, x, axis=0, out=A)  # U x_t: gather U's columns instead of a one-hot product
     A += p.b
     H[0] = hprev
@@ -102,7 +103,7 @@ def backward(p: ParamSet, x: np.ndarray, y: np.ndarray, ws: Workspace, grads: Pa
     that), so they can be compared with numerical ones.
     """
     T = len(x)
-    H, dO, dA, dH = ws.H[:T + 1], ws.P[:T], ws.A[:T], ws.dH[:T]
+    H, dO, dA, dH = ws.H[: T + 1], ws.P[:T], ws.A[:T], ws.dH[:T]
     dO[ws.rows[:T], y] -= 1.0  # dL/do_t = p_t - onehot(y_t)
     np.dot(dO.T, H[1:], out=grads.V)  # dL/dV = sum_t dL/do_t h_t^T
     dO.sum(axis=0, out=grads.c)

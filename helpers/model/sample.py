@@ -4,6 +4,7 @@ With ``temperature=1`` and ``top_p=1`` this is the assignment's sampler: x_{t+1}
 from p_t, and h_0, x_0 are given. Draws use inverse-CDF sampling on preallocated vectors
 (one uniform number per character, all drawn up front from ``rng``).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -30,8 +31,16 @@ def _nucleus_(p: np.ndarray, top_p: float) -> None:
     p /= p.sum()
 
 
-def sample_indices(p: ParamSet, h0, x0: int, n: int, rng: np.random.Generator,
-                   temperature: float = 1.0, top_p: float = 1.0, cell: str = "rnn") -> tuple[np.ndarray, np.ndarray]:
+def sample_indices(
+    p: ParamSet,
+    h0,
+    x0: int,
+    n: int,
+    rng: np.random.Generator,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    cell: str = "rnn",
+) -> tuple[np.ndarray, np.ndarray]:
     """Sample ``n`` character indices.
 
     Parameters
@@ -93,8 +102,15 @@ def warm_up(p: ParamSet, h0, indices, cell: str = "rnn") -> np.ndarray:
     return h
 
 
-def sample_document(params: ParamSet, end: int, max_length: int, rng: np.random.Generator,
-                    temperature: float = 1.0, top_p: float = 1.0, chunk: int = 32) -> tuple[np.ndarray, bool]:
+def sample_document(
+    params: ParamSet,
+    end: int,
+    max_length: int,
+    rng: np.random.Generator,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    chunk: int = 32,
+) -> tuple[np.ndarray, bool]:
     """Indices of one document, from h_0 = 0 and x_0 = ``end``, and whether it reached ``end``.
 
     Draws like :func:`sample_indices` with ``n = max_length``, ``chunk`` characters at a time,
@@ -104,16 +120,23 @@ def sample_document(params: ParamSet, end: int, max_length: int, rng: np.random.
     while n < max_length:
         idx, h = sample_indices(params, h, x, min(chunk, max_length - n), rng, temperature, top_p)
         hits = np.flatnonzero(idx == end)
-        parts.append(idx[:hits[0]] if hits.size else idx)
+        parts.append(idx[: hits[0]] if hits.size else idx)
         if hits.size:
             return np.concatenate(parts), True
         n, x = n + len(idx), int(idx[-1])
     return np.concatenate(parts) if parts else np.empty(0, np.int64), False
 
 
-def sample_documents(params: ParamSet, chars: list[str], end: int, n: int, max_length: int,
-                     rng: np.random.Generator, temperature: float = 1.0,
-                     top_p: float = 1.0) -> tuple[list[str], list[bool]]:
+def sample_documents(
+    params: ParamSet,
+    chars: list[str],
+    end: int,
+    n: int,
+    max_length: int,
+    rng: np.random.Generator,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+) -> tuple[list[str], list[bool]]:
     """``n`` documents (texts) and, for each, whether it ended with the end character."""
     docs = [sample_document(params, end, max_length, rng, temperature, top_p) for _ in range(n)]
     return ["".join(chars[i] for i in idx) for idx, _ in docs], [ended for _, ended in docs]
@@ -135,7 +158,9 @@ def log_prob(p: ParamSet, h0, x0: int, indices, cell: str = "rnn") -> float:
     return total
 
 
-def beam_search(p: ParamSet, h0, x0: int, n: int, beam_width: int, cell: str = "rnn") -> tuple[np.ndarray, float]:
+def beam_search(
+    p: ParamSet, h0, x0: int, n: int, beam_width: int, cell: str = "rnn"
+) -> tuple[np.ndarray, float]:
     """The continuation of ``n`` characters with the highest log-probability that a beam finds.
 
     Keeps the ``beam_width`` most probable prefixes at every step: each is extended by every one
@@ -175,7 +200,7 @@ def beam_search(p: ParamSet, h0, x0: int, n: int, beam_width: int, cell: str = "
         states = np.stack([c.model_step(p, s, int(x)) for s, x in zip(states, last)])
         logp = log_softmax(c.top(p, states) @ p.V.T + p.c)  # (beams, K)
         cand = (scores[:, None] + logp).ravel()  # log P(prefix) + log p_t[k]
-        keep = np.argsort(-cand, kind="stable")[:int(beam_width)]
+        keep = np.argsort(-cand, kind="stable")[: int(beam_width)]
         beam, last = np.divmod(keep, p.K)
         states, scores = states[beam], cand[keep]
         seqs = np.concatenate([seqs[beam], last[:, None]], axis=1)

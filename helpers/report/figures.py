@@ -1,5 +1,6 @@
 """The report's figures (Figure 2: the smooth loss over all updates, epochs marked), for the
 report and for notebook cells."""
+
 from __future__ import annotations
 
 from IPython.display import Image
@@ -24,12 +25,26 @@ def smooth_loss_figure(run_dir: str):
     ax.plot(log["step"], log["smooth_loss"], color="#1f4e79", lw=1.3, label="smooth loss")
     for i, start in enumerate(run.get("epoch_starts", [])[1:], start=2):
         ax.axvline(start, color="#999999", lw=0.8, ls=":")
-        ax.text(start, 0.98, f" epoch {i}", transform=ax.get_xaxis_transform(), va="top", fontsize=7, color="#555555")
+        ax.text(
+            start,
+            0.98,
+            f" epoch {i}",
+            transform=ax.get_xaxis_transform(),
+            va="top",
+            fontsize=7,
+            color="#555555",
+        )
     best = run.get("best_step")
     if best:
-        ax.plot([best], [run["best_smooth_loss"]], "o", ms=4, color="#c0392b",
-                label=f"best model ({run.get('best_chosen_by', 'smooth loss')}): {run['best_smooth_loss']:.2f} "
-                      f"after {best:,} updates")
+        ax.plot(
+            [best],
+            [run["best_smooth_loss"]],
+            "o",
+            ms=4,
+            color="#c0392b",
+            label=f"best model ({run.get('best_chosen_by', 'smooth loss')}): {run['best_smooth_loss']:.2f} "
+            f"after {best:,} updates",
+        )
     ax.set_xlabel("update step")
     ax.set_ylabel(f"smooth loss (per {run['config']['seq_length']}-char sequence)")
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))

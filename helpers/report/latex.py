@@ -8,6 +8,7 @@ formula at export time with ziamath (pure Python, with its own STIX Two Math fon
 Markdown renderer with math drawn this way; the report's CSS (its template) sizes and centres it.
 The words the report's code adds go through :func:`markdown`, with the same SVG inside ``<img>``.
 """
+
 from __future__ import annotations
 
 import base64
@@ -62,8 +63,11 @@ def _tidy(mathml: ET.Element) -> None:
             if el.tag in ("mi", "mo") and len(name) > 1 and name.isalpha():
                 el.tag = "mo"
                 close = prev is None or (prev.tag == "mo" and _text(prev) not in CLOSERS)
-                el.attrib.update(form="prefix", lspace="0em" if close else THIN,
-                                 rspace="0em" if nxt in ("(", "[") else THIN)
+                el.attrib.update(
+                    form="prefix",
+                    lspace="0em" if close else THIN,
+                    rspace="0em" if nxt in ("(", "[") else THIN,
+                )
             elif el.tag == "mo" and name == "∂":
                 el.tag, el.text = "mi", "\U0001d715"  # TeX's italic ∂, an ordinary symbol close to its L
             elif el.tag == "mo" and name == "," and prev is not None:
@@ -90,8 +94,10 @@ def _draw(latex: str, display: bool) -> tuple[str, str]:
         raise MathError(f"cannot draw ${latex}$ ({type(err).__name__}: {err})") from err
     _, y, width, height = (float(v) / SIZE for v in drawn.attrib["viewBox"].split())  # y = 0 on the baseline
     del drawn.attrib["width"], drawn.attrib["height"]  # the CSS sizes it
-    return (ET.tostring(drawn, encoding="unicode"),
-            f"width: {width:.3f}em; height: {height:.3f}em; vertical-align: {-(y + height):.3f}em")
+    return (
+        ET.tostring(drawn, encoding="unicode"),
+        f"width: {width:.3f}em; height: {height:.3f}em; vertical-align: {-(y + height):.3f}em",
+    )
 
 
 def svg(latex: str, display: bool = False) -> str:
@@ -107,8 +113,10 @@ def img(latex: str, display: bool = False) -> str:
     shows without their inline SVG until the notebook is trusted. Raises MathError as :func:`svg`."""
     drawn, style = _draw(latex.strip(), display)
     data = base64.b64encode(drawn.encode()).decode()
-    return (f'<img class="math" alt="{html_lib.escape(latex.strip())}" style="{style}" '
-            f'src="data:image/svg+xml;base64,{data}"/>')
+    return (
+        f'<img class="math" alt="{html_lib.escape(latex.strip())}" style="{style}" '
+        f'src="data:image/svg+xml;base64,{data}"/>'
+    )
 
 
 def html(latex: str, display: bool = False, as_img: bool = False) -> str:
@@ -157,5 +165,8 @@ class MathRenderer(IPythonRenderer):
     def paragraph(self, text: str) -> str:
         """A paragraph, with its display formulas taken out of it as blocks of their own."""
         parts = (part.strip() for part in DISPLAY.split(text))
-        return "".join(part if part.startswith('<div class="math-display">') else f"<p>{part}</p>\n"
-                       for part in parts if part)
+        return "".join(
+            part if part.startswith('<div class="math-display">') else f"<p>{part}</p>\n"
+            for part in parts
+            if part
+        )

@@ -7,6 +7,7 @@ model as JSON, and ``static/live.js`` and ``static/live.css`` inline. Nothing is
 works from a file, offline. The model's JSON (``helpers.runs.live.payload``) holds the float32
 weights in base64 and the vocabulary; this module only reads it.
 """
+
 from __future__ import annotations
 
 import html
@@ -36,35 +37,51 @@ def _json(data: dict) -> str:
 
 def printed(data: dict) -> str:
     """What the PDF shows instead: the passage coloured by one or two units, and where the live version is."""
-    parts = ['<p class="note">In the HTML version of this report the model writes here as you watch, from your '
-             "priming text and settings, and colours any text you type by the hidden unit you pick.</p>"]
+    parts = [
+        '<p class="note">In the HTML version of this report the model writes here as you watch, from your '
+        "priming text and settings, and colours any text you type by the hidden unit you pick.</p>"
+    ]
     for u in data.get("printed", []):
-        parts.append(f'<p style="margin: 0.5em 0 0.2em 0"><b>unit {u["unit"]}</b>, {html.escape(u["feature"])} '
-                     f'(correlation {u["r"]:+.2f}), on the passage:</p>' + activation_passage(data["passage"], u["values"]))
-    return '<div class="charrnn-static">' + "".join(parts) + (ACTIVATION_LEGEND if data.get("printed") else "") + "</div>"
+        parts.append(
+            f'<p style="margin: 0.5em 0 0.2em 0"><b>unit {u["unit"]}</b>, {html.escape(u["feature"])} '
+            f"(correlation {u['r']:+.2f}), on the passage:</p>"
+            + activation_passage(data["passage"], u["values"])
+        )
+    return (
+        '<div class="charrnn-static">'
+        + "".join(parts)
+        + (ACTIVATION_LEGEND if data.get("printed") else "")
+        + "</div>"
+    )
 
 
 def component(data: dict, parts: str = "both") -> str:
     """The live sampler and explorer (``parts``: "both", "sampler" or "explorer") for the model ``data``."""
     key = f"charrnn-model-{data.get('run_id') or 'model'}-{data.get('step', 0)}"
-    return (f'<style>{asset("live.css")}</style>'
-            f'<div class="charrnn-live" data-charrnn-live="{html.escape(key)}" data-parts="{html.escape(parts)}">'
-            f"{printed(data)}</div>"
-            f'<script type="application/json" id="{html.escape(key)}">{_json(data)}</script>'
-            f"<script>{asset('live.js')}</script>")
+    return (
+        f"<style>{asset('live.css')}</style>"
+        f'<div class="charrnn-live" data-charrnn-live="{html.escape(key)}" data-parts="{html.escape(parts)}">'
+        f"{printed(data)}</div>"
+        f'<script type="application/json" id="{html.escape(key)}">{_json(data)}</script>'
+        f"<script>{asset('live.js')}</script>"
+    )
 
 
 def page(data: dict, title: str = "") -> str:
     """A whole self-contained HTML page with the component: mail it, or host it anywhere."""
     title = title or f"A character-level {data['cell'].upper()} writes"
-    about = (f"{data['cell'].upper()}, {data['layers']} layer(s) of {data['m']} units, {data['K']} characters, "
-             f"trained on {data.get('corpus', '?')}; {data.get('step', 0):,} updates, smooth loss "
-             f"{data.get('smooth_loss', float('nan')):.2f}.")
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" "
-            f"content=\"width=device-width, initial-scale=1\"><title>{html.escape(title)}</title><style>body {{ "
-            "font-family: 'DejaVu Sans', Arial, sans-serif; max-width: 52em; margin: 1.5em auto; padding: 0 1em; "
-            f"color: #111; }}</style></head><body><h1>{html.escape(title)}</h1><p class=\"note\">{html.escape(about)}</p>"
-            f"{component(data)}</body></html>\n")
+    about = (
+        f"{data['cell'].upper()}, {data['layers']} layer(s) of {data['m']} units, {data['K']} characters, "
+        f"trained on {data.get('corpus', '?')}; {data.get('step', 0):,} updates, smooth loss "
+        f"{data.get('smooth_loss', float('nan')):.2f}."
+    )
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><meta name="viewport" '
+        f'content="width=device-width, initial-scale=1"><title>{html.escape(title)}</title><style>body {{ '
+        "font-family: 'DejaVu Sans', Arial, sans-serif; max-width: 52em; margin: 1.5em auto; padding: 0 1em; "
+        f'color: #111; }}</style></head><body><h1>{html.escape(title)}</h1><p class="note">{html.escape(about)}</p>'
+        f"{component(data)}</body></html>\n"
+    )
 
 
 def section(run_dir) -> HTML:

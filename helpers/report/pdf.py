@@ -11,6 +11,7 @@ table, figure or sample split across pages). Every failure raises :class:`PdfErr
 message names the cause and the fix; the HTML is never touched and the PDF is written
 atomically, so a failed print leaves no partial file.
 """
+
 from __future__ import annotations
 
 import html
@@ -28,11 +29,19 @@ from ..common.paths import resolve
 ENGINES = ("weasyprint", "chromium")
 """The PDF engines, the default first."""
 DEFAULT_ENGINE = ENGINES[0]
-BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome",
-            "/Applications/Google Chrome.app/Contents/MacOS/Google Chrome",
-            "/Applications/Chromium.app/Contents/MacOS/Chromium")
-PANGO_HELP = ("Debian/Ubuntu: `apt-get install libpango-1.0-0 libpangoft2-1.0-0`; Fedora: `dnf install pango`; "
-              "macOS: `brew install pango`, or the conda environment (environment.yml), which brings Pango")
+BROWSERS = (
+    "chromium",
+    "chromium-browser",
+    "google-chrome",
+    "google-chrome-stable",
+    "chrome",
+    "/Applications/Google Chrome.app/Contents/MacOS/Google Chrome",
+    "/Applications/Chromium.app/Contents/MacOS/Chromium",
+)
+PANGO_HELP = (
+    "Debian/Ubuntu: `apt-get install libpango-1.0-0 libpangoft2-1.0-0`; Fedora: `dnf install pango`; "
+    "macOS: `brew install pango`, or the conda environment (environment.yml), which brings Pango"
+)
 
 PRINT_CSS = """
 /* Paged media, for the PDF only; the report's own CSS (the report template's CSS) still applies. */
@@ -84,8 +93,10 @@ def choose_engine(engine: str | None = None) -> str:
     source = "engine" if engine else "PDF_ENGINE"
     name = (engine or os.environ.get("PDF_ENGINE") or DEFAULT_ENGINE).strip().lower()
     if name not in ENGINES:
-        raise PdfError(f"unknown PDF engine {name!r} (from {source}); the engines are: "
-                       f"{', '.join(ENGINES)} (default {DEFAULT_ENGINE}).")
+        raise PdfError(
+            f"unknown PDF engine {name!r} (from {source}); the engines are: "
+            f"{', '.join(ENGINES)} (default {DEFAULT_ENGINE})."
+        )
     return name
 
 
@@ -130,11 +141,15 @@ def load_weasyprint():
     try:
         import weasyprint
     except ImportError as err:
-        raise PdfError(f"WeasyPrint is not installed ({err}): `pip install weasyprint` (`make venv` installs it), "
-                       "or choose PDF_ENGINE=chromium.") from None
+        raise PdfError(
+            f"WeasyPrint is not installed ({err}): `pip install weasyprint` (`make venv` installs it), "
+            "or choose PDF_ENGINE=chromium."
+        ) from None
     except OSError as err:  # cffi could not open Pango or one of its libraries
-        raise PdfError(f"WeasyPrint could not load the Pango library it prints with ({err}). Install Pango "
-                       f"({PANGO_HELP}), or choose PDF_ENGINE=chromium.") from None
+        raise PdfError(
+            f"WeasyPrint could not load the Pango library it prints with ({err}). Install Pango "
+            f"({PANGO_HELP}), or choose PDF_ENGINE=chromium."
+        ) from None
     return weasyprint
 
 
@@ -146,14 +161,19 @@ def _weasyprint(html_path: Path, out: Path, timeout: float, kept: str) -> None:
     try:
         weasyprint = load_weasyprint()  # its import parses the default stylesheets, with progress lines
         document = weasyprint.HTML(filename=str(html_path)).render(
-            stylesheets=[weasyprint.CSS(string=PRINT_CSS)])
-        document.metadata.title = _report_title(html_path.read_text(encoding="utf-8")) or document.metadata.title
+            stylesheets=[weasyprint.CSS(string=PRINT_CSS)]
+        )
+        document.metadata.title = (
+            _report_title(html_path.read_text(encoding="utf-8")) or document.metadata.title
+        )
         document.write_pdf(out)
     except PdfError:
         raise
     except Exception as err:  # noqa: BLE001 - any engine failure becomes one error with the way out
-        raise PdfError(f"WeasyPrint could not print {html_path.name} ({type(err).__name__}: {err}). {kept}; "
-                       "open it in a browser and print it, or try PDF_ENGINE=chromium.") from err
+        raise PdfError(
+            f"WeasyPrint could not print {html_path.name} ({type(err).__name__}: {err}). {kept}; "
+            "open it in a browser and print it, or try PDF_ENGINE=chromium."
+        ) from err
     finally:
         for name, log in quiet.items():
             log.setLevel(levels[name])
@@ -164,12 +184,21 @@ def _print_copy(html_path: Path) -> Path:
     text = html_path.read_text(encoding="utf-8")
     css, title = PRINT_CSS, _report_title(text)
     if title:
-        text = re.sub(r"<title>.*?</title>", lambda _: f"<title>{html.escape(title)}</title>", text, count=1,
-                      flags=re.S | re.I)
+        text = re.sub(
+            r"<title>.*?</title>",
+            lambda _: f"<title>{html.escape(title)}</title>",
+            text,
+            count=1,
+            flags=re.S | re.I,
+        )
         # Chromium has no string-set: the title goes into the top margin as a CSS string
-        literal = re.sub(r'[\\"<>\s]', lambda m: " " if m.group().isspace() else f"\\{ord(m.group()):x} ", title)
-        css += (f'@page {{ @top-center {{ content: "{literal}"; }} }}\n'
-                "@page :first { @top-center { content: none; } }\n")
+        literal = re.sub(
+            r'[\\"<>\s]', lambda m: " " if m.group().isspace() else f"\\{ord(m.group()):x} ", title
+        )
+        css += (
+            f'@page {{ @top-center {{ content: "{literal}"; }} }}\n'
+            "@page :first { @top-center { content: none; } }\n"
+        )
     style = f"<style>\n@media print {{\n{css}\n}}\n</style>\n"
     text = text.replace("</head>", style + "</head>", 1) if "</head>" in text else style + text
     fd, name = tempfile.mkstemp(prefix=f".{html_path.stem}.", suffix=".print.html", dir=html_path.parent)
@@ -181,27 +210,44 @@ def _print_copy(html_path: Path) -> Path:
 def _chromium(html_path: Path, out: Path, timeout: float, kept: str) -> None:
     browser = find_browser()
     if browser is None:
-        raise PdfError("PDF engine chromium was chosen, but no Chromium or Chrome was found: install one (Debian: "
-                       "`apt-get install chromium`; macOS: Google Chrome in /Applications) or set "
-                       f"CHROME=/path/to/chrome, or use the default engine, weasyprint (unset PDF_ENGINE). {kept}")
+        raise PdfError(
+            "PDF engine chromium was chosen, but no Chromium or Chrome was found: install one (Debian: "
+            "`apt-get install chromium`; macOS: Google Chrome in /Applications) or set "
+            f"CHROME=/path/to/chrome, or use the default engine, weasyprint (unset PDF_ENGINE). {kept}"
+        )
     source = _print_copy(html_path)
     profile = Path(tempfile.mkdtemp(prefix=".chrome-profile.", dir=out.parent))
     try:
-        cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-               "--no-first-run", "--disable-background-networking", "--disable-component-update",
-               "--disable-sync", "--no-pdf-header-footer", f"--user-data-dir={profile}",
-               f"--print-to-pdf={out}", source.as_uri()]
+        cmd = [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-pdf-header-footer",
+            f"--user-data-dir={profile}",
+            f"--print-to-pdf={out}",
+            source.as_uri(),
+        ]
         try:
             done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
             raise PdfError(f"{browser} did not finish printing within {timeout:g} s. {kept}") from None
         except OSError as err:
-            raise PdfError(f"{browser} could not be started ({err}); set CHROME to a working Chromium or "
-                           f"Chrome, or use the default engine, weasyprint. {kept}") from None
+            raise PdfError(
+                f"{browser} could not be started ({err}); set CHROME to a working Chromium or "
+                f"Chrome, or use the default engine, weasyprint. {kept}"
+            ) from None
         if done.returncode != 0 or not out.is_file() or out.stat().st_size == 0:
             said = done.stderr.strip()[-2000:]
-            raise PdfError(f"{browser} could not print the PDF (exit {done.returncode}{': ' + said if said else ''})."
-                           f" {kept}; try the default engine, weasyprint (unset PDF_ENGINE).")
+            raise PdfError(
+                f"{browser} could not print the PDF (exit {done.returncode}{': ' + said if said else ''})."
+                f" {kept}; try the default engine, weasyprint (unset PDF_ENGINE)."
+            )
     finally:
         source.unlink(missing_ok=True)
         shutil.rmtree(profile, ignore_errors=True)

@@ -4,6 +4,7 @@
 the same clean report comes from ``make report``, from ``jupyter nbconvert --to report
 05_report.ipynb`` and from JupyterLab's File > Save and Export Notebook As > Report.
 """
+
 from __future__ import annotations
 
 import copy
@@ -58,10 +59,14 @@ class ReportExporter(HTMLExporter):
         """HTMLExporter's Markdown filter, with :class:`~.latex.MathRenderer` as the renderer."""
         cell = context.get("cell", {})
         renderer = MathRenderer(
-            escape=False, attachments=cell.get("attachments", {}), embed_images=self.embed_images,
+            escape=False,
+            attachments=cell.get("attachments", {}),
+            embed_images=self.embed_images,
             path=context.get("resources", {}).get("metadata", {}).get("path", ""),
-            anchor_link_text=self.anchor_link_text, exclude_anchor_links=self.exclude_anchor_links,
-            **self.lexer_options)
+            anchor_link_text=self.anchor_link_text,
+            exclude_anchor_links=self.exclude_anchor_links,
+            **self.lexer_options,
+        )
         return MarkdownWithMath(renderer=renderer).render(source)
 
     def from_notebook_node(self, nb, resources=None, **kw):

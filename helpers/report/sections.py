@@ -5,6 +5,7 @@ The report's words live in ``notebooks/05_report.ipynb`` as Markdown cells a stu
 figures, synthesized texts, and the few sentences that carry a run's numbers. Each function
 reads result files (nothing typed in, no setting restated) and returns HTML to display.
 """
+
 from __future__ import annotations
 
 import html
@@ -57,8 +58,13 @@ def after(step: int) -> str:
     return "before training" if step == 0 else f"after {step:,} update{'s' if step != 1 else ''}"
 
 
-WRITTEN_BY = {"gradcheck": "01_gradient_test", "run": "02_train", "samples": "02_train",
-              "best_passage": "04_best_model", "live_model": "04_best_model"}
+WRITTEN_BY = {
+    "gradcheck": "01_gradient_test",
+    "run": "02_train",
+    "samples": "02_train",
+    "best_passage": "04_best_model",
+    "live_model": "04_best_model",
+}
 """The result files the report reads, and the notebook that writes each."""
 
 
@@ -71,24 +77,33 @@ def load_results(run_dir) -> dict:
     run_dir = resolve(run_dir)
     missing = [name for name in WRITTEN_BY if not (run_dir / f"{name}.json").is_file()]
     if missing:
-        raise FileNotFoundError(f"{run_dir} has no {', '.join(f'{n}.json' for n in missing)}; "
-                                f"{_run_again(sorted({WRITTEN_BY[n] for n in missing}), run_dir)}")
+        raise FileNotFoundError(
+            f"{run_dir} has no {', '.join(f'{n}.json' for n in missing)}; "
+            f"{_run_again(sorted({WRITTEN_BY[n] for n in missing}), run_dir)}"
+        )
     res = {name: read_json(run_dir / f"{name}.json") for name in WRITTEN_BY}
     run_id, stale = res["run"]["run_id"], {}
     if res["gradcheck"]["corpus"] != res["run"]["corpus"]:
         stale["01_gradient_test"] = f"gradcheck.json was computed on another text than run {run_id}"
-    for name in ("best_passage", "live_model"):
-        if res[name].get("run_id") != run_id:
-            stale["04_best_model"] = f"{name}.json comes from run {res[name].get('run_id')}, not {run_id}"
+    of_another = [n for n in ("best_passage", "live_model") if res[n].get("run_id") != run_id]
+    if of_another:
+        stale["04_best_model"] = (
+            " and ".join(f"{n}.json comes from run {res[n].get('run_id')}" for n in of_another)
+            + f", not {run_id}"
+        )
     if stale:
-        raise ValueError(f"{run_dir} mixes two runs: {'; '.join(stale.values())}; {_run_again(sorted(stale), run_dir)}")
+        raise ValueError(
+            f"{run_dir} mixes two runs: {'; '.join(stale.values())}; {_run_again(sorted(stale), run_dir)}"
+        )
     return res
 
 
 def _run_again(names: list[str], run_dir) -> str:
-    """"re-run notebooks/01_gradient_test.ipynb, then this one", with 04's checkpoint named."""
+    """ "re-run notebooks/01_gradient_test.ipynb, then this one", with 04's checkpoint named."""
     how = {"01_gradient_test": " with the run's data_path", "04_best_model": f" on {run_dir}/best.npz"}
-    return "re-run " + ", then ".join(f"notebooks/{n}.ipynb{how.get(n, '')}" for n in names) + ", then this one."
+    return (
+        "re-run " + ", then ".join(f"notebooks/{n}.ipynb{how.get(n, '')}" for n in names) + ", then this one."
+    )
 
 
 def header(run_dir) -> HTML:
@@ -101,21 +116,26 @@ def header(run_dir) -> HTML:
     run = load_results(run_dir)["run"]
     corpus = run["corpus"]
     fallback = corpus["source"] == "pydoc_data"
-    note = (" The book was not found at <code>data/goblet_book.txt</code>, so this run used the "
-            "documentation text that ships with Python instead; its numbers are not comparable with the "
-            "book's." if fallback else "")
+    note = (
+        " The book was not found at <code>data/goblet_book.txt</code>, so this run used the "
+        "documentation text that ships with Python instead; its numbers are not comparable with the "
+        "book's."
+        if fallback
+        else ""
+    )
     c = run["config"]
     cell, optimizer = c.get("cell", "rnn"), c.get("optimizer", "adagrad")
-    model = f'{CELL_NAMES[cell]}, {OPTIMIZER_NAMES[optimizer]}, batch size {c.get("batch_size", 1)}'
+    model = f"{CELL_NAMES[cell]}, {OPTIMIZER_NAMES[optimizer]}, batch size {c.get('batch_size', 1)}"
     if c.get("n_layers", 1) > 1 or c.get("dropout", 0):
-        model += f', {c.get("n_layers", 1)} layers, dropout {c.get("dropout", 0):g}'
-    speed = (f', {run["updates_per_second"]:,.0f} updates/s' if run.get("updates_per_second") else "")
+        model += f", {c.get('n_layers', 1)} layers, dropout {c.get('dropout', 0):g}"
+    speed = f", {run['updates_per_second']:,.0f} updates/s" if run.get("updates_per_second") else ""
     cell_note = latex.markdown(MODEL_NOTES[cell]) if cell in MODEL_NOTES else ""
     return HTML(
         f'<p class="meta">Training text: <b>{html.escape(corpus["name"])}</b>, {corpus["n_chars"]:,} characters, '
-        f'K = {corpus["K"]} distinct. Run <code>{run["run_id"]}</code>, seed {run["seed"]}: {model}, '
-        f'{run["steps_done"]:,} updates, {c["dtype"]} arithmetic on the {run.get("engine", "numpy")} engine'
-        f'{speed}.{note}</p>{cell_note}')
+        f"K = {corpus['K']} distinct. Run <code>{run['run_id']}</code>, seed {run['seed']}: {model}, "
+        f"{run['steps_done']:,} updates, {c['dtype']} arithmetic on the {run.get('engine', 'numpy')} engine"
+        f"{speed}.{note}</p>{cell_note}"
+    )
 
 
 def gradient_settings(run_dir) -> HTML:
@@ -124,9 +144,11 @@ def gradient_settings(run_dir) -> HTML:
     cell = {"lstm": "an LSTM", "gru": "a GRU"}.get(g.get("cell"), "the vanilla RNN")
     if g.get("n_layers", 1) > 1:
         cell += f" of {g['n_layers']} layers"
-    return HTML(f"<p>The test ran on {cell} with m = {g['m']} hidden units and K = {g['corpus']['K']} characters, "
-                f"initialised with sig = {g['sig']:g} (seed {g.get('seed', 0)}), with h = {g['h']:g}, "
-                f"{g['dtype']} arithmetic and the {g['norm']} norm of each whole parameter.</p>")
+    return HTML(
+        f"<p>The test ran on {cell} with m = {g['m']} hidden units and K = {g['corpus']['K']} characters, "
+        f"initialised with sig = {g['sig']:g} (seed {g.get('seed', 0)}), with h = {g['h']:g}, "
+        f"{g['dtype']} arithmetic and the {g['norm']} norm of each whole parameter.</p>"
+    )
 
 
 def gradient_tables(run_dir) -> HTML:
@@ -136,19 +158,33 @@ def gradient_tables(run_dir) -> HTML:
     names = list(g["errors"][lengths[0]])  # U W V b c, then U2 W2 b2 ... of stacked layers
     rows = [[T] + [f"{g['errors'][T][n]:.2e}" for n in names] for T in lengths]
     rows_max = [[T] + [f"{g['max_errors'][T][n]:.1e}" for n in names] for T in lengths]
-    worst_T, worst_name, worst = max(((T, n, v) for T, row in g["errors"].items() for n, v in row.items()),
-                                     key=lambda item: item[2])
-    verdict = (f"<p>The largest relative error is {worst:.1e} (parameter {worst_name}, seq_length {worst_T}): "
-               + ("well below 1e-6, so the analytic gradients are correct.</p>" if worst < 1e-7 else
-                  "below 1e-6, so the analytic gradients agree with the numerical ones.</p>" if worst < 1e-6 else
-                  "<b>above 1e-6, which points to a bug in the gradients.</b></p>"))
-    caption_max = ("Table 1b. The largest elementwise relative error per parameter. It is larger than the "
-                   "norm-based figure because entries whose gradient is nearly zero are dominated by the "
-                   "rounding error of the difference quotient.")
-    return HTML(table(["seq_length", *names], rows,
-                      f"Table 1. Relative error of the analytic gradient per parameter (m = {g['m']}, "
-                      f"h = {g['h']:g}).") + verdict
-                + table(["seq_length", *names], rows_max, caption_max))
+    worst_T, worst_name, worst = max(
+        ((T, n, v) for T, row in g["errors"].items() for n, v in row.items()), key=lambda item: item[2]
+    )
+    verdict = (
+        f"<p>The largest relative error is {worst:.1e} (parameter {worst_name}, seq_length {worst_T}): "
+        + (
+            "well below 1e-6, so the analytic gradients are correct.</p>"
+            if worst < 1e-7
+            else "below 1e-6, so the analytic gradients agree with the numerical ones.</p>"
+            if worst < 1e-6
+            else "<b>above 1e-6, which points to a bug in the gradients.</b></p>"
+        )
+    )
+    caption_max = (
+        "Table 1b. The largest elementwise relative error per parameter. It is larger than the "
+        "norm-based figure because entries whose gradient is nearly zero are dominated by the "
+        "rounding error of the difference quotient."
+    )
+    return HTML(
+        table(
+            ["seq_length", *names],
+            rows,
+            f"Table 1. Relative error of the analytic gradient per parameter (m = {g['m']}, h = {g['h']:g}).",
+        )
+        + verdict
+        + table(["seq_length", *names], rows_max, caption_max)
+    )
 
 
 def gradient_section(run_dir) -> HTML:
@@ -161,13 +197,14 @@ def training_settings(run_dir) -> HTML:
     run = read_json(resolve(run_dir) / "run.json")
     c, k = run["config"], run["constants"]
     epochs = len(run["epoch_starts"])
-    batch = (f", {c['batch_size']} parallel streams" if c.get("batch_size", 1) > 1 else "")
+    batch = f", {c['batch_size']} parallel streams" if c.get("batch_size", 1) > 1 else ""
     return HTML(
         f"<p>This run used m = {c['m']}, seq_length = {c['seq_length']}, eta = {c['eta']:g} and sig = {c['sig']:g}"
         f"{batch}, {optimizer_text(k['optimizer'], k['optimizer_settings'])}, gradients clipped to "
         f"[−{k['clip']:g}, {k['clip']:g}] and a smooth loss of {k['smoothing']:g} · smooth_loss + "
         f"{round(1 - k['smoothing'], 12):g} · loss, for {run['steps_done']:,} updates in {epochs} "
-        f"epoch{'s' if epochs != 1 else ''} of the text (the last one may be partial).</p>")
+        f"epoch{'s' if epochs != 1 else ''} of the text (the last one may be partial).</p>"
+    )
 
 
 DEFAULT_RUN, DEFAULT_FIGURE = "output/run", "figures/smooth_loss.png"
@@ -179,16 +216,24 @@ def figure_file(run_dir, figure_path: str = "") -> Path:
     for the default run folder and ``smooth_loss.png`` inside any other."""
     if figure_path:
         return resolve(figure_path)
-    return resolve(DEFAULT_FIGURE) if resolve(run_dir) == resolve(DEFAULT_RUN) else resolve(run_dir) / "smooth_loss.png"
+    return (
+        resolve(DEFAULT_FIGURE)
+        if resolve(run_dir) == resolve(DEFAULT_RUN)
+        else resolve(run_dir) / "smooth_loss.png"
+    )
 
 
 def loss_figure(run_dir, figure_path: str = "") -> HTML:
     """Figure 2 (drawn from train_log.csv and saved as PNG at :func:`figure_file`) with its caption."""
     run = read_json(resolve(run_dir) / "run.json")
     figure_path = save_figure(smooth_loss_figure(run_dir), figure_file(run_dir, figure_path))
-    return HTML(image(Path(figure_path).read_bytes(), "Figure 2: smooth loss")
-                + caption(f"Figure 2. Smooth loss over {run['steps_done']:,} updates; dotted lines mark the start "
-                          "of each epoch."))
+    return HTML(
+        image(Path(figure_path).read_bytes(), "Figure 2: smooth loss")
+        + caption(
+            f"Figure 2. Smooth loss over {run['steps_done']:,} updates; dotted lines mark the start "
+            "of each epoch."
+        )
+    )
 
 
 def loss_facts(run_dir) -> HTML:
@@ -201,7 +246,9 @@ def loss_facts(run_dir) -> HTML:
     if 0 in samples:
         uniform = c["seq_length"] * math.log(K)
         near = "equal to" if f"{samples[0]:.2f}" == f"{uniform:.2f}" else "close to"
-        facts.append(f"starts at {samples[0]:.2f}, {near} seq_length · ln K = {uniform:.2f}, the loss of a uniform guess")
+        facts.append(
+            f"starts at {samples[0]:.2f}, {near} seq_length · ln K = {uniform:.2f}, the loss of a uniform guess"
+        )
     facts += [f"is {v:.2f} {after(k)}" for k, v in sorted(samples.items()) if k in (10_000, 100_000)]
     if run.get("best_val_loss_per_char") is None:  # the best model is the one with the lowest smooth loss
         lowest, lowest_step, logged = run["best_smooth_loss"], run["best_step"], ""
@@ -210,18 +257,24 @@ def loss_facts(run_dir) -> HTML:
         low = int(np.argmin(log["smooth_loss"]))
         lowest, lowest_step, logged = float(log["smooth_loss"][low]), int(log["step"][low]), " logged"
     facts.append(f"reaches its lowest{logged} value, {lowest:.2f}, {after(lowest_step)}")
-    text = "<p>The smooth loss " + ", ".join(facts[:-1]) + (" and " if len(facts) > 1 else "") + facts[-1] + ". "
+    text = (
+        "<p>The smooth loss " + ", ".join(facts[:-1]) + (" and " if len(facts) > 1 else "") + facts[-1] + ". "
+    )
     per_char = lowest / c["seq_length"]
     text += f"Per character, that is {per_char:.3f} nats ({bits(per_char):.3f} bits)"
     if run.get("best_val_loss_per_char") is not None:
         val = run["best_val_loss_per_char"]
-        text += (f". The best model is chosen by the loss on the held-out last {c['val_fraction']:.0%} of the text: "
-                 f"{val:.3f} nats ({bits(val):.3f} bits, perplexity {perplexity(val):.2f}) per character, "
-                 f"{after(run['best_step'])}")
+        text += (
+            f". The best model is chosen by the loss on the held-out last {c['val_fraction']:.0%} of the text: "
+            f"{val:.3f} nats ({bits(val):.3f} bits, perplexity {perplexity(val):.2f}) per character, "
+            f"{after(run['best_step'])}"
+        )
     if run.get("test_loss_per_char") is not None:
         test = run["test_loss_per_char"]
-        text += (f". On the test part, the {c['test_fraction']:.0%} of the text before it, never used for choosing, "
-                 f"the best model loses {test:.3f} nats ({bits(test):.3f} bits, perplexity {perplexity(test):.2f})")
+        text += (
+            f". On the test part, the {c['test_fraction']:.0%} of the text before it, never used for choosing, "
+            f"the best model loses {test:.3f} nats ({bits(test):.3f} bits, perplexity {perplexity(test):.2f})"
+        )
     return HTML(text + ".</p>")
 
 
@@ -237,9 +290,14 @@ def epoch_table(run_dir) -> HTML:
             continue
         losses = log["smooth_loss"][inside]
         rows.append([f"{i}", f"{first + 1:,} to {last:,}", f"{losses[-1]:.2f}", f"{losses.min():.2f}"])
-    return HTML(table(["epoch", "updates", "smooth loss at its end", "lowest in it"], rows,
-                      "The smooth loss per epoch (from the rows of train_log.csv; an epoch is one pass over the "
-                      "text, the last one may be partial)."))
+    return HTML(
+        table(
+            ["epoch", "updates", "smooth loss at its end", "lowest in it"],
+            rows,
+            "The smooth loss per epoch (from the rows of train_log.csv; an epoch is one pass over the "
+            "text, the last one may be partial).",
+        )
+    )
 
 
 def reference_section(run_dir, baseline_dir: str = "", best_dir: str = "") -> HTML:
@@ -258,16 +316,26 @@ def samples_section(run_dir) -> HTML:
     c = run["config"]
     n = len(samples[0]["text"]) if samples else 0
     scheduled = [s for s in samples if not s.get("final")]
-    intro = (f"<p>Every {c['sample_every']:,} updates up to update {c['sample_until']:,} the network synthesized {n} "
-             f"characters from the hidden state of that moment and the next update's first input character; "
-             f"the first text was drawn before any update.")
+    intro = (
+        f"<p>Every {c['sample_every']:,} updates up to update {c['sample_until']:,} the network synthesized {n} "
+        f"characters from the hidden state of that moment and the next update's first input character; "
+        f"the first text was drawn before any update."
+    )
     if any(s.get("final") for s in samples):
-        intro += (f" The run ended {after(run['steps_done'])}, before the next scheduled sample, so the last text "
-                  "was drawn from the final model.")
+        intro += (
+            f" The run ended {after(run['steps_done'])}, before the next scheduled sample, so the last text "
+            "was drawn from the final model."
+        )
     elif len(scheduled) == 1 and run["steps_done"] < c["sample_every"]:
         intro += f" The run ended {after(run['steps_done'])}, before the first scheduled sample."
-    blocks = "".join(sample(f'{after(s["step"]).capitalize()}{" (the end of training)" if s.get("final") else ""}'
-                            f', smooth loss {s["smooth_loss"]:.2f}', s["text"]) for s in samples)
+    blocks = "".join(
+        sample(
+            f"{after(s['step']).capitalize()}{' (the end of training)' if s.get('final') else ''}"
+            f", smooth loss {s['smooth_loss']:.2f}",
+            s["text"],
+        )
+        for s in samples
+    )
     return HTML(intro + "</p>" + blocks)
 
 
@@ -277,28 +345,36 @@ def best_section(run_dir) -> HTML:
     run = read_json(resolve(run_dir) / "run.json")
     chosen = run.get("best_chosen_by", "smooth loss")
     x0 = latex.html("x_0", as_img=True)
-    start = (f"after warming the state up on the priming text {html.escape(repr(b['prime'][:-1]))}, with {x0} = "
-             if len(b["prime"]) > 1 else f"starting from a zero hidden state and {x0} = ")
+    start = (
+        f"after warming the state up on the priming text {html.escape(repr(b['prime'][:-1]))}, with {x0} = "
+        if len(b["prime"]) > 1
+        else f"starting from a zero hidden state and {x0} = "
+    )
     final = ""
     if b["step"] != run["steps_done"] and run.get("final_smooth_loss") is not None:
-        final = (f"; {after(run['steps_done'])}, at the end of training, it was {run['final_smooth_loss']:.4f}")
+        final = f"; {after(run['steps_done'])}, at the end of training, it was {run['final_smooth_loss']:.4f}"
     return HTML(
-        f"<div class=\"keep\"><p>The best model, chosen by the lowest {chosen}, holds the parameters {after(b['step'])} "
-        f"(smooth loss {b['smooth_loss']:.4f}{final}). It synthesized the following {len(b['text']):,} characters (seed "
-        f"{b['seed']}, {start}{html.escape(repr(b['prime'][-1]))}).</p>" + text_block(b["text"]) + "</div>")
+        f'<div class="keep"><p>The best model, chosen by the lowest {chosen}, holds the parameters {after(b["step"])} '
+        f"(smooth loss {b['smooth_loss']:.4f}{final}). It synthesized the following {len(b['text']):,} characters "
+        "(seed "
+        f"{b['seed']}, {start}{html.escape(repr(b['prime'][-1]))}).</p>" + text_block(b["text"]) + "</div>"
+    )
 
 
 def passage(result: dict) -> HTML:
     """A synthesized text (as returned by ``steps.synthesize``) with where it came from and how it was drawn."""
-    how = (f"beam search of width {result['beam_width']}, log-probability {result['log_prob']:.1f} nats"
-           if result.get("beam_width", 0) >= 2 else
-           f"seed {result['seed']}, temperature {result['temperature']:g}, top-p {result['top_p']:g}")
+    how = (
+        f"beam search of width {result['beam_width']}, log-probability {result['log_prob']:.1f} nats"
+        if result.get("beam_width", 0) >= 2
+        else f"seed {result['seed']}, temperature {result['temperature']:g}, top-p {result['top_p']:g}"
+    )
     return HTML(
         f"<p>{len(result['text']):,} characters from <code>{html.escape(result['checkpoint'])}</code> "
         f"({after(result['step'])}, smooth loss {result['smooth_loss']:.2f}; {how}, "
         f"prime {html.escape(repr(result['prime']))}):</p>"
         + (f'<p class="note">Note: {html.escape(result["note"])}.</p>' if result.get("note") else "")
-        + text_block(result["text"]))
+        + text_block(result["text"])
+    )
 
 
 OPTIONAL_SECTIONS = {
@@ -320,7 +396,9 @@ def optional_section(name: str, folder: str):
 def optimizer_text(name: str, settings: dict) -> str:
     """E.g. "AdaGrad with eps = 1e-8" from the optimizer's name and its recorded settings."""
     parts = [f"{SETTING_NAMES.get(k, k)} = {_number(v)}" for k, v in settings.items()]
-    return f"{OPTIMIZER_NAMES[name]} with " + (", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else parts[0])
+    return f"{OPTIMIZER_NAMES[name]} with " + (
+        ", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else parts[0]
+    )
 
 
 def _number(v: float) -> str:

@@ -2,6 +2,7 @@
 folder only: ``sweep.json`` (the plan), each point's ``point.json``, ``run.json``, ``metrics.json``
 and ``train_log.csv``. :func:`collect` is also what :mod:`helpers.jobs.sweep` writes ``sweep.csv`` from.
 """
+
 from __future__ import annotations
 
 import html
@@ -52,8 +53,13 @@ def collect(out_dir) -> list[dict]:
     for p in read_json(out / "sweep.json")["points"]:
         folder = out / p["name"]
         record = record_for(folder, p["parameters"]) or {"status": "pending"}
-        row = {"name": p["name"], **p["point"], **dict.fromkeys(RESULTS), "status": record["status"],
-               "error": record.get("error", "")}
+        row = {
+            "name": p["name"],
+            **p["point"],
+            **dict.fromkeys(RESULTS),
+            "status": record["status"],
+            "error": record.get("error", ""),
+        }
         if record["status"] == "done":
             summary, metrics = _read(folder / "run.json"), _read(folder / "metrics.json")
             row.update({k: summary.get(k) for k in RESULTS if k != VAL_KEY})
@@ -71,14 +77,26 @@ def loss_figure(out_dir):
     """The smooth loss against the update step of every finished point, labelled; a matplotlib Figure."""
     out = resolve(out_dir)
     points = {p["name"]: p["point"] for p in read_json(out / "sweep.json")["points"]}
-    done = [r["name"] for r in collect(out) if r["status"] == "done" and (out / r["name"] / "train_log.csv").is_file()]
+    done = [
+        r["name"]
+        for r in collect(out)
+        if r["status"] == "done" and (out / r["name"] / "train_log.csv").is_file()
+    ]
     fig = Figure(figsize=(7.5, 3.8), dpi=150)
     ax = fig.subplots()
     for i, name in enumerate(done):
         log = read_log(out / name / "train_log.csv")
-        ax.plot(log["step"], log["smooth_loss"], lw=1.1, ls=("-", "--", ":", "-.")[i // 10 % 4], label=label(points[name]))
+        ax.plot(
+            log["step"],
+            log["smooth_loss"],
+            lw=1.1,
+            ls=("-", "--", ":", "-.")[i // 10 % 4],
+            label=label(points[name]),
+        )
     if done:
-        ax.legend(frameon=False, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), ncol=1 + len(done) // 16)
+        ax.legend(
+            frameon=False, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), ncol=1 + len(done) // 16
+        )
     else:
         ax.text(0.5, 0.5, "no point has finished yet", transform=ax.transAxes, ha="center", color="#555555")
     ax.set_xlabel("update step")
@@ -95,15 +113,30 @@ def _cell(value, fmt: str = "") -> str:
 
 def _table(rows: list[dict], names: list[str]) -> str:
     """The results as a ``table.results``: grid values, losses, speed, status and error."""
-    head = [*names, "final smooth loss", "best smooth loss", "best validation loss per char", "bits/char", "perplexity",
-            "updates/s", "seconds", "status"]
+    head = [
+        *names,
+        "final smooth loss",
+        "best smooth loss",
+        "best validation loss per char",
+        "bits/char",
+        "perplexity",
+        "updates/s",
+        "seconds",
+        "status",
+    ]
     fmts = (".3f", ".3f", ".3f", ",.0f", ".1f")
-    body = [[_cell(r[n]) for n in names] + [_cell(r[k], f) for k, f in zip(RESULTS, fmts)]
-            + [_cell(r["status"]) + ("<br/>" + _cell(r["error"][:300]) if r["error"] else "")] for r in rows]
+    body = [
+        [_cell(r[n]) for n in names]
+        + [_cell(r[k], f) for k, f in zip(RESULTS, fmts)]
+        + [_cell(r["status"]) + ("<br/>" + _cell(r["error"][:300]) if r["error"] else "")]
+        for r in rows
+    ]
     for row, r in zip(body, rows):  # the held-out loss in bits and as perplexity beside it
         val = r[VAL_KEY]
-        row[len(names) + 3:len(names) + 3] = [_cell(None if val is None else bits(val), ".3f"),
-                                              _cell(None if val is None else perplexity(val), ".2f")]
+        row[len(names) + 3 : len(names) + 3] = [
+            _cell(None if val is None else bits(val), ".3f"),
+            _cell(None if val is None else perplexity(val), ".2f"),
+        ]
     return table(head, body)
 
 
@@ -111,16 +144,25 @@ def _summary(sweep: dict, rows: list[dict]) -> str:
     """A paragraph: how many runs finished, what they share, which reached the lowest loss."""
     common = ", ".join(f"{k} {v}" for k, v in sweep["base"].items()) or "the notebook defaults"
     done = [r for r in rows if r["status"] == "done"]
-    text = (f"<p>notebooks/02_train.ipynb ran once per point of the grid: {len(rows)} runs, {len(done)} finished. "
-            f"Common to all runs: {html.escape(common)}.")
-    key, what = ((VAL_KEY, "best validation loss per character") if any(r[VAL_KEY] is not None for r in done)
-                 else ("best_smooth_loss", "smooth loss of the best model"))
+    text = (
+        f"<p>notebooks/02_train.ipynb ran once per point of the grid: {len(rows)} runs, {len(done)} finished. "
+        f"Common to all runs: {html.escape(common)}."
+    )
+    key, what = (
+        (VAL_KEY, "best validation loss per character")
+        if any(r[VAL_KEY] is not None for r in done)
+        else ("best_smooth_loss", "smooth loss of the best model")
+    )
     ranked = [r for r in done if r[key] is not None]
     if ranked:
         best = min(ranked, key=lambda r: r[key])
-        text += f" The lowest {what}, {best[key]:.3f}, came with {html.escape(label({n: best[n] for n in sweep['grid']}))}."
+        values = label({n: best[n] for n in sweep["grid"]})
+        text += f" The lowest {what}, {best[key]:.3f}, came with {html.escape(values)}."
     if "seq_length" in sweep["grid"]:
-        text += " The smooth loss is summed over a sequence, so runs with different seq_length are not directly comparable."
+        text += (
+            " The smooth loss is summed over a sequence, so runs with different seq_length are not directly "
+            "comparable."
+        )
     return text + "</p>"
 
 
@@ -128,7 +170,10 @@ def section(out_dir):
     """The report's sweep section (body only): the results table and the loss curves of ``out_dir``."""
     out = resolve(out_dir)
     sweep, rows = read_json(out / "sweep.json"), collect(out)
-    return HTML(_summary(sweep, rows) + _table(rows, list(sweep["grid"]))
-                + caption(f"Results of the sweep (sweep.csv in {html.escape(str(out))}).")
-                + img_tag(loss_figure(out), "Smooth loss of every run of the sweep")
-                + caption("Smooth loss of every finished run, labelled with its grid values."))
+    return HTML(
+        _summary(sweep, rows)
+        + _table(rows, list(sweep["grid"]))
+        + caption(f"Results of the sweep (sweep.csv in {html.escape(str(out))}).")
+        + img_tag(loss_figure(out), "Smooth loss of every run of the sweep")
+        + caption("Smooth loss of every finished run, labelled with its grid values.")
+    )

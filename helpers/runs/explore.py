@@ -15,6 +15,7 @@ an HTML table, a figure, a few synthesized texts side by side, a passage coloure
 ``data_path`` "" (03's and 04's default) means the text the checkpoint was trained on, as its meta
 records it; a checkpoint is all it takes to look inside its model.
 """
+
 from __future__ import annotations
 
 import html
@@ -35,8 +36,13 @@ from ..train import checkpoint as ckpt
 from ..train import evaluate
 from .steps import synthesize, usable_prime
 
-ROLES = {"U": "input → hidden", "W": "hidden → hidden", "V": "hidden → output", "b": "hidden bias",
-         "c": "output bias"}
+ROLES = {
+    "U": "input → hidden",
+    "W": "hidden → hidden",
+    "V": "hidden → output",
+    "b": "hidden bias",
+    "c": "output bias",
+}
 
 
 def shown(ch: str) -> str:
@@ -46,11 +52,17 @@ def shown(ch: str) -> str:
 
 def parameter_table(params: ParamSet) -> HTML:
     """The parameters' shapes and roles, and how many numbers they hold in all."""
-    rows = [[f"<b>{name}</b>", ROLES[name], " × ".join(map(str, params[name].shape)), f"{params[name].size:,}"]
-            for name in NAMES]
-    return HTML(table(["parameter", "maps", "shape", "entries"], rows,
-                      f"m = {params.m} hidden units, K = {params.K} characters: {params.flat.size:,} numbers "
-                      "to learn."))
+    rows = [
+        [f"<b>{name}</b>", ROLES[name], " × ".join(map(str, params[name].shape)), f"{params[name].size:,}"]
+        for name in NAMES
+    ]
+    return HTML(
+        table(
+            ["parameter", "maps", "shape", "entries"],
+            rows,
+            f"m = {params.m} hidden units, K = {params.K} characters: {params.flat.size:,} numbers to learn.",
+        )
+    )
 
 
 def forward_steps(params: ParamSet, x, y, chars: list[str], cell: str = "rnn") -> HTML:
@@ -60,15 +72,43 @@ def forward_steps(params: ParamSet, x, y, chars: list[str], cell: str = "rnn") -
     state = cells.initial_state(cell, params)
     loss, cache = cells.forward(cell, params, x[None, :], y[None, :], state)
     P = cache["P"][:, 0, :]  # (T, K)
-    rows = [[f"{t + 1}", html.escape(shown(chars[x[t]])), html.escape(shown(chars[y[t]])), f"{P[t, y[t]]:.5f}",
-             f"{-np.log(P[t, y[t]]):.4f}", html.escape(shown(chars[int(P[t].argmax())]))] for t in range(len(x))]
+    rows = [
+        [
+            f"{t + 1}",
+            html.escape(shown(chars[x[t]])),
+            html.escape(shown(chars[y[t]])),
+            f"{P[t, y[t]]:.5f}",
+            f"{-np.log(P[t, y[t]]):.4f}",
+            html.escape(shown(chars[int(P[t].argmax())])),
+        ]
+        for t in range(len(x))
+    ]
     rows.append(["", "", "", "sum", f"<b>{loss:.4f}</b>", ""])
-    return HTML(table(["t", "x<sub>t</sub>", "y<sub>t</sub>", "p<sub>t</sub>[y<sub>t</sub>]", "−log p<sub>t</sub>[y<sub>t</sub>]",
-                       "argmax p<sub>t</sub>"], rows, raw_head=True))
+    return HTML(
+        table(
+            [
+                "t",
+                "x<sub>t</sub>",
+                "y<sub>t</sub>",
+                "p<sub>t</sub>[y<sub>t</sub>]",
+                "−log p<sub>t</sub>[y<sub>t</sub>]",
+                "argmax p<sub>t</sub>",
+            ],
+            rows,
+            raw_head=True,
+        )
+    )
 
 
-def gradient_entries(params: ParamSet, x, y, rng: np.random.Generator, per_parameter: int = 2, h: float = 1e-4,
-                     cell: str = "rnn") -> HTML:
+def gradient_entries(
+    params: ParamSet,
+    x,
+    y,
+    rng: np.random.Generator,
+    per_parameter: int = 2,
+    h: float = 1e-4,
+    cell: str = "rnn",
+) -> HTML:
     """A few entries of each parameter's gradient, analytic (BPTT) beside numerical (centered
     differences), with their elementwise relative error; the entries are drawn with ``rng`` (those of
     U from the columns of characters in ``x``: the others have a zero gradient)."""
@@ -84,22 +124,29 @@ def gradient_entries(params: ParamSet, x, y, rng: np.random.Generator, per_param
             g_a, g_n = analytic[name].reshape(-1)[i], gradcheck.centered_difference(loss, view, i, h)
             rel = abs(g_a - g_n) / max(gradcheck.EPS, abs(g_a) + abs(g_n))
             index = np.unravel_index(i, p[name].shape)
-            rows.append([f"<b>{name}</b>[{', '.join(map(str, index))}]", f"{g_a:+.8e}", f"{g_n:+.8e}", f"{rel:.1e}"])
+            rows.append(
+                [f"<b>{name}</b>[{', '.join(map(str, index))}]", f"{g_a:+.8e}", f"{g_n:+.8e}", f"{rel:.1e}"]
+            )
     return HTML(table(["entry", "analytic", "numerical", "relative error"], rows))
 
 
-def temperature_samples(checkpoint: str, temperatures, length: int = 200, seed: int = 0, prime: str = "\n",
-                        top_p: float = 1.0) -> HTML:
+def temperature_samples(
+    checkpoint: str, temperatures, length: int = 200, seed: int = 0, prime: str = "\n", top_p: float = 1.0
+) -> HTML:
     """The same prime continued at each temperature, side by side (one seed, so one set of draws)."""
     columns = []
     for t in temperatures:
         r = synthesize(checkpoint, length, seed, prime, t, top_p)
-        columns.append(f'<div style="flex: 1; min-width: 14em"><p style="font-weight: bold; margin: 0.2em 0">'
-                       f"temperature {t:g}</p>{text_block(r['text'])}</div>")
+        columns.append(
+            f'<div style="flex: 1; min-width: 14em"><p style="font-weight: bold; margin: 0.2em 0">'
+            f"temperature {t:g}</p>{text_block(r['text'])}</div>"
+        )
     return HTML(f'<div style="display: flex; gap: 0.8em; align-items: flex-start">{"".join(columns)}</div>')
 
 
-def next_char_probabilities(checkpoint: str, prime: str, temperature: float = 1.0) -> tuple[list[str], np.ndarray]:
+def next_char_probabilities(
+    checkpoint: str, prime: str, temperature: float = 1.0
+) -> tuple[list[str], np.ndarray]:
     """The vocabulary and p(next character) after reading ``prime``, at ``temperature``."""
     ck = ckpt.load(checkpoint)
     cell = cells.of(ck.params)
@@ -113,13 +160,19 @@ def next_char_probabilities(checkpoint: str, prime: str, temperature: float = 1.
 def default_probe(text: str, start: int = 0, length: int = 30) -> str:
     """About ``length`` characters of ``text`` from ``start``, ending with a whole word: a probe made of
     the model's own kind of text."""
-    piece = text[start:start + length + 1]
+    piece = text[start : start + length + 1]
     cut = piece.rstrip().rfind(" ")
     return (piece[:cut] if cut > 0 else piece[:length]).strip() or piece[:length]
 
 
-def next_char_figure(checkpoint: str, prime: str = "", temperatures=(0.5, 1.0, 1.5), top_k: int = 15,
-                     data_path: str = "", start: int = 0):
+def next_char_figure(
+    checkpoint: str,
+    prime: str = "",
+    temperatures=(0.5, 1.0, 1.5),
+    top_k: int = 15,
+    data_path: str = "",
+    start: int = 0,
+):
     """Bar chart: the ``top_k`` most likely next characters after ``prime`` (at temperature 1), with
     their probabilities at each temperature. An empty ``prime`` is :func:`default_probe` of the
     model's text (``data_path``, by default the text it was trained on) from ``start``."""
@@ -137,8 +190,12 @@ def next_char_figure(checkpoint: str, prime: str = "", temperatures=(0.5, 1.0, 1
     width = 0.8 / len(temperatures)
     for i, t in enumerate(temperatures):
         p = next_char_probabilities(checkpoint, prime, t)[1]
-        ax.bar(np.arange(len(order)) + (i - (len(temperatures) - 1) / 2) * width, p[order], width,
-               label=f"temperature {t:g}")
+        ax.bar(
+            np.arange(len(order)) + (i - (len(temperatures) - 1) / 2) * width,
+            p[order],
+            width,
+            label=f"temperature {t:g}",
+        )
     ax.set_xticks(np.arange(len(order)), [repr(chars[j])[1:-1] if chars[j] != " " else "␣" for j in order])
     ax.set_ylabel("p(next character)")
     tail = prime[-30:]
@@ -152,7 +209,7 @@ def next_char_figure(checkpoint: str, prime: str = "", temperatures=(0.5, 1.0, 1
 
 
 FEATURES = {
-    "inside quotes": lambda text: np.cumsum([ch in "\"“”" for ch in text]) % 2 == 1,
+    "inside quotes": lambda text: np.cumsum([ch in '"“”' for ch in text]) % 2 == 1,
     "characters since the line break": lambda text: np.array(_since_newline(text)),
     "inside a word": lambda text: np.array([ch.isalpha() for ch in text]),
 }
@@ -206,14 +263,17 @@ def tracking_units(H: np.ndarray, read: str) -> list[dict]:
         if f.std() == 0:
             continue
         Hc, fc = H - H.mean(axis=0), f - f.mean()
-        corr = (Hc * fc[:, None]).sum(axis=0) / np.maximum(np.sqrt((Hc ** 2).sum(axis=0) * (fc ** 2).sum()), 1e-12)
+        corr = (Hc * fc[:, None]).sum(axis=0) / np.maximum(
+            np.sqrt((Hc**2).sum(axis=0) * (fc**2).sum()), 1e-12
+        )
         unit = int(np.argmax(np.abs(corr)))
         found.append({"feature": name, "unit": unit, "r": float(corr[unit])})
     return found
 
 
-def hidden_units(checkpoint: str, data_path: str = "", start: int = 0, length: int = 400,
-                 window: int = 20_000) -> HTML:
+def hidden_units(
+    checkpoint: str, data_path: str = "", start: int = 0, length: int = 400, window: int = 20_000
+) -> HTML:
     """A passage of the text coloured by the hidden units that best track each of :data:`FEATURES`.
 
     The units are chosen by the correlation of h_t with each feature over ``window`` characters from
@@ -228,20 +288,30 @@ def hidden_units(checkpoint: str, data_path: str = "", start: int = 0, length: i
         return _gone(err)
     text = corpus.text
     start = max(0, min(int(start), len(text) - 2))
-    stretch = text[start:start + window + 1]
+    stretch = text[start : start + window + 1]
     H = hidden_states(checkpoint, stretch)  # after each of stretch[:-1]
     read = stretch[:-1]
-    blocks, coloured = [f'<p class="note">On {html.escape(corpus.name)}, from character {start:,}'
-                        + (f"; {html.escape(note)}" if note else "") + ".</p>"], False
+    blocks, coloured = (
+        [
+            f'<p class="note">On {html.escape(corpus.name)}, from character {start:,}'
+            + (f"; {html.escape(note)}" if note else "")
+            + ".</p>"
+        ],
+        False,
+    )
     for u in tracking_units(H, read):
         found = f"(correlation {u['r']:+.2f} over {len(read):,} characters)"
         if abs(u["r"]) < TRACKS:
-            blocks.append(f'<p style="margin: 0.6em 0 0.2em 0">No unit tracks <i>{html.escape(u["feature"])}</i> well: '
-                          f"the closest, unit {u['unit']}, has |correlation| below {TRACKS:g} {found}.</p>")
+            blocks.append(
+                f'<p style="margin: 0.6em 0 0.2em 0">No unit tracks <i>{html.escape(u["feature"])}</i> well: '
+                f"the closest, unit {u['unit']}, has |correlation| below {TRACKS:g} {found}.</p>"
+            )
             continue
-        blocks.append(f'<p style="margin: 0.6em 0 0.2em 0"><b>unit {u["unit"]}</b> tracks '
-                      f'<i>{html.escape(u["feature"])}</i> {found}:</p>'
-                      + activation_passage(read[:length], H[:length, u["unit"]]))
+        blocks.append(
+            f'<p style="margin: 0.6em 0 0.2em 0"><b>unit {u["unit"]}</b> tracks '
+            f"<i>{html.escape(u['feature'])}</i> {found}:</p>"
+            + activation_passage(read[:length], H[:length, u["unit"]])
+        )
         coloured = True
     return HTML("".join(blocks) + (ACTIVATION_LEGEND if coloured else ""))
 
@@ -257,9 +327,14 @@ def checkpoint_facts(checkpoint: str) -> HTML:
         last = ckpt.load(last_path)
         rows.append([last_path.name, after(last.step), f"{last.smooth_loss:.4f}"])
     chosen = "validation loss" if meta.get("config", {}).get("val_fraction", 0) > 0 else "smooth loss"
-    return HTML(table(["checkpoint", "parameters", "smooth loss"], rows,
-                      f"Run {meta.get('run_id', '?')}, seed {meta.get('seed', '?')}; the best model is the one with "
-                      f"the lowest {chosen}."))
+    return HTML(
+        table(
+            ["checkpoint", "parameters", "smooth loss"],
+            rows,
+            f"Run {meta.get('run_id', '?')}, seed {meta.get('seed', '?')}; the best model is the one with "
+            f"the lowest {chosen}.",
+        )
+    )
 
 
 def slice_loss(checkpoint: str, data_path: str = "", n_chars: int = 10_000) -> HTML:
@@ -277,13 +352,23 @@ def slice_loss(checkpoint: str, data_path: str = "", n_chars: int = 10_000) -> H
     data = encode(corpus.text, ck.chars)
     n_val = int(round(cfg.get("val_fraction", 0) * len(data)))
     held_out = n_val >= 2 and not data_path
-    part = data[-n_val:] if held_out else data[-max(2, min(int(n_chars), len(data))):]
+    part = data[-n_val:] if held_out else data[-max(2, min(int(n_chars), len(data))) :]
     loss = evaluate.loss_per_char(cells.of(ck.params), ck.params, part)
     T = cfg.get("seq_length", 25)
     trained = "trained on too: this run held nothing out" if not data_path else f"from {corpus.name}"
-    where = (f"the held-out last {len(part):,} characters (never trained on)" if held_out else
-             f"the last {len(part):,} characters of the text ({trained})")
-    rows = [[html.escape(f"loss on {where}"), f"{loss:.3f}", f"{bits(loss):.3f}"],
-            [f"smooth loss / seq_length = {ck.smooth_loss:.2f} / {T} (training chunks, a running average)",
-             f"{ck.smooth_loss / T:.3f}", f"{bits(ck.smooth_loss / T):.3f}"]]
-    return HTML(table(["per character", "nats", "bits"], rows, html.escape(note.capitalize()) if note else ""))
+    where = (
+        f"the held-out last {len(part):,} characters (never trained on)"
+        if held_out
+        else f"the last {len(part):,} characters of the text ({trained})"
+    )
+    rows = [
+        [html.escape(f"loss on {where}"), f"{loss:.3f}", f"{bits(loss):.3f}"],
+        [
+            f"smooth loss / seq_length = {ck.smooth_loss:.2f} / {T} (training chunks, a running average)",
+            f"{ck.smooth_loss / T:.3f}",
+            f"{bits(ck.smooth_loss / T):.3f}",
+        ],
+    ]
+    return HTML(
+        table(["per character", "nats", "bits"], rows, html.escape(note.capitalize()) if note else "")
+    )

@@ -3,6 +3,7 @@
 Notebooks call these with their papermill parameters; they pass paths (checkpoints, result
 files) to one another, never in-memory state.
 """
+
 from __future__ import annotations
 
 import json
@@ -10,17 +11,24 @@ import math
 
 import numpy as np
 
-from ..common import files
+from ..common import files, lock
 from ..common.paths import resolve
 from ..common.progress import Progress
 from ..common.units import per_char
-from ..data.text import build_vocab, default_prime, encode, known_part, load_corpus, ngram_entropy, unknown_note
+from ..data.text import (
+    build_vocab,
+    default_prime,
+    encode,
+    known_part,
+    load_corpus,
+    ngram_entropy,
+    unknown_note,
+)
 from ..model import cells, gradcheck, sample
 from ..train import checkpoint as ckpt
 from ..train import evaluate, optim
 from ..train.config import TrainConfig, coerce
 from ..train.trainer import SMOOTHING, Trainer, TrainState, new_run_id
-from ..common import lock
 
 
 def corpus_info(corpus, chars) -> dict:
@@ -28,8 +36,17 @@ def corpus_info(corpus, chars) -> dict:
     return {"name": corpus.name, "source": corpus.source, "n_chars": len(corpus.text), "K": len(chars)}
 
 
-def gradient_test(data_path: str, out_dir: str, seq_lengths=(10, 25, 40), h: float = 1e-4, m: int = 100,
-                  sig: float = 0.01, seed: int = 0, cell: str = "rnn", n_layers: int = 1) -> dict:
+def gradient_test(
+    data_path: str,
+    out_dir: str,
+    seq_lengths=(10, 25, 40),
+    h: float = 1e-4,
+    m: int = 100,
+    sig: float = 0.01,
+    seed: int = 0,
+    cell: str = "rnn",
+    n_layers: int = 1,
+) -> dict:
     """Check analytic against numerical gradients for each sequence length; write ``gradcheck.json``.
 
     Each check runs on the first ``seq_length`` characters of the text (targets shifted by one),
@@ -41,35 +58,64 @@ def gradient_test(data_path: str, out_dir: str, seq_lengths=(10, 25, 40), h: flo
         try:
             seq_lengths = json.loads(seq_lengths)
         except json.JSONDecodeError:
-            raise ValueError(f"seq_lengths must be a list of whole numbers such as [10, 25, 40]; got {seq_lengths!r}") from None
+            raise ValueError(
+                f"seq_lengths must be a list of whole numbers such as [10, 25, 40]; got {seq_lengths!r}"
+            ) from None
     if isinstance(seq_lengths, (str, int)) or not len(seq_lengths):
-        raise ValueError(f"seq_lengths must be a non-empty list of whole numbers, e.g. [10, 25, 40]; got {seq_lengths!r}")
+        raise ValueError(
+            f"seq_lengths must be a non-empty list of whole numbers, e.g. [10, 25, 40]; got {seq_lengths!r}"
+        )
     seq_lengths = [coerce("seq_lengths", T, "int") for T in seq_lengths]
     h, m, sig = coerce("h", h, "float"), coerce("m", m, "int"), coerce("sig", sig, "float")
     n_layers = coerce("n_layers", n_layers, "int")
-    for name, value in (("seq_lengths", min(seq_lengths)), ("h", h), ("m", m), ("sig", sig), ("n_layers", n_layers)):
+    for name, value in (
+        ("seq_lengths", min(seq_lengths)),
+        ("h", h),
+        ("m", m),
+        ("sig", sig),
+        ("n_layers", n_layers),
+    ):
         if not value > 0:
             raise ValueError(f"{name} must be > 0, got {value!r}")
     corpus = load_corpus(data_path)
     if len(corpus.text) < max(seq_lengths) + 1:
-        raise ValueError(f"the text has {len(corpus.text)} characters, fewer than the longest seq_length + 1 = "
-                         f"{max(seq_lengths) + 1}; use a longer text or shorter seq_lengths.")
+        raise ValueError(
+            f"the text has {len(corpus.text)} characters, fewer than the longest seq_length + 1 = "
+            f"{max(seq_lengths) + 1}; use a longer text or shorter seq_lengths."
+        )
     chars = build_vocab(corpus.text)
-    data = encode(corpus.text[:max(seq_lengths) + 1], chars)
+    data = encode(corpus.text[: max(seq_lengths) + 1], chars)
     params = cells.init_params(cell, m, len(chars), sig, np.random.default_rng(seed), layers=n_layers)
     errors, max_errors = {}, {}
     bar = Progress(params.flat.size * len(seq_lengths), "gradient entries")
     for i, T in enumerate(seq_lengths):
         base = i * params.flat.size
-        result = gradcheck.check(params, data[:T], data[1:T + 1], h=h, cell=cell,
-                                 progress=lambda done: bar.update(base + done, f"seq_length {T}"))
+        result = gradcheck.check(
+            params,
+            data[:T],
+            data[1 : T + 1],
+            h=h,
+            cell=cell,
+            progress=lambda done, base=base, T=T: bar.update(base + done, f"seq_length {T}"),
+        )
         errors[str(T)] = {name: r["norm"] for name, r in result.items()}
         max_errors[str(T)] = {name: r["max"] for name, r in result.items()}
         bar.write(f"seq_length {T}: " + "  ".join(f"{n} {e:.2e}" for n, e in errors[str(T)].items()))
     bar.update(bar.total, "done")
     bar.close()
-    result = {"h": h, "m": m, "sig": sig, "seed": seed, "cell": cell, "n_layers": n_layers, "dtype": "float64", "norm": "L2 (Frobenius)",
-              "errors": errors, "max_errors": max_errors, "corpus": corpus_info(corpus, chars)}
+    result = {
+        "h": h,
+        "m": m,
+        "sig": sig,
+        "seed": seed,
+        "cell": cell,
+        "n_layers": n_layers,
+        "dtype": "float64",
+        "norm": "L2 (Frobenius)",
+        "errors": errors,
+        "max_errors": max_errors,
+        "corpus": corpus_info(corpus, chars),
+    }
     files.write_json(resolve(out_dir) / "gradcheck.json", result)
     return result
 
@@ -113,9 +159,11 @@ def replacing(out, run_id: str) -> str:
     if run.get("run_id") == run_id:
         return ""
     report = " and the report made from it (report.html)" if (out / "report.html").is_file() else ""
-    return (f"note: {out} holds run {run.get('run_id')} ({run.get('steps_done', 0):,} updates on "
-            f"{run.get('corpus', {}).get('name', '?')}){report}; this training replaces its checkpoints and results. "
-            "To keep them, train into another out_dir (e.g. output/lab).")
+    return (
+        f"note: {out} holds run {run.get('run_id')} ({run.get('steps_done', 0):,} updates on "
+        f"{run.get('corpus', {}).get('name', '?')}){report}; this training replaces its checkpoints and results. "
+        "To keep them, train into another out_dir (e.g. output/lab)."
+    )
 
 
 def start(cfg: TrainConfig, corpus, seed: int, init_from: str = "") -> tuple[Trainer, dict]:
@@ -126,15 +174,22 @@ def start(cfg: TrainConfig, corpus, seed: int, init_from: str = "") -> tuple[Tra
         state = TrainState.resume(last, cfg, chars)
         was = last.meta.get("corpus", {})
         if was.get("n_chars", len(corpus.text)) != len(corpus.text):
-            raise ValueError(f"the checkpoint was trained on {was.get('name')!r} ({was['n_chars']:,} characters) but "
-                             f"data_path gives {corpus.name!r} ({len(corpus.text):,}); resume on the same text.")
+            raise ValueError(
+                f"the checkpoint was trained on {was.get('name')!r} ({was['n_chars']:,} characters) but "
+                f"data_path gives {corpus.name!r} ({len(corpus.text):,}); resume on the same text."
+            )
         run_id = last.meta.get("run_id") or new_run_id()
         seed = last.meta.get("seed", seed)  # the run's own seed (its random state comes from the checkpoint)
         print(f"resuming from {resolve(init_from)} at update {state.step:,}")
     else:
         state, run_id = TrainState.fresh(cfg, len(chars), np.random.default_rng(seed)), new_run_id()
     trainer = Trainer(cfg, encode(corpus.text, chars), chars, state)
-    return trainer, {"run_id": run_id, "seed": seed, "config": cfg.as_dict(), "corpus": corpus_info(corpus, chars)}
+    return trainer, {
+        "run_id": run_id,
+        "seed": seed,
+        "config": cfg.as_dict(),
+        "corpus": corpus_info(corpus, chars),
+    }
 
 
 def run_to_end(trainer: Trainer, out, meta: dict) -> dict:
@@ -145,9 +200,11 @@ def run_to_end(trainer: Trainer, out, meta: dict) -> dict:
     """
     state, cfg, first_step = trainer.state, trainer.cfg, trainer.state.step
     corpus, per_epoch = meta["corpus"], (trainer.L - 1) // cfg.seq_length
-    print(f"training on {corpus['name']}: {corpus['n_chars']:,} characters, K = {corpus['K']}; one epoch is "
-          f"{per_epoch:,} updates, so {cfg.n_updates:,} updates are {cfg.n_updates / per_epoch:.1f} epochs; "
-          f"writing to {out}")
+    print(
+        f"training on {corpus['name']}: {corpus['n_chars']:,} characters, K = {corpus['K']}; one epoch is "
+        f"{per_epoch:,} updates, so {cfg.n_updates:,} updates are {cfg.n_updates / per_epoch:.1f} epochs; "
+        f"writing to {out}"
+    )
     try:
         seconds = trainer.run_saving(cfg.n_updates, lambda: write_run_files(trainer, out, meta))
         final_val = None
@@ -155,17 +212,29 @@ def run_to_end(trainer: Trainer, out, meta: dict) -> dict:
             # the final model's figure, off the eval_every grid: reported, but kept out of val_log and the
             # best-model choice, so that a run stopped here and resumed equals an uninterrupted one
             final_val = evaluate.loss_per_char(cfg.cell, state.params, trainer.val_data)
-        run = write_run_files(trainer, out, meta, seconds, state.step - first_step, final_val,
-                              final_sample(trainer, meta["seed"]))
+        run = write_run_files(
+            trainer,
+            out,
+            meta,
+            seconds,
+            state.step - first_step,
+            final_val,
+            final_sample(trainer, meta["seed"]),
+        )
     except OSError as err:
         if err.errno not in files.WRITE_ERRNOS:
             raise
-        raise type(err)(err.errno, f"{err.strerror or err}\ntraining stopped at update {state.step:,}; "
-                                   f"{_kept(out / 'last.npz', meta['run_id'])}.") from err
+        raise type(err)(
+            err.errno,
+            f"{err.strerror or err}\ntraining stopped at update {state.step:,}; "
+            f"{_kept(out / 'last.npz', meta['run_id'])}.",
+        ) from err
     for what in ("best_val", "test"):
         if run[f"{what}_loss_per_char"] is not None:
-            print(f"{what.replace('_', ' ')}: {run[f'{what}_loss_per_char']:.4f} nats/char, "
-                  f"{run[f'{what}_bits_per_char']:.4f} bits/char, perplexity {run[f'{what}_perplexity']:.3f}")
+            print(
+                f"{what.replace('_', ' ')}: {run[f'{what}_loss_per_char']:.4f} nats/char, "
+                f"{run[f'{what}_bits_per_char']:.4f} bits/char, perplexity {run[f'{what}_perplexity']:.3f}"
+            )
     return run
 
 
@@ -193,13 +262,26 @@ def final_sample(trainer: Trainer, seed: int) -> dict | None:
     if s.step == 0 or s.step % cfg.sample_every == 0 or upcoming > cfg.sample_until:
         return None
     x0 = int(trainer.train_data[min(s.position, len(trainer.train_data) - 1)])
-    idx, _ = trainer.engine.sampler(s.params, s.hprev[0], x0, cfg.sample_length, np.random.default_rng([seed, s.step]),
-                                    cell=cfg.cell)
-    return {"step": s.step, "smooth_loss": s.smooth_loss, "text": "".join(trainer.chars[i] for i in idx), "final": True}
+    idx, _ = trainer.engine.sampler(
+        s.params, s.hprev[0], x0, cfg.sample_length, np.random.default_rng([seed, s.step]), cell=cfg.cell
+    )
+    return {
+        "step": s.step,
+        "smooth_loss": s.smooth_loss,
+        "text": "".join(trainer.chars[i] for i in idx),
+        "final": True,
+    }
 
 
-def write_run_files(trainer: Trainer, out, meta: dict, seconds: float | None = None, updates: int = 0,
-                    final_val: float | None = None, final: dict | None = None) -> dict:
+def write_run_files(
+    trainer: Trainer,
+    out,
+    meta: dict,
+    seconds: float | None = None,
+    updates: int = 0,
+    final_val: float | None = None,
+    final: dict | None = None,
+) -> dict:
     """Write checkpoints, logs, samples, ``run.json`` and ``metrics.json``; returns run.json's contents.
 
     The files are written as one group (:func:`helpers.common.files.atomic_group`): a full disk
@@ -216,29 +298,56 @@ def write_run_files(trainer: Trainer, out, meta: dict, seconds: float | None = N
     if final_val is not None and not s.val_log:
         # no evaluation on the eval_every grid yet: the final model is the best one. Only best.npz and
         # the summaries say so; the state in last.npz stays as an uninterrupted run would have it
-        best = ckpt.Checkpoint(params=s.params, chars=trainer.chars, step=s.step, smooth_loss=s.smooth_loss,
-                               meta={**meta, "kind": "best"})
+        best = ckpt.Checkpoint(
+            params=s.params,
+            chars=trainer.chars,
+            step=s.step,
+            smooth_loss=s.smooth_loss,
+            meta={**meta, "kind": "best"},
+        )
         best_val = final_val
     test = trainer.test(best.params) if seconds is not None else None  # once, never used for choosing
     best.meta.update(per_char(best_val, "best_val"), **(per_char(test, "test") if test is not None else {}))
     last_val = final_val if final_val is not None else (s.val_log[-1][3] if s.val_log else None)
     total_seconds = trainer.seconds
     losses = {**per_char(last_val, "val"), **per_char(best_val, "best_val"), **per_char(test, "test")}
-    metrics = {**losses, "reference": reference_points(trainer),
-               "train_smooth_loss_per_char": s.smooth_loss / cfg.seq_length,
-               "chars_seen": trainer.chars_seen, "seconds": total_seconds, "val_chars": len(trainer.val_data),
-               "test_chars": len(trainer.test_data), "history": [
-                   {"step": st, "chars_seen": ch, "seconds": sec, "val_loss_per_char": v} for st, ch, sec, v in s.val_log]}
-    constants = {"clip": optim.CLIP, "smoothing": SMOOTHING, "optimizer": cfg.optimizer,
-                 "optimizer_settings": optim.SETTINGS[cfg.optimizer]}
-    summary = {**meta, "steps_done": s.step, "epochs": s.epoch, "epoch_starts": s.epoch_starts,
-               "final_smooth_loss": s.smooth_loss, "best_smooth_loss": best.smooth_loss,
-               "best_step": best.step, **losses,
-               "best_chosen_by": "validation loss" if best_val is not None else "smooth loss",
-               "chars_seen": trainer.chars_seen, "seconds": total_seconds,
-               "session_seconds": seconds, "session_updates": updates,
-               "updates_per_second": updates / seconds if seconds else None,
-               "engine": trainer.engine.name, "constants": constants}
+    metrics = {
+        **losses,
+        "reference": reference_points(trainer),
+        "train_smooth_loss_per_char": s.smooth_loss / cfg.seq_length,
+        "chars_seen": trainer.chars_seen,
+        "seconds": total_seconds,
+        "val_chars": len(trainer.val_data),
+        "test_chars": len(trainer.test_data),
+        "history": [
+            {"step": st, "chars_seen": ch, "seconds": sec, "val_loss_per_char": v}
+            for st, ch, sec, v in s.val_log
+        ],
+    }
+    constants = {
+        "clip": optim.CLIP,
+        "smoothing": SMOOTHING,
+        "optimizer": cfg.optimizer,
+        "optimizer_settings": optim.SETTINGS[cfg.optimizer],
+    }
+    summary = {
+        **meta,
+        "steps_done": s.step,
+        "epochs": s.epoch,
+        "epoch_starts": s.epoch_starts,
+        "final_smooth_loss": s.smooth_loss,
+        "best_smooth_loss": best.smooth_loss,
+        "best_step": best.step,
+        **losses,
+        "best_chosen_by": "validation loss" if best_val is not None else "smooth loss",
+        "chars_seen": trainer.chars_seen,
+        "seconds": total_seconds,
+        "session_seconds": seconds,
+        "session_updates": updates,
+        "updates_per_second": updates / seconds if seconds else None,
+        "engine": trainer.engine.name,
+        "constants": constants,
+    }
     with files.atomic_group() as group:  # all written, then renamed in this order: last.npz first
         ckpt.save(out / "last.npz", trainer.checkpoint("last", meta), group)
         ckpt.save(out / "best.npz", best, group)
@@ -253,8 +362,12 @@ def reference_points(trainer: Trainer) -> dict:
     """Losses per character (nats) to place a model on: a uniform guess, ln K, and the unigram and
     bigram entropy of the training part of the text (:func:`helpers.data.text.ngram_entropy`)."""
     K, data = len(trainer.chars), trainer.train_data
-    return {"uniform": math.log(K), "unigram": ngram_entropy(data, K, 1), "bigram": ngram_entropy(data, K, 2),
-            "train_chars": len(data)}
+    return {
+        "uniform": math.log(K),
+        "unigram": ngram_entropy(data, K, 1),
+        "bigram": ngram_entropy(data, K, 2),
+        "train_chars": len(data),
+    }
 
 
 def result_path(checkpoint: str, out_dir: str, name: str) -> str:
@@ -278,9 +391,17 @@ def usable_prime(prime: str, chars: list[str], what: str = "prime") -> tuple[str
     return kept, note
 
 
-def synthesize(checkpoint: str, length: int = 1000, seed: int = 0, prime: str = "",
-               temperature: float = 1.0, top_p: float = 1.0, out_path: str | None = None,
-               engine: str = "numpy", beam_width: int = 0) -> dict:
+def synthesize(
+    checkpoint: str,
+    length: int = 1000,
+    seed: int = 0,
+    prime: str = "",
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    out_path: str | None = None,
+    engine: str = "numpy",
+    beam_width: int = 0,
+) -> dict:
     """Synthesize ``length`` characters from a checkpoint, with the vocabulary it carries.
 
     The hidden state starts at zero and is run over ``prime`` but its last character, which is
@@ -296,7 +417,9 @@ def synthesize(checkpoint: str, length: int = 1000, seed: int = 0, prime: str = 
     temperature, top_p = coerce("temperature", temperature, "float"), coerce("top_p", top_p, "float")
     beam_width = coerce("beam_width", beam_width, "int")
     if beam_width < 0:
-        raise ValueError(f"beam_width must be >= 0 (0 or 1: sample; 2 or more: beam search), got {beam_width}")
+        raise ValueError(
+            f"beam_width must be >= 0 (0 or 1: sample; 2 or more: beam search), got {beam_width}"
+        )
     ck = ckpt.load(checkpoint)
     prime, note = usable_prime(prime, ck.chars)
     x = encode(prime, ck.chars)
@@ -312,13 +435,31 @@ def synthesize(checkpoint: str, length: int = 1000, seed: int = 0, prime: str = 
     if beam_width >= 2:
         idx, log_prob = sample.beam_search(ck.params, h0, int(x[-1]), length, beam_width, cell)
     else:
-        idx, _ = sampler(ck.params, h0, int(x[-1]), length, np.random.default_rng(seed),
-                         temperature=temperature, top_p=top_p, cell=cell)
+        idx, _ = sampler(
+            ck.params,
+            h0,
+            int(x[-1]),
+            length,
+            np.random.default_rng(seed),
+            temperature=temperature,
+            top_p=top_p,
+            cell=cell,
+        )
         log_prob = sample.log_prob(ck.params, h0, int(x[-1]), idx, cell)
-    result = {"checkpoint": str(resolve(checkpoint)), "step": ck.step, "smooth_loss": ck.smooth_loss,
-              "seed": seed, "prime": prime, "temperature": temperature, "top_p": top_p, "beam_width": beam_width,
-              "text": "".join(ck.chars[i] for i in idx), "log_prob": log_prob, "run_id": ck.meta.get("run_id"),
-              "note": note}
+    result = {
+        "checkpoint": str(resolve(checkpoint)),
+        "step": ck.step,
+        "smooth_loss": ck.smooth_loss,
+        "seed": seed,
+        "prime": prime,
+        "temperature": temperature,
+        "top_p": top_p,
+        "beam_width": beam_width,
+        "text": "".join(ck.chars[i] for i in idx),
+        "log_prob": log_prob,
+        "run_id": ck.meta.get("run_id"),
+        "note": note,
+    }
     if out_path:
         files.write_json(resolve(out_path), result)
     return result

@@ -10,6 +10,7 @@ run: a crash between writing ``last.npz`` and ``best.npz`` cannot split the pair
 :func:`to_arrays` and :func:`from_arrays` are the two directions of one format, side by side;
 every file is written atomically (:func:`helpers.common.files.atomic_path`).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -72,16 +73,20 @@ def from_arrays(data: dict, where: str = "checkpoint") -> Checkpoint:
         raise ValueError(f"{where} lacks {', '.join(missing)}; it was not written by this project.")
     meta = json.loads(str(data["meta"])) if "meta" in data else {}
     if meta.pop("format", FORMAT) != FORMAT:
-        raise ValueError(f"{where} is in checkpoint format {json.loads(str(data['meta']))['format']!r}, but this "
-                         f"version reads format {FORMAT} "
-                         "only; use the version of the project that wrote it, or train again.")
+        raise ValueError(
+            f"{where} is in checkpoint format {json.loads(str(data['meta']))['format']!r}, but this "
+            f"version reads format {FORMAT} "
+            "only; use the version of the project that wrote it, or train again."
+        )
     dtype = data["U"].dtype if data["U"].dtype in (np.float32, np.float64) else np.float64
     groups = {}
     try:
         for attr, prefix in GROUPS.items():
             present = prefix + "U" in data
-            names = layer_names(count_layers({k[len(prefix):] for k in data if k.startswith(prefix)}))
-            groups[attr] = ParamSet.from_arrays({n: data[prefix + n] for n in names}, dtype) if present else None
+            names = layer_names(count_layers({k[len(prefix) :] for k in data if k.startswith(prefix)}))
+            groups[attr] = (
+                ParamSet.from_arrays({n: data[prefix + n] for n in names}, dtype) if present else None
+            )
     except (KeyError, ValueError) as err:
         raise ValueError(f"{where} is inconsistent: {err}") from None
     if "char_codes" in data:
@@ -89,12 +94,20 @@ def from_arrays(data: dict, where: str = "checkpoint") -> Checkpoint:
     else:
         chars = [str(ch) for ch in data["chars"].tolist()]
     if groups["params"].gates not in {cell.gates for cell in cells.REGISTRY.values()}:
-        raise ValueError(f"{where} is inconsistent: W has {groups['params'].gates} blocks of m rows, which no cell "
-                         f"has ({', '.join(f'{n}: {c.gates}' for n, c in cells.REGISTRY.items())}).")
+        raise ValueError(
+            f"{where} is inconsistent: W has {groups['params'].gates} blocks of m rows, which no cell "
+            f"has ({', '.join(f'{n}: {c.gates}' for n, c in cells.REGISTRY.items())})."
+        )
     if len(chars) != groups["params"].K:
         raise ValueError(f"{where} has {len(chars)} characters but K={groups['params'].K} columns in U.")
-    return Checkpoint(chars=chars, meta=meta, step=int(data.get("step", 0)),
-                      smooth_loss=float(data.get("smooth_loss", np.nan)), hprev=data.get("hprev"), **groups)
+    return Checkpoint(
+        chars=chars,
+        meta=meta,
+        step=int(data.get("step", 0)),
+        smooth_loss=float(data.get("smooth_loss", np.nan)),
+        hprev=data.get("hprev"),
+        **groups,
+    )
 
 
 def save(path, ck: Checkpoint, group: AtomicGroup | None = None) -> Path:
@@ -122,6 +135,8 @@ def load(path) -> Checkpoint:
         with np.load(path, allow_pickle=False) as z:
             data = {key: z[key] for key in z.files}
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as err:
-        raise ValueError(f"checkpoint {str(path)!r} is unreadable or truncated ({err}); use another "
-                         "checkpoint, e.g. last.npz or best.npz from a finished run.") from None
+        raise ValueError(
+            f"checkpoint {str(path)!r} is unreadable or truncated ({err}); use another "
+            "checkpoint, e.g. last.npz or best.npz from a finished run."
+        ) from None
     return from_arrays(data, f"checkpoint {str(path)!r}")

@@ -3,6 +3,7 @@
 Values may arrive from papermill as strings (``-r m 100``) or from Python; each is coerced to
 its declared type or rejected with a message that names the parameter and what it accepts.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -15,7 +16,7 @@ from . import optim
 DTYPES = ("float64", "float32")
 CELLS = tuple(cells.CELLS)
 OPTIMIZERS = tuple(optim.OPTIMIZERS)
-ENGINES = ("numpy", "numba")
+ENGINES = ("numpy", "numba", "auto")
 SCHEDULES = ("constant", "cosine")
 
 
@@ -35,8 +36,9 @@ class TrainConfig:
     log_every : write a row of train_log.csv every this many updates.
     checkpoint_every : write last.npz and best.npz every this many updates.
     dtype : "float64" (default, exact) or "float32" (faster).
-    engine : "numpy" (default) or "numba" (JIT-compiled update for the vanilla RNN with one stream;
-        falls back to numpy, with a note, when numba is not installed).
+    engine : "numpy" (default), "numba" (JIT-compiled update for the vanilla RNN with one stream and
+        for the GRU and the LSTM; falls back to numpy, with a note, when numba is not installed) or
+        "auto" (numba for the GRU and the LSTM when numba is installed, else numpy).
     cell : "rnn" (the assignment's vanilla RNN), "lstm" or "gru".
     batch_size : B parallel streams through the text; 1 is the assignment's training.
     val_fraction : the last part of the text held out for validation (0: none).
@@ -79,33 +81,63 @@ class TrainConfig:
     def __post_init__(self):
         for f in dataclasses.fields(self):
             object.__setattr__(self, f.name, coerce(f.name, getattr(self, f.name), f.type))
-        positive(self, "m", "eta", "seq_length", "sig", "n_updates", "sample_every", "log_every", "checkpoint_every",
-                 "batch_size", "eval_every", "n_layers", "lr_decay")
-        at_least(self, 0, "sample_until", "sample_length", "val_fraction", "dropout", "warmup", "test_fraction")
-        for name, allowed in (("dtype", DTYPES), ("engine", ENGINES), ("cell", CELLS), ("optimizer", OPTIMIZERS),
-                              ("lr_schedule", SCHEDULES)):
+        positive(
+            self,
+            "m",
+            "eta",
+            "seq_length",
+            "sig",
+            "n_updates",
+            "sample_every",
+            "log_every",
+            "checkpoint_every",
+            "batch_size",
+            "eval_every",
+            "n_layers",
+            "lr_decay",
+        )
+        at_least(
+            self, 0, "sample_until", "sample_length", "val_fraction", "dropout", "warmup", "test_fraction"
+        )
+        for name, allowed in (
+            ("dtype", DTYPES),
+            ("engine", ENGINES),
+            ("cell", CELLS),
+            ("optimizer", OPTIMIZERS),
+            ("lr_schedule", SCHEDULES),
+        ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
         if not self.val_fraction < 0.5:
-            raise ValueError(f"val_fraction must be in [0, 0.5), e.g. 0.05 for the last 5%, got {self.val_fraction!r}")
+            raise ValueError(
+                f"val_fraction must be in [0, 0.5), e.g. 0.05 for the last 5%, got {self.val_fraction!r}"
+            )
         if not self.val_fraction + self.test_fraction < 0.5:
-            raise ValueError(f"test_fraction must be in [0, 0.5 - val_fraction), e.g. 0.05, so that most of the text "
-                             f"is trained on; got {self.test_fraction!r} with val_fraction {self.val_fraction!r}")
+            raise ValueError(
+                f"test_fraction must be in [0, 0.5 - val_fraction), e.g. 0.05, so that most of the text "
+                f"is trained on; got {self.test_fraction!r} with val_fraction {self.val_fraction!r}"
+            )
         if not self.dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1), the probability of dropping a unit, e.g. 0.1; "
-                             f"got {self.dropout!r}")
+            raise ValueError(
+                f"dropout must be in [0, 1), the probability of dropping a unit, e.g. 0.1; "
+                f"got {self.dropout!r}"
+            )
         if not self.lr_decay <= 1:
-            raise ValueError(f"lr_decay must be in (0, 1], the factor eta is multiplied by at each new epoch "
-                             f"(e.g. 0.95; 1 keeps eta), got {self.lr_decay!r}")
+            raise ValueError(
+                f"lr_decay must be in (0, 1], the factor eta is multiplied by at each new epoch "
+                f"(e.g. 0.95; 1 keeps eta), got {self.lr_decay!r}"
+            )
 
     @classmethod
-    def from_kwargs(cls, **kwargs) -> "TrainConfig":
+    def from_kwargs(cls, **kwargs) -> TrainConfig:
         """Build from keyword arguments, rejecting unknown names (with the known ones listed)."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(kwargs) - known)
         if unknown:
-            raise TypeError(f"unknown training parameter(s) {', '.join(unknown)}; "
-                            f"the parameters are {', '.join(sorted(known))}")
+            raise TypeError(
+                f"unknown training parameter(s) {', '.join(unknown)}; "
+                f"the parameters are {', '.join(sorted(known))}"
+            )
         return cls(**kwargs)
 
     def as_dict(self) -> dict:

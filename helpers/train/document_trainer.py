@@ -19,9 +19,11 @@ with three changes:
   the run's random generator (seeded, so a run is reproducible).
 
 Synthesis starts like training (h_0 = 0, x_0 = END) and stops at END or after ``max_length``
-characters (140 for tweets). The collection is read by :mod:`helpers.data.collection`; the run step that trains and writes
-the results is :mod:`helpers.runs.documents`, the report section :mod:`helpers.report.documents_section`.
+characters (140 for tweets). The collection is read by :mod:`helpers.data.collection`; the run step
+that trains and writes the results is :mod:`helpers.runs.documents`, the report section
+:mod:`helpers.report.documents_section`.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -59,15 +61,31 @@ class DocumentTrainer(Trainer):
         Documents synthesized at each sampling step.
     """
 
-    def __init__(self, cfg: TrainConfig, documents: list[str], chars: list[str], state: DocumentState,
-                 end_char: str = END_CHAR, n_samples: int = 5):
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        documents: list[str],
+        chars: list[str],
+        state: DocumentState,
+        end_char: str = END_CHAR,
+        n_samples: int = 5,
+    ):
         if not documents:
             raise ValueError("the collection holds no documents; pass at least one non-empty document.")
-        unsupported = {k: v for k, v in (("cell", cfg.cell), ("batch_size", cfg.batch_size),
-                                         ("val_fraction", cfg.val_fraction)) if v != TrainConfig().as_dict()[k]}
+        unsupported = {
+            k: v
+            for k, v in (
+                ("cell", cfg.cell),
+                ("batch_size", cfg.batch_size),
+                ("val_fraction", cfg.val_fraction),
+            )
+            if v != TrainConfig().as_dict()[k]
+        }
         if unsupported:
-            raise ValueError(f"training on documents supports the vanilla RNN, one stream and no validation split "
-                             f"so far; drop {', '.join(f'{k}={v!r}' for k, v in unsupported.items())}.")
+            raise ValueError(
+                f"training on documents supports the vanilla RNN, one stream and no validation split "
+                f"so far; drop {', '.join(f'{k}={v!r}' for k, v in unsupported.items())}."
+            )
         check_end_char(documents, end_char)
         # the padding keeps Trainer.update's look-ahead data[position] in range after a last chunk
         data, self.starts = encode_documents(documents, chars, end_char, pad=cfg.seq_length)
@@ -92,12 +110,14 @@ class DocumentTrainer(Trainer):
                 s.epoch_starts.append(s.step)
             self._start_document()
         stop = min(s.position + self.cfg.seq_length, int(self.starts[s.order[s.doc] + 1]))
-        return self.data[None, s.position:stop], self.data[None, s.position + 1:stop + 1]
+        return self.data[None, s.position : stop], self.data[None, s.position + 1 : stop + 1]
 
     def record_sample(self, x0=None) -> None:
         """Synthesize ``n_samples`` documents from h_0 = 0, x_0 = END (``x0`` is ignored)."""
         s = self.state
-        docs, ended = sample.sample_documents(s.params, self.chars, self.end, self.n_samples, self.cfg.sample_length, s.rng)
+        docs, ended = sample.sample_documents(
+            s.params, self.chars, self.end, self.n_samples, self.cfg.sample_length, s.rng
+        )
         s.samples.append({"step": s.step, "smooth_loss": s.smooth_loss, "documents": docs, "ended": ended})
 
     def checkpoint(self, which: str, meta: dict) -> Checkpoint:

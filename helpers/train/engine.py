@@ -1,11 +1,14 @@
 """Training engines: the numpy path (every cell, any batch) and the numba path (the vanilla RNN
-with one stream), behind one small interface the trainer calls.
+with one stream; the GRU and the LSTM with any layers, dropout and batch), behind one small
+interface the trainer calls. ``engine="auto"`` is numba for the gated cells when numba is
+installed and numpy otherwise (the vanilla RNN's default run stays the numpy one).
 
 An engine computes ``loss_and_grads(p, X, Y, state, grads)`` on mini-batches (B, T) with state
 (B, S m), takes the clipped optimizer step, and names the sampler it draws training samples
 with. The numba engine gives the same results to rounding (its fused clip + AdaGrad step is
 bit-identical to :func:`helpers.train.optim.clip_` + :func:`~helpers.train.optim.adagrad_`).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -47,15 +50,31 @@ class NumpyEngine:
 
 
 class NumbaEngine(NumpyEngine):
-    """The compiled one-layer vanilla RNN for one stream without dropout (:mod:`helpers.model.fast`)."""
+    """The compiled paths: the one-layer vanilla RNN for one stream without dropout
+    (:mod:`helpers.model.fast`), and the GRU and the LSTM with any layers, dropout and batch
+    (:mod:`helpers.model.fast_gated`) on ``threads`` threads (default: numba's, i.e. NUMBA_NUM_THREADS)."""
 
     name = "numba"
 
-    def __init__(self, cfg: TrainConfig, K: int, dtype):
+    def __init__(self, cfg: TrainConfig, K: int, dtype, threads: int | None = None):
         self.cfg, self.cell, fast = cfg, cells.get(cfg.cell), _fast()
-        self.ws, self.sampler = fast.Workspace(cfg.m, K, cfg.seq_length, dtype), fast.sample_indices
+        if cfg.cell in GATED:
+            from ..model import fast_gated
+
+            self.gated, self.threads = fast_gated, threads or fast.numba.get_num_threads()
+            self.ws = fast_gated.Workspace(
+                cfg.cell, cfg.m, K, cfg.batch_size, cfg.seq_length, cfg.n_layers, dtype, self.threads
+            )
+            self.sampler = sample.sample_indices
+        else:
+            self.gated = None
+            self.ws, self.sampler = fast.Workspace(cfg.m, K, cfg.seq_length, dtype), fast.sample_indices
 
     def loss_and_grads(self, p, X, Y, state, grads, masks=None):
+        if self.gated is not None:
+            return self.gated.loss_and_grads(
+                self.cfg.cell, p, X, Y, state, grads, masks, self.ws, self.threads
+            )
         loss, hlast = _fast().loss_and_grads(p, X[0], Y[0], state[0], grads, self.ws)
         return loss, hlast[None, :]
 
@@ -66,20 +85,42 @@ class NumbaEngine(NumpyEngine):
             super().step(theta, g, slots, t, tmp, eta)
 
 
+GATED = ("gru", "lstm")
+"""The cells the numba engine serves with any layers, dropout and batch (``engine="auto"`` picks it for them)."""
+
+
 def make(cfg: TrainConfig, K: int, dtype, out=print) -> NumpyEngine:
-    """The engine ``cfg.engine`` names, or numpy with a note when numba cannot serve the run."""
+    """The engine ``cfg.engine`` names, or numpy with a note when numba cannot serve the run.
+
+    ``"auto"``: numba for the GRU and the LSTM when numba is installed, else numpy (no note)."""
+    if cfg.engine == "auto":
+        return (
+            NumbaEngine(cfg, K, dtype)
+            if cfg.cell in GATED and _fast().AVAILABLE
+            else NumpyEngine(cfg, K, dtype)
+        )
     if cfg.engine == "numba":
         fast = _fast()
-        if fast.AVAILABLE and cfg.cell == "rnn" and cfg.batch_size == 1 and cfg.n_layers == 1 and cfg.dropout == 0:
+        one_stream_rnn = cfg.batch_size == 1 and cfg.n_layers == 1 and cfg.dropout == 0
+        if fast.AVAILABLE and (cfg.cell in GATED or one_stream_rnn):
             return NumbaEngine(cfg, K, dtype)
-        why = fast.REASON if not fast.AVAILABLE else \
-            "it serves the one-layer vanilla RNN with batch_size 1 and no dropout only"
+        why = (
+            fast.REASON
+            if not fast.AVAILABLE
+            else "it serves the GRU, the LSTM, and the vanilla RNN only one-layer with batch_size 1 and no dropout"
+        )
         out(f"engine 'numba' unavailable ({why}); using numpy")
     return NumpyEngine(cfg, K, dtype)
 
 
-def clip_adagrad_(theta: np.ndarray, g: np.ndarray, mem: np.ndarray, eta: float, eps: float = optim.EPS,
-                  limit: float = optim.CLIP) -> None:
+def clip_adagrad_(
+    theta: np.ndarray,
+    g: np.ndarray,
+    mem: np.ndarray,
+    eta: float,
+    eps: float = optim.EPS,
+    limit: float = optim.CLIP,
+) -> None:
     """Clip ``g`` to [-limit, limit], then one AdaGrad step on ``theta`` and ``mem``; all in place, compiled.
 
     Bit-identical to ``optim.clip_(g, limit); optim.adagrad_(theta, g, mem, eta, eps)``.
@@ -94,11 +135,14 @@ def clip_adagrad_(theta: np.ndarray, g: np.ndarray, mem: np.ndarray, eta: float,
     fast = _fast()
     fast.require()
     if not (theta.ndim == 1 and theta.shape == g.shape == mem.shape):
-        raise ValueError(f"theta, g and mem must be flat arrays of one shape, got {theta.shape}, {g.shape}, "
-                         f"{mem.shape}")
+        raise ValueError(
+            f"theta, g and mem must be flat arrays of one shape, got {theta.shape}, {g.shape}, {mem.shape}"
+        )
     if not (theta.dtype == g.dtype == mem.dtype) or theta.dtype not in (np.float64, np.float32):
-        raise ValueError(f"theta, g and mem must share one dtype, float64 or float32; got "
-                         f"{theta.dtype}, {g.dtype}, {mem.dtype}")
+        raise ValueError(
+            f"theta, g and mem must share one dtype, float64 or float32; got "
+            f"{theta.dtype}, {g.dtype}, {mem.dtype}"
+        )
     if not (theta.flags.c_contiguous and g.flags.c_contiguous and mem.flags.c_contiguous):
         raise ValueError("theta, g and mem must be C-contiguous (e.g. ParamSet.flat)")
     f = theta.dtype.type

@@ -1,4 +1,5 @@
 """Validation: the model's loss per character on a held-out text (forward only, no updates)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -28,7 +29,7 @@ def loss_per_char(cell: str, p: ParamSet, data: np.ndarray, chunk: int = CHUNK) 
     state, ws = cells.initial_state(cell, p), c.workspace(p.m, p.K, chunk, p.flat.dtype)
     total = 0.0
     for start in range(0, n, chunk):
-        x, y = data[start:min(start + chunk, n)], data[start + 1:min(start + chunk, n) + 1]
+        x, y = data[start : min(start + chunk, n)], data[start + 1 : min(start + chunk, n) + 1]
         loss, cache = c.forward(p, x[None, :], y[None, :], state, ws)
         state = cache["state"]
         total += loss

@@ -2,6 +2,7 @@
 
 Every constant an optimizer uses is in ``SETTINGS``, which run.json records and the report reads.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -17,8 +18,14 @@ def clip_(grad: np.ndarray, limit: float = CLIP) -> np.ndarray:
     return np.clip(grad, -limit, limit, out=grad)
 
 
-def adagrad_(theta: np.ndarray, grad: np.ndarray, mem: np.ndarray, eta: float, eps: float = EPS,
-             tmp: np.ndarray | None = None) -> None:
+def adagrad_(
+    theta: np.ndarray,
+    grad: np.ndarray,
+    mem: np.ndarray,
+    eta: float,
+    eps: float = EPS,
+    tmp: np.ndarray | None = None,
+) -> None:
     """One AdaGrad step, in place on flat arrays of one shape.
 
     m <- m + g^2;  theta <- theta - eta * g / sqrt(m + eps)
@@ -39,6 +46,7 @@ def adagrad_(theta: np.ndarray, grad: np.ndarray, mem: np.ndarray, eta: float, e
 # Optimizers with one signature: step(theta, grad, slots, eta, t, tmp), all arrays flat and updated
 # in place; ``slots`` holds the optimizer's state arrays (SLOTS[name] of them), t is the 1-based
 # update count and ``tmp`` a scratch array.
+
 
 def adagrad(theta, grad, slots, eta, t, tmp) -> None:
     """AdaGrad, the assignment's optimizer: m += g^2; theta -= eta g / sqrt(m + eps)."""
@@ -74,11 +82,11 @@ def adam(theta, grad, slots, eta, t, tmp, beta1: float = BETA1, beta2: float = B
     m2 *= beta2
     tmp *= 1.0 - beta2
     m2 += tmp
-    np.divide(m2, 1.0 - beta2 ** t, out=tmp)  # v_hat
+    np.divide(m2, 1.0 - beta2**t, out=tmp)  # v_hat
     np.sqrt(tmp, out=tmp)
     tmp += EPS
     np.divide(m1, tmp, out=tmp)
-    tmp *= eta / (1.0 - beta1 ** t)  # m_hat / (sqrt(v_hat) + eps), times eta
+    tmp *= eta / (1.0 - beta1**t)  # m_hat / (sqrt(v_hat) + eps), times eta
     theta -= tmp
 
 
@@ -86,6 +94,9 @@ OPTIMIZERS = {"adagrad": adagrad, "rmsprop": rmsprop, "adam": adam}
 """Optimizer name -> step function (one signature)."""
 SLOTS = {"adagrad": 1, "rmsprop": 1, "adam": 2}
 """Optimizer name -> number of state arrays."""
-SETTINGS = {"adagrad": {"eps": EPS}, "rmsprop": {"rho": RHO, "eps": EPS},
-            "adam": {"beta1": BETA1, "beta2": BETA2, "eps": EPS}}
+SETTINGS = {
+    "adagrad": {"eps": EPS},
+    "rmsprop": {"rho": RHO, "eps": EPS},
+    "adam": {"beta1": BETA1, "beta2": BETA2, "eps": EPS},
+}
 """Optimizer name -> the constants its step uses (besides eta)."""

@@ -4,6 +4,7 @@ linear warm-up and cosine schedule. The defaults (lr_decay 1, constant, no warm-
     eta_t = eta * lr_decay^(epoch - 1) * min(1, t / warmup) * (1 + cos(pi (t - 1) / n_updates)) / 2
                                         (only with warmup > 0)  (only with lr_schedule "cosine")
 """
+
 from __future__ import annotations
 
 import math

@@ -1,6 +1,7 @@
 """A training session around :meth:`Trainer.update`: the progress display, the checkpoint
 cadence, progress lines and Ctrl-C, none of which the update loop itself needs to know.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -13,8 +14,14 @@ from threadpoolctl import threadpool_limits
 from ..common.progress import Progress
 
 
-def run(trainer, n_updates: int, on_checkpoint=None, report_every: int | None = None, out=None,
-        progress: bool = True) -> float:
+def run(
+    trainer,
+    n_updates: int,
+    on_checkpoint=None,
+    report_every: int | None = None,
+    out=None,
+    progress: bool = True,
+) -> float:
     """Update ``trainer`` until ``n_updates`` updates are done in total; returns the seconds taken.
 
     ``on_checkpoint()`` is called every ``cfg.checkpoint_every`` updates (the caller writes the
@@ -48,8 +55,10 @@ def _loop(trainer, n_updates, on_checkpoint, report_every, out, bar, stop) -> No
         if s.step % report_every == 0 or s.step == n_updates:
             now = time.perf_counter()
             rate = (s.step - last_report[0]) / max(now - last_report[1], 1e-9)
-            out(f"update {s.step:>7,}/{n_updates:,}  epoch {s.epoch}  smooth loss {s.smooth_loss:8.3f}  "
-                f"{rate:,.0f} updates/s")
+            out(
+                f"update {s.step:>7,}/{n_updates:,}  epoch {s.epoch}  smooth loss {s.smooth_loss:8.3f}  "
+                f"{rate:,.0f} updates/s"
+            )
             last_report = (s.step, now)
 
 

@@ -13,6 +13,7 @@ then picks the best model (else the lowest smooth loss does); the GRU, stacked l
 eta decayed per epoch or on a cosine with warm-up (:mod:`helpers.train.schedule`); a test part of
 the text, just before the validation part, that training never reads.
 """
+
 from __future__ import annotations
 
 import math
@@ -57,14 +58,22 @@ class TrainState:
     seconds: float = 0.0  # time spent in earlier runs of this training (resumed runs)
 
     @classmethod
-    def fresh(cls, cfg: TrainConfig, K: int, rng: np.random.Generator) -> "TrainState":
+    def fresh(cls, cfg: TrainConfig, K: int, rng: np.random.Generator) -> TrainState:
         """Initial state: the assignment's initialisation drawn from ``rng``, zero recurrent state."""
-        params = cells.init_params(cfg.cell, cfg.m, K, cfg.sig, rng, dtype=np.dtype(cfg.dtype), layers=cfg.n_layers)
-        return cls(params=params, mem=params.zeros_like(), hprev=initial_state(cfg, params.flat.dtype), rng=rng,
-                   best_params=params.copy(), mem2=params.zeros_like() if optim.SLOTS[cfg.optimizer] > 1 else None)
+        params = cells.init_params(
+            cfg.cell, cfg.m, K, cfg.sig, rng, dtype=np.dtype(cfg.dtype), layers=cfg.n_layers
+        )
+        return cls(
+            params=params,
+            mem=params.zeros_like(),
+            hprev=initial_state(cfg, params.flat.dtype),
+            rng=rng,
+            best_params=params.copy(),
+            mem2=params.zeros_like() if optim.SLOTS[cfg.optimizer] > 1 else None,
+        )
 
     @classmethod
-    def resume(cls, last: Checkpoint, cfg: TrainConfig, chars: list[str]) -> "TrainState":
+    def resume(cls, last: Checkpoint, cfg: TrainConfig, chars: list[str]) -> TrainState:
         """The state saved in ``last`` (a "last" checkpoint, which holds the best model too), checked
         against the run.
 
@@ -77,35 +86,70 @@ class TrainState:
             raise ValueError(
                 f"the checkpoint's vocabulary ({len(last.chars)} characters) does not match the text's ({len(chars)}): "
                 f"only in the checkpoint {extra[:10]!r}, only in the text {missing[:10]!r}. Resume on the text it was "
-                "trained on, or train from scratch (init_from='').")
+                "trained on, or train from scratch (init_from='')."
+            )
         if last.mem is None or last.best is None or "rng_state" not in meta:
-            raise ValueError("this checkpoint has no optimizer or random state (a best.npz?); resume from last.npz.")
+            raise ValueError(
+                "this checkpoint has no optimizer or random state (a best.npz?); resume from last.npz."
+            )
         differ = changed_settings(meta.get("config", {}), cfg)
         if last.params.m != cfg.m:
             differ["m"] = last.params.m
         if differ:
-            raise ValueError("the checkpoint was trained with other settings than this run asks for; resume with "
-                             + ", ".join(f"{k}={v!r}" for k, v in differ.items()) + " (or train from scratch).")
+            raise ValueError(
+                "the checkpoint was trained with other settings than this run asks for; resume with "
+                + ", ".join(f"{k}={v!r}" for k, v in differ.items())
+                + " (or train from scratch)."
+            )
         if last.hprev is None or last.hprev.shape != initial_state(cfg, last.hprev.dtype).shape:
-            raise ValueError(f"the checkpoint's recurrent state has shape {getattr(last.hprev, 'shape', None)}, not the "
-                             f"{initial_state(cfg, np.float64).shape} of this run's streams; resume from a last.npz "
-                             "written by this version.")
+            raise ValueError(
+                f"the checkpoint's recurrent state has shape {getattr(last.hprev, 'shape', None)}, not the "
+                f"{initial_state(cfg, np.float64).shape} of this run's streams; resume from a last.npz "
+                "written by this version."
+            )
         dtype = np.dtype(cfg.dtype)
         rng = np.random.default_rng()
         rng.bit_generator.state = meta["rng_state"]
-        return cls(params=last.params.astype(dtype), mem=last.mem.astype(dtype),
-                   mem2=last.mem2.astype(dtype) if last.mem2 is not None else None,
-                   hprev=np.array(last.hprev, dtype), rng=rng,
-                   step=last.step, position=meta["position"], epoch=meta["epoch"], smooth_loss=last.smooth_loss,
-                   best_params=last.best.astype(dtype), best_smooth_loss=meta["best_smooth_loss"],
-                   best_step=meta["best_step"],
-                   epoch_starts=list(meta["epoch_starts"]), log=[tuple(row) for row in meta["log"]],
-                   samples=list(meta["samples"]), val_log=[tuple(r) for r in meta.get("val_log", [])],
-                   best_val_loss=meta.get("best_val_loss", math.inf), seconds=meta.get("seconds", 0.0))
+        return cls(
+            params=last.params.astype(dtype),
+            mem=last.mem.astype(dtype),
+            mem2=last.mem2.astype(dtype) if last.mem2 is not None else None,
+            hprev=np.array(last.hprev, dtype),
+            rng=rng,
+            step=last.step,
+            position=meta["position"],
+            epoch=meta["epoch"],
+            smooth_loss=last.smooth_loss,
+            best_params=last.best.astype(dtype),
+            best_smooth_loss=meta["best_smooth_loss"],
+            best_step=meta["best_step"],
+            epoch_starts=list(meta["epoch_starts"]),
+            log=[tuple(row) for row in meta["log"]],
+            samples=list(meta["samples"]),
+            val_log=[tuple(r) for r in meta.get("val_log", [])],
+            best_val_loss=meta.get("best_val_loss", math.inf),
+            seconds=meta.get("seconds", 0.0),
+        )
 
 
-RESUME_KEYS = ("m", "cell", "batch_size", "optimizer", "seq_length", "eta", "sig", "dtype", "val_fraction", "eval_every",
-               "n_layers", "dropout", "lr_decay", "lr_schedule", "warmup", "test_fraction")
+RESUME_KEYS = (
+    "m",
+    "cell",
+    "batch_size",
+    "optimizer",
+    "seq_length",
+    "eta",
+    "sig",
+    "dtype",
+    "val_fraction",
+    "eval_every",
+    "n_layers",
+    "dropout",
+    "lr_decay",
+    "lr_schedule",
+    "warmup",
+    "test_fraction",
+)
 """Settings a resumed run must share with its checkpoint to go on exactly (n_updates and the
 sampling, logging and checkpoint cadences, and the engine, may change; n_updates not on a cosine
 schedule, whose length it is)."""
@@ -146,20 +190,28 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, data: np.ndarray, chars: list[str], state: TrainState):
         n_val, n_test = int(round(cfg.val_fraction * len(data))), int(round(cfg.test_fraction * len(data)))
         self.data = data  # the whole text: [ training | test | validation ]
-        self.train_data = data[:len(data) - n_val - n_test]
-        self.test_data, self.val_data = data[len(data) - n_val - n_test:len(data) - n_val], data[len(data) - n_val:]
+        self.train_data = data[: len(data) - n_val - n_test]
+        self.test_data, self.val_data = (
+            data[len(data) - n_val - n_test : len(data) - n_val],
+            data[len(data) - n_val :],
+        )
         B, T = cfg.batch_size, cfg.seq_length
         self.L = len(self.train_data) // B  # characters per stream
         if self.L < T + 1:
             raise ValueError(
                 f"the training text has {len(self.train_data)} characters: too few for {B} stream(s) of at least "
-                f"seq_length + 1 = {T + 1}; use a longer text or a smaller seq_length or batch_size.")
+                f"seq_length + 1 = {T + 1}; use a longer text or a smaller seq_length or batch_size."
+            )
         if cfg.val_fraction > 0 and n_val < 2:
-            raise ValueError(f"val_fraction {cfg.val_fraction} leaves {n_val} character(s) of this {len(data)}-character "
-                             "text for validation; use a larger val_fraction (or 0 for none).")
+            raise ValueError(
+                f"val_fraction {cfg.val_fraction} leaves {n_val} character(s) of this {len(data)}-character "
+                "text for validation; use a larger val_fraction (or 0 for none)."
+            )
         if cfg.test_fraction > 0 and n_test < 2:
-            raise ValueError(f"test_fraction {cfg.test_fraction} leaves {n_test} character(s) of this {len(data)}-character "
-                             "text for the test; use a larger test_fraction (or 0 for none).")
+            raise ValueError(
+                f"test_fraction {cfg.test_fraction} leaves {n_test} character(s) of this {len(data)}-character "
+                "text for the test; use a larger test_fraction (or 0 for none)."
+            )
         self.cfg, self.chars, self.state = cfg, chars, state
         self.offsets = (np.arange(B) * self.L)[:, None] + np.arange(T)[None, :]  # stream b, step t -> index
         self.grads = state.params.zeros_like()
@@ -185,7 +237,7 @@ class Trainer:
             s.epoch_starts.append(s.step)
         if self.cfg.batch_size == 1:  # views, no copies: x = text[e : e+T], y = text[e+1 : e+T+1]
             e = s.position
-            return self.train_data[None, e:e + T], self.train_data[None, e + 1:e + T + 1]
+            return self.train_data[None, e : e + T], self.train_data[None, e + 1 : e + T + 1]
         idx = self.offsets + s.position
         return self.train_data[idx], self.train_data[idx + 1]
 
@@ -197,7 +249,9 @@ class Trainer:
         s, cfg = self.state, self.cfg
         masks = None
         if cfg.dropout > 0:
-            masks = cells.dropout_masks(s.rng, cfg.dropout, cfg.n_layers, *x.T.shape, cfg.m, s.params.flat.dtype)
+            masks = cells.dropout_masks(
+                s.rng, cfg.dropout, cfg.n_layers, *x.T.shape, cfg.m, s.params.flat.dtype
+            )
         return self.engine.loss_and_grads(s.params, x, y, s.hprev, self.grads, masks)
 
     def update(self) -> float:
@@ -209,7 +263,8 @@ class Trainer:
         if not math.isfinite(loss) or (not math.isfinite(np.dot(g, g)) and not np.isfinite(g).all()):
             raise NonFiniteLossError(
                 f"update {s.step + 1} gave a non-finite loss or gradient (loss={loss}); training stopped and "
-                "the last checkpoint was kept. Lower eta or check the data.")
+                "the last checkpoint was kept. Lower eta or check the data."
+            )
         s.smooth_loss = loss if s.step == 0 else SMOOTHING * s.smooth_loss + _NEW * loss
         if s.step == 0:
             self.record_sample(x[0, 0])  # before the first update: h0 = hprev, x0 = its first input
@@ -256,21 +311,48 @@ class Trainer:
     def record_sample(self, x0: int) -> None:
         """Synthesize sample_length characters from stream 0's state and the input character x0."""
         s = self.state
-        idx, _ = self.engine.sampler(s.params, s.hprev[0], int(x0), self.cfg.sample_length, s.rng, cell=self.cfg.cell)
-        s.samples.append({"step": s.step, "smooth_loss": s.smooth_loss, "text": "".join(self.chars[i] for i in idx)})
+        idx, _ = self.engine.sampler(
+            s.params, s.hprev[0], int(x0), self.cfg.sample_length, s.rng, cell=self.cfg.cell
+        )
+        s.samples.append(
+            {"step": s.step, "smooth_loss": s.smooth_loss, "text": "".join(self.chars[i] for i in idx)}
+        )
 
     def checkpoint(self, which: str, meta: dict) -> Checkpoint:
         """The ``"last"`` checkpoint of the current state (the best model inside), or the ``"best"`` one."""
         s = self.state
         if which == "best":
-            return Checkpoint(params=s.best_params, chars=self.chars, step=s.best_step,
-                              smooth_loss=s.best_smooth_loss, meta={**meta, "kind": "best"})
-        progress = {"position": s.position, "epoch": s.epoch, "rng_state": s.rng.bit_generator.state,
-                    "epoch_starts": s.epoch_starts, "log": s.log, "samples": s.samples, "val_log": s.val_log,
-                    "best_val_loss": s.best_val_loss, "best_step": s.best_step, "best_smooth_loss": s.best_smooth_loss,
-                    "seconds": self.seconds}
-        return Checkpoint(params=s.params, chars=self.chars, step=s.step, smooth_loss=s.smooth_loss, hprev=s.hprev,
-                          mem=s.mem, mem2=s.mem2, best=s.best_params, meta={**meta, **progress, "kind": "last"})
+            return Checkpoint(
+                params=s.best_params,
+                chars=self.chars,
+                step=s.best_step,
+                smooth_loss=s.best_smooth_loss,
+                meta={**meta, "kind": "best"},
+            )
+        progress = {
+            "position": s.position,
+            "epoch": s.epoch,
+            "rng_state": s.rng.bit_generator.state,
+            "epoch_starts": s.epoch_starts,
+            "log": s.log,
+            "samples": s.samples,
+            "val_log": s.val_log,
+            "best_val_loss": s.best_val_loss,
+            "best_step": s.best_step,
+            "best_smooth_loss": s.best_smooth_loss,
+            "seconds": self.seconds,
+        }
+        return Checkpoint(
+            params=s.params,
+            chars=self.chars,
+            step=s.step,
+            smooth_loss=s.smooth_loss,
+            hprev=s.hprev,
+            mem=s.mem,
+            mem2=s.mem2,
+            best=s.best_params,
+            meta={**meta, **progress, "kind": "last"},
+        )
 
     @property
     def seconds(self) -> float:
