@@ -176,3 +176,22 @@ def test_the_printed_version_is_there_for_the_pdf(pages):
         json.loads(body.split('type="application/json"')[1].split(">", 1)[1].split("</script>")[0])["K"]
         == data["K"]
     )
+
+
+def test_the_report_carries_the_best_model_live_and_prints_it_static(report_run, browser):
+    """make report's report.html: the best model writes in the browser with numpy's probabilities; the
+    PDF shows the coloured passage and says where the live version is."""
+    page = open_page(browser, (report_run / "report.html").as_uri())
+    best = str(report_run / "best.npz")
+    for prime in PRIMES[:3]:
+        known = "".join(ch for ch in prime if ch in ckpt.load(best).chars)
+        js = np.array(page.evaluate(JS_PROBS, [prime, 1.0]))
+        np.testing.assert_allclose(js, explore.next_char_probabilities(best, known)[1], atol=1e-5, rtol=0)
+    first = page.locator(".charrnn-sample").inner_text()
+    page.fill("input[aria-label=prime]", "The ")
+    page.wait_for_function("t => document.querySelector('.charrnn-sample').innerText !== t", arg=first)
+    assert page.locator(".charrnn-static").is_hidden() and not page.errors, page.errors
+    from pypdf import PdfReader
+
+    text = " ".join(" ".join(p.extract_text().split()) for p in PdfReader(report_run / "report.pdf").pages)
+    assert "5 The model, live" in text and "In the HTML version of this report the model writes here" in text
