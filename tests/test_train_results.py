@@ -18,6 +18,7 @@ import pytest
 
 from helpers.common import files
 from helpers.data.text import build_vocab, encode
+from helpers.model import oracles
 from helpers.runs import steps
 from helpers.train import checkpoint as ckpt
 from helpers.train import evaluate
@@ -412,3 +413,23 @@ def test_numba_engine_falls_back_for_a_stack(tmp_path, text_file):
             n_layers=2,
         )
     assert run["engine"] == "numpy" and "one-layer" in out.getvalue()
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+def test_validation_in_parallel_streams_equals_one_pass(tmp_path, text_file, cell):
+    """The held-out text read in 32 streams (each after 100 unscored characters of the text before it)
+    gives the loss of one pass from a zero state, which the per-step oracle computes by hand."""
+    path = text_file(ORWELL * 12, "t.txt")
+    quiet(steps.train, str(path), str(tmp_path / "run"), n_updates=300, cell=cell, **SMALL)
+    p = ckpt.load(tmp_path / "run" / "best.npz").params
+    data = np.random.default_rng(0).integers(0, p.K, 2_000) if cell == "lstm" else None
+    if data is None:
+        chars = ckpt.load(tmp_path / "run" / "best.npz").chars
+        data = np.array([chars.index(ch) for ch in (ORWELL * 12)[:2_000]])
+    one = evaluate.loss_per_char(cell, p, data, streams=1)
+    assert evaluate.loss_per_char(cell, p, data) == pytest.approx(one, rel=1e-6)
+    if cell == "rnn":
+        by_hand = oracles.loss_and_grads(
+            *(np.asarray(p[n], float) for n in "UWVbc"), data[:-1], data[1:], np.zeros(p.m)
+        )[0] / (len(data) - 1)
+        assert one == pytest.approx(by_hand, rel=1e-12)
