@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from helpers.model.params import ParamSet
 from helpers.train import optim
 from helpers.train.config import TrainConfig
 from helpers.train.schedule import learning_rate
@@ -224,3 +225,79 @@ def test_schedule_by_hand():
     assert learning_rate(cos, 100, 1) == pytest.approx(0.1 * (1 + math.cos(math.pi * 0.99)))
     both = TrainConfig(eta=0.2, lr_schedule="cosine", n_updates=100, warmup=10, lr_decay=0.9)
     assert learning_rate(both, 5, 2) == pytest.approx(0.2 * 0.9 * 0.5 * 0.5 * (1 + math.cos(math.pi * 0.04)))
+
+
+# --- the options the quality recipe needs: initialisation, clipping by norm, weight decay, a time budget ----
+
+
+def test_the_initialisations():
+    """The assignment's draws are unchanged; orthogonal W blocks; Xavier and PyTorch-uniform bounds."""
+    from helpers.model.params import init_params
+
+    m, K, G = 6, 9, 4
+    old = init_params(m, K, 0.01, np.random.default_rng(3), gates=G)
+    rng = np.random.default_rng(3)
+    by_hand = [rng.standard_normal(s) * 0.01 for s in ((G * m, K), (G * m, m), (K, m))]
+    assert all(np.array_equal(old[n], a) for n, a in zip("UWV", by_hand))
+    orth = init_params(m, K, 0.01, np.random.default_rng(3), gates=G, layers=2, init="orthogonal")
+    for name in ("W", "W2"):
+        for k in range(G):
+            block = orth[name][k * m : (k + 1) * m]
+            np.testing.assert_allclose(block @ block.T, np.eye(m), atol=1e-12)
+    assert np.abs(orth.U).max() <= np.sqrt(6 / (m + K)) and np.abs(orth.V).max() <= np.sqrt(6 / (K + m))
+    assert np.abs(orth.U).max() > 0.5 * np.sqrt(6 / (m + K))  # not the assignment's tiny scale
+    uni = init_params(m, K, 0.01, np.random.default_rng(3), gates=G, init="uniform")
+    assert np.abs(uni.flat).max() <= 1 / np.sqrt(m) and not uni.b.any() and not orth.c.any()
+    with pytest.raises(ValueError, match="init must be one of assignment, uniform, orthogonal"):
+        init_params(m, K, 0.01, np.random.default_rng(3), init="xavier")
+    assert TrainConfig().init_scheme == "assignment"  # the vanilla RNN keeps the assignment's
+    assert TrainConfig(cell="gru").init_scheme == TrainConfig(cell="lstm").init_scheme == "orthogonal"
+    assert TrainConfig(cell="lstm", init="assignment").init_scheme == "assignment"
+
+
+def test_clip_norm_scales_the_whole_gradient_and_clip_0_clips_nothing():
+    g = np.array([3.0, 4.0, 0.0])
+    optim.clip_norm_(g, 1.0)
+    np.testing.assert_allclose(g, [0.6, 0.8, 0.0], atol=1e-6)
+    small = np.array([0.3, 0.4])
+    optim.clip_norm_(small, 1.0)
+    assert np.array_equal(small, [0.3, 0.4])
+    big = np.full(4, 50.0)
+    engine_of(clip=0.0).step(np.zeros(4), big, [np.zeros(4)], 1, np.empty(4), 1.0)
+    assert np.array_equal(big, np.full(4, 50.0))  # no elementwise clip: AdaGrad saw 50s
+    clipped = np.full(4, 50.0)
+    engine_of(clip=5.0, clip_norm=2.0).step(np.zeros(4), clipped, [np.zeros(4)], 1, np.empty(4), 1.0)
+    np.testing.assert_allclose(clipped, np.full(4, 1.0), atol=1e-6)  # [5, 5, 5, 5], then to norm 2
+
+
+def test_weight_decay_shrinks_the_weights_not_the_biases():
+    from helpers.train.trainer import weight_mask
+
+    p = ParamSet(2, 3)
+    p.flat[...] = 1.0
+    mask = weight_mask(p)
+    theta, g = p.flat.copy(), np.zeros_like(p.flat)
+    engine_of(weight_decay=0.1, optimizer="adam").step(
+        theta, g, [np.zeros_like(g)] * 2, 1, np.empty_like(g), 0.5, mask
+    )
+    shrunk = ParamSet(2, 3, flat=theta)
+    assert np.allclose(shrunk.U, 0.95) and np.allclose(shrunk.W, 0.95) and np.allclose(shrunk.V, 0.95)
+    assert np.array_equal(shrunk.b, [1.0, 1.0]) and np.array_equal(shrunk.c, [1.0, 1.0, 1.0])  # zero grads
+
+
+def test_a_cosine_over_a_time_budget_follows_the_clock():
+    from helpers.train.schedule import learning_rate
+
+    cfg = TrainConfig(eta=0.2, lr_schedule="cosine", time_budget=100.0, n_updates=10**6)
+    assert learning_rate(cfg, 5, 1, seconds=0.0) == pytest.approx(0.2)
+    assert learning_rate(cfg, 5, 1, seconds=50.0) == pytest.approx(0.1)
+    assert learning_rate(cfg, 5, 1, seconds=100.0) == pytest.approx(0.0, abs=1e-15)
+    assert learning_rate(cfg, 5, 1, seconds=250.0) == pytest.approx(0.0, abs=1e-15)
+    plain = TrainConfig(eta=0.2, lr_schedule="cosine", n_updates=100)
+    assert learning_rate(plain, 51, 1, seconds=999.0) == pytest.approx(0.1)  # no budget: by updates
+
+
+def engine_of(**settings):
+    from helpers.train import engine
+
+    return engine.NumpyEngine(TrainConfig(**settings), 3, np.float64)

@@ -229,3 +229,14 @@ def test_documents_section_reads_only_its_files_and_picks_spread_stages(tmp_path
     assert raw.count("<tr>") == 1 + len(samples)  # the table has every stage
     assert "<td>2 of 2</td>" in raw and "<td>1 of 2</td>" in raw
     assert "mine.csv" in raw and "12 documents" in raw and "345 characters" in raw and "11.25" in raw
+
+
+def test_the_training_sentence_says_how_the_run_clipped_and_decayed():
+    from helpers.report.sections import clipping_text
+
+    assert clipping_text({"clip": 5.0}) == "gradients clipped to [−5, 5]"
+    both = clipping_text({"clip": 0.0, "clip_norm": 1.0, "weight_decay": 0.01})
+    assert (
+        both
+        == "no elementwise clipping, then to an L2 norm of at most 1, decoupled weight decay 0.01 on U, W and V"
+    )

@@ -209,6 +209,8 @@ def test_run_json_records_the_constants_the_training_used(tmp_path, text_file):
     )
     assert run["constants"] == {
         "clip": optim.CLIP,
+        "clip_norm": 0.0,
+        "weight_decay": 0.0,
         "smoothing": SMOOTHING,
         "optimizer": "adam",
         "optimizer_settings": {"beta1": optim.BETA1, "beta2": optim.BETA2, "eps": optim.EPS},
@@ -433,3 +435,21 @@ def test_validation_in_parallel_streams_equals_one_pass(tmp_path, text_file, cel
             *(np.asarray(p[n], float) for n in "UWVbc"), data[:-1], data[1:], np.zeros(p.m)
         )[0] / (len(data) - 1)
         assert one == pytest.approx(by_hand, rel=1e-12)
+
+
+def test_a_time_budget_ends_the_run_and_its_last_model_is_evaluated(tmp_path, text_file, capsys):
+    path = text_file(ORWELL * 12, "t.txt")
+    run = steps.train(
+        str(path),
+        str(tmp_path / "run"),
+        n_updates=10**7,
+        lr_schedule="cosine",
+        time_budget=0.6,
+        val_fraction=0.1,
+        eval_every=10**6,
+        **{**SMALL, "checkpoint_every": 10**6},
+    )
+    assert 0 < run["steps_done"] < 10**7 and 0.6 <= run["seconds"] < 5
+    assert f"the time budget of 0.6 s is spent after {run['steps_done']:,} updates" in capsys.readouterr().out
+    history = json.loads((tmp_path / "run" / "metrics.json").read_text())["history"]
+    assert [h["step"] for h in history] == [run["steps_done"]] and run["best_step"] == run["steps_done"]

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from helpers.common import errors
+from helpers.common.units import bits
 from helpers.data.text import build_vocab, encode
 from helpers.model import cells, oracles, sample
 from helpers.model.params import NAMES, init_params
@@ -427,17 +428,17 @@ def test_a_test_part_that_rounds_to_nothing_is_refused():
 
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm"])
-@pytest.mark.parametrize("chunk", [evaluate.CHUNK, 7])
-def test_loss_per_char_equals_one_stream_from_zero(cell, chunk):
+@pytest.mark.parametrize("streams", [evaluate.STREAMS, 1])
+def test_loss_per_char_equals_one_stream_from_zero(cell, streams):
     rng = np.random.default_rng(31)
     m, K, N = 5, 8, 437  # longer than one CHUNK of 200
     p = random_params(m, K, rng, sig=0.5, gates=cells.CELLS[cell])
     data = rng.integers(0, K, N)
     zero = np.zeros(m * cells.STATE_SIZES[cell])
     total = oracle_stream(cell, p, data[:-1], data[1:], zero)[0]
-    got = evaluate.loss_per_char(cell, p, data, chunk=chunk)
+    got = evaluate.loss_per_char(cell, p, data, streams=streams)  # too short to be split: one stream
     assert got == pytest.approx(total / (N - 1), rel=1e-11)
-    if chunk == evaluate.CHUNK:
+    if streams == evaluate.STREAMS:
         assert evaluate.loss_per_char(cell, p, data) == pytest.approx(total / (N - 1), rel=1e-11)
         two = data[:2]
         assert evaluate.loss_per_char(cell, p, two) == pytest.approx(
@@ -448,8 +449,8 @@ def test_loss_per_char_equals_one_stream_from_zero(cell, chunk):
 
 
 def test_bits():
-    assert evaluate.bits(math.log(2)) == pytest.approx(1.0)
-    assert evaluate.bits(3.0) == pytest.approx(3.0 / 0.6931471805599453)
+    assert bits(math.log(2)) == pytest.approx(1.0)
+    assert bits(3.0) == pytest.approx(3.0 / 0.6931471805599453)
 
 
 # --- the learning-rate schedule and dropout in training -----------------------------------------------
@@ -460,8 +461,8 @@ def test_the_trainer_steps_with_the_scheduled_eta_across_epochs():
         DURSLEY, **SCHEDULE, lr_decay=0.5, optimizer="adagrad"
     )  # 81 updates per epoch with T = 6
     seen, real = [], t.engine.step
-    t.engine.step = lambda theta, g, slots, step, tmp, eta=None: (
-        seen.append((t.state.epoch, eta)) or real(theta, g, slots, step, tmp, eta)
+    t.engine.step = lambda theta, g, slots, step, tmp, eta=None, decay=None: (
+        seen.append((t.state.epoch, eta)) or real(theta, g, slots, step, tmp, eta, decay)
     )
     for _ in range(90):
         t.update()

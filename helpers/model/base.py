@@ -34,10 +34,18 @@ class Cell:
     state_size: int = 1
 
     def init_params(
-        self, m: int, K: int, sig: float, rng: np.random.Generator, dtype=np.float64, layers: int = 1
+        self,
+        m: int,
+        K: int,
+        sig: float,
+        rng: np.random.Generator,
+        dtype=np.float64,
+        layers: int = 1,
+        init: str = "assignment",
     ) -> ParamSet:
-        """The assignment's initialisation (U, W, V ~ N(0, sig^2); b, c = 0) for this cell."""
-        return init_params(m, K, sig, rng, dtype=dtype, gates=self.gates, layers=layers)
+        """The initial weights of this cell (``init``: see :data:`helpers.model.params.INITS`; the
+        assignment's U, W, V ~ N(0, sig^2), b, c = 0 by default)."""
+        return init_params(m, K, sig, rng, dtype=dtype, gates=self.gates, layers=layers, init=init)
 
     def initial_state(self, m: int, B: int, dtype=np.float64, layers: int = 1) -> np.ndarray:
         """The zero recurrent state of B streams, shape (B, L S m): layer 1's S m entries first."""

@@ -14,7 +14,7 @@ import numpy as np
 from .base import Cell, dropout_masks  # noqa: F401 (dropout_masks: for the trainer)
 from .gru import GRU
 from .lstm import LSTM
-from .params import ParamSet
+from .params import INITS, ParamSet  # noqa: F401 (INITS: for the trainer's settings)
 from .rnn import RNN
 
 REGISTRY: dict[str, Cell] = {cell.name: cell for cell in (RNN(), LSTM(), GRU())}
@@ -44,10 +44,17 @@ def of(p: ParamSet) -> str:
 
 
 def init_params(
-    cell: str, m: int, K: int, sig: float, rng: np.random.Generator, dtype=np.float64, layers: int = 1
+    cell: str,
+    m: int,
+    K: int,
+    sig: float,
+    rng: np.random.Generator,
+    dtype=np.float64,
+    layers: int = 1,
+    init: str = "assignment",
 ) -> ParamSet:
     """The initial parameters of ``cell`` with ``layers`` layers (see :meth:`Cell.init_params`)."""
-    return get(cell).init_params(m, K, sig, rng, dtype, layers)
+    return get(cell).init_params(m, K, sig, rng, dtype, layers, init)
 
 
 def initial_state(cell: str, p: ParamSet, B: int = 1) -> np.ndarray:

@@ -19,9 +19,9 @@ from .params import ParamSet
 class LSTM(Cell):
     name, gates, state_size = "lstm", 4, 2
 
-    def init_params(self, m, K, sig, rng, dtype=np.float64, layers=1) -> ParamSet:
+    def init_params(self, m, K, sig, rng, dtype=np.float64, layers=1, init="assignment") -> ParamSet:
         """As every cell, and the forget gate's bias starts at 1 in every layer (remember by default)."""
-        p = super().init_params(m, K, sig, rng, dtype, layers)
+        p = super().init_params(m, K, sig, rng, dtype, layers, init)
         for l in range(1, layers + 1):
             p.layer(l).b[m : 2 * m] = 1.0
         return p

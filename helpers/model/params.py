@@ -147,16 +147,47 @@ class ParamSet:
         return out
 
 
+INITS = ("assignment", "uniform", "orthogonal")
+"""Initialisations of the weights U, W, V (the biases start at 0 in every one):
+
+- ``assignment``: every weight ~ N(0, sig^2), the assignment's;
+- ``uniform``: every weight ~ U(-1/sqrt(m), 1/sqrt(m)), PyTorch's default for nn.LSTM, nn.GRU, nn.Linear;
+- ``orthogonal``: each gate block of W an orthogonal m x m matrix, U and V Xavier-uniform, U(-a, a)
+  with a = sqrt(6 / (fan_in + fan_out)) per gate block (the LSTM and GRU literature's).
+"""
+
+
 def init_params(
-    m: int, K: int, sig: float, rng: np.random.Generator, dtype=np.float64, gates: int = 1, layers: int = 1
+    m: int,
+    K: int,
+    sig: float,
+    rng: np.random.Generator,
+    dtype=np.float64,
+    gates: int = 1,
+    layers: int = 1,
+    init: str = "assignment",
 ) -> ParamSet:
-    """The assignment's initialisation: U, W, V ~ N(0, sig^2); b, c = 0.
+    """The initial weights (``init``, one of :data:`INITS`; the assignment's U, W, V ~ N(0, sig^2) by
+    default); b, c = 0.
 
     Draws U, then W, then V from ``rng`` (so a seed gives the same weights in every dtype), then
     U_l, W_l of each further layer. A cell may adjust the result (the LSTM's forget-gate bias):
     use ``cells.init_params``.
     """
+    if init not in INITS:
+        raise ValueError(f"init must be one of {', '.join(INITS)}, got {init!r}")
     p = ParamSet(m, K, dtype=dtype, gates=gates, layers=layers)
     for name in ("U", "W", "V") + tuple(f"{n}{l}" for l in range(2, layers + 1) for n in "UW"):
-        p[name][...] = rng.standard_normal(p.shapes[name]) * sig
+        shape = p.shapes[name]
+        if init == "assignment":
+            p[name][...] = rng.standard_normal(shape) * sig
+        elif init == "uniform":
+            p[name][...] = rng.uniform(-1.0, 1.0, shape) / np.sqrt(m)
+        elif name[0] == "W":  # orthogonal, gate block by gate block
+            for k in range(gates):
+                q, r = np.linalg.qr(rng.standard_normal((m, m)))
+                p[name][k * m : (k + 1) * m] = q * np.sign(np.diag(r))
+        else:  # Xavier-uniform; U's rows are G blocks of m outputs each
+            fan_out, fan_in = (m, shape[1]) if name[0] == "U" else shape
+            p[name][...] = rng.uniform(-1.0, 1.0, shape) * np.sqrt(6.0 / (fan_in + fan_out))
     return p

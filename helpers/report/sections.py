@@ -200,8 +200,8 @@ def training_settings(run_dir) -> HTML:
     batch = f", {c['batch_size']} parallel streams" if c.get("batch_size", 1) > 1 else ""
     return HTML(
         f"<p>This run used m = {c['m']}, seq_length = {c['seq_length']}, eta = {c['eta']:g} and sig = {c['sig']:g}"
-        f"{batch}, {optimizer_text(k['optimizer'], k['optimizer_settings'])}, gradients clipped to "
-        f"[−{k['clip']:g}, {k['clip']:g}] and a smooth loss of {k['smoothing']:g} · smooth_loss + "
+        f"{batch}, {optimizer_text(k['optimizer'], k['optimizer_settings'])}, {clipping_text(k)} and a "
+        f"smooth loss of {k['smoothing']:g} · smooth_loss + "
         f"{round(1 - k['smoothing'], 12):g} · loss, for {run['steps_done']:,} updates in {epochs} "
         f"epoch{'s' if epochs != 1 else ''} of the text (the last one may be partial).</p>"
     )
@@ -391,6 +391,18 @@ def optional_section(name: str, folder: str):
         return None
     section, title = OPTIONAL_SECTIONS[name]
     return HTML(f"<h2>{html.escape(title)}</h2>" + section(folder).data)
+
+
+def clipping_text(k: dict) -> str:
+    """How the run clipped and decayed, from run.json's constants: "gradients clipped to [−5, 5]"."""
+    parts = [
+        f"gradients clipped to [−{k['clip']:g}, {k['clip']:g}]" if k["clip"] else "no elementwise clipping"
+    ]
+    if k.get("clip_norm"):
+        parts.append(f"then to an L2 norm of at most {k['clip_norm']:g}")
+    if k.get("weight_decay"):
+        parts.append(f"decoupled weight decay {k['weight_decay']:g} on U, W and V")
+    return ", ".join(parts)
 
 
 def optimizer_text(name: str, settings: dict) -> str:

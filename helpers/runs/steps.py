@@ -207,6 +207,10 @@ def run_to_end(trainer: Trainer, out, meta: dict) -> dict:
     )
     try:
         seconds = trainer.run_saving(cfg.n_updates, lambda: write_run_files(trainer, out, meta))
+        if trainer.out_of_time():
+            print(f"the time budget of {cfg.time_budget:g} s is spent after {state.step:,} updates")
+            if len(trainer.val_data) and (not state.val_log or state.val_log[-1][0] != state.step):
+                trainer.validate()  # a budgeted run's last model counts: its rate came down to 0 for it
         final_val = None
         if len(trainer.val_data) and (not state.val_log or state.val_log[-1][0] != state.step):
             # the final model's figure, off the eval_every grid: reported, but kept out of val_log and the
@@ -325,7 +329,9 @@ def write_run_files(
         ],
     }
     constants = {
-        "clip": optim.CLIP,
+        "clip": cfg.clip,
+        "clip_norm": cfg.clip_norm,
+        "weight_decay": cfg.weight_decay,
         "smoothing": SMOOTHING,
         "optimizer": cfg.optimizer,
         "optimizer_settings": optim.SETTINGS[cfg.optimizer],

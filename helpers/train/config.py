@@ -18,6 +18,7 @@ CELLS = tuple(cells.CELLS)
 OPTIMIZERS = tuple(optim.OPTIMIZERS)
 ENGINES = ("numpy", "numba", "auto")
 SCHEDULES = ("constant", "cosine")
+INITS = ("auto", *cells.INITS)
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,15 @@ class TrainConfig:
     warmup : updates over which eta rises linearly from eta / warmup to eta (0: none).
     test_fraction : the part of the text just before the validation part (the end when there is
         none) held out as a test set, evaluated once at the end with the best model (0: none).
+    init : the initial weights: "auto" (default: the assignment's for the vanilla RNN, "orthogonal"
+        for the LSTM and the GRU), "assignment" (N(0, sig^2)), "uniform" (PyTorch's U(-1/sqrt(m),
+        1/sqrt(m))) or "orthogonal" (orthogonal W blocks, Xavier-uniform U and V); see :attr:`init_scheme`.
+    clip : every gradient entry is clipped to [-clip, clip] (the assignment's 5; 0: no elementwise clip).
+    clip_norm : then the gradient is scaled to an L2 norm of at most clip_norm over all parameters (0: no).
+    weight_decay : decoupled weight decay (AdamW's): the weights U, W, V shrink by eta * weight_decay
+        of themselves at every update, the biases do not (0: none).
+    time_budget : seconds of training: the run stops when they are spent (or at n_updates), and a
+        cosine schedule stretches over them instead of over n_updates (0: none).
     """
 
     m: int = 100
@@ -77,6 +87,11 @@ class TrainConfig:
     lr_schedule: str = "constant"
     warmup: int = 0
     test_fraction: float = 0.0
+    init: str = "auto"
+    clip: float = 5.0
+    clip_norm: float = 0.0
+    weight_decay: float = 0.0
+    time_budget: float = 0.0
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
@@ -97,7 +112,18 @@ class TrainConfig:
             "lr_decay",
         )
         at_least(
-            self, 0, "sample_until", "sample_length", "val_fraction", "dropout", "warmup", "test_fraction"
+            self,
+            0,
+            "sample_until",
+            "sample_length",
+            "val_fraction",
+            "dropout",
+            "warmup",
+            "test_fraction",
+            "clip",
+            "clip_norm",
+            "weight_decay",
+            "time_budget",
         )
         for name, allowed in (
             ("dtype", DTYPES),
@@ -105,6 +131,7 @@ class TrainConfig:
             ("cell", CELLS),
             ("optimizer", OPTIMIZERS),
             ("lr_schedule", SCHEDULES),
+            ("init", INITS),
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
@@ -127,6 +154,15 @@ class TrainConfig:
                 f"lr_decay must be in (0, 1], the factor eta is multiplied by at each new epoch "
                 f"(e.g. 0.95; 1 keeps eta), got {self.lr_decay!r}"
             )
+
+    @property
+    def init_scheme(self) -> str:
+        """The initialisation ``init`` stands for: "auto" is the assignment's N(0, sig^2) for the vanilla
+        RNN and orthogonal W with Xavier U and V for the gated cells, which N(0, 0.01^2) holds at the
+        unigram loss for hundreds of updates (docs/quality.md)."""
+        if self.init != "auto":
+            return self.init
+        return "assignment" if self.cell == "rnn" else "orthogonal"
 
     @classmethod
     def from_kwargs(cls, **kwargs) -> TrainConfig:

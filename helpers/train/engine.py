@@ -42,11 +42,18 @@ class NumpyEngine:
         self.cell.backward(p, cache, grads)
         return loss, cache["state"]
 
-    def step(self, theta, g, slots, t: int, tmp, eta: float | None = None) -> None:
-        """Clip the gradients to [-CLIP, CLIP], then one optimizer step (update number ``t``) with
-        learning rate ``eta`` (the configured one when None)."""
-        optim.clip_(g)
-        optim.OPTIMIZERS[self.cfg.optimizer](theta, g, slots, self.cfg.eta if eta is None else eta, t, tmp)
+    def step(self, theta, g, slots, t: int, tmp, eta: float | None = None, decay=None) -> None:
+        """Clip the gradients to [-clip, clip] (the assignment's 5; 0: not), then to an L2 norm of
+        clip_norm (0: not), decay the weights (``decay``: the mask of the weights, or None), then one
+        optimizer step (update number ``t``) with learning rate ``eta`` (the configured one when None)."""
+        cfg, eta = self.cfg, self.cfg.eta if eta is None else eta
+        if cfg.clip:
+            optim.clip_(g, cfg.clip)
+        if cfg.clip_norm:
+            optim.clip_norm_(g, cfg.clip_norm)
+        if decay is not None:
+            optim.decay_(theta, eta * cfg.weight_decay, decay)
+        optim.OPTIMIZERS[cfg.optimizer](theta, g, slots, eta, t, tmp)
 
 
 class NumbaEngine(NumpyEngine):
@@ -78,11 +85,12 @@ class NumbaEngine(NumpyEngine):
         loss, hlast = _fast().loss_and_grads(p, X[0], Y[0], state[0], grads, self.ws)
         return loss, hlast[None, :]
 
-    def step(self, theta, g, slots, t: int, tmp, eta: float | None = None) -> None:
-        if self.cfg.optimizer == "adagrad":
-            clip_adagrad_(theta, g, slots[0], self.cfg.eta if eta is None else eta)
+    def step(self, theta, g, slots, t: int, tmp, eta: float | None = None, decay=None) -> None:
+        cfg = self.cfg
+        if cfg.optimizer == "adagrad" and cfg.clip == optim.CLIP and not cfg.clip_norm and decay is None:
+            clip_adagrad_(theta, g, slots[0], cfg.eta if eta is None else eta)
         else:
-            super().step(theta, g, slots, t, tmp, eta)
+            super().step(theta, g, slots, t, tmp, eta, decay)
 
 
 GATED = ("gru", "lstm")

@@ -18,6 +18,21 @@ def clip_(grad: np.ndarray, limit: float = CLIP) -> np.ndarray:
     return np.clip(grad, -limit, limit, out=grad)
 
 
+def clip_norm_(grad: np.ndarray, limit: float) -> np.ndarray:
+    """Scale ``grad`` in place to an L2 norm of at most ``limit`` (PyTorch's clip_grad_norm_ over all
+    parameters at once); returns ``grad``."""
+    norm = float(np.sqrt(np.dot(grad, grad)))
+    if norm > limit:
+        grad *= limit / (norm + 1e-6)
+    return grad
+
+
+def decay_(theta: np.ndarray, rate: float, mask: np.ndarray) -> None:
+    """Decoupled weight decay (AdamW's), in place: theta <- theta - rate * mask * theta, with ``mask``
+    1 on the weights and 0 on the biases."""
+    theta -= rate * mask * theta
+
+
 def adagrad_(
     theta: np.ndarray,
     grad: np.ndarray,

@@ -44,7 +44,7 @@ def run(
 def _loop(trainer, n_updates, on_checkpoint, report_every, out, bar, stop) -> None:
     s, cfg, update = trainer.state, trainer.cfg, trainer.update
     last_report = (s.step, time.perf_counter())
-    while s.step < n_updates:
+    while s.step < n_updates and not trainer.out_of_time():
         update()
         if stop:
             raise KeyboardInterrupt(f"interrupted after update {s.step}")

@@ -61,7 +61,14 @@ class TrainState:
     def fresh(cls, cfg: TrainConfig, K: int, rng: np.random.Generator) -> TrainState:
         """Initial state: the assignment's initialisation drawn from ``rng``, zero recurrent state."""
         params = cells.init_params(
-            cfg.cell, cfg.m, K, cfg.sig, rng, dtype=np.dtype(cfg.dtype), layers=cfg.n_layers
+            cfg.cell,
+            cfg.m,
+            K,
+            cfg.sig,
+            rng,
+            dtype=np.dtype(cfg.dtype),
+            layers=cfg.n_layers,
+            init=cfg.init_scheme,
         )
         return cls(
             params=params,
@@ -149,10 +156,15 @@ RESUME_KEYS = (
     "lr_schedule",
     "warmup",
     "test_fraction",
+    "clip",
+    "clip_norm",
+    "weight_decay",
+    "time_budget",
 )
 """Settings a resumed run must share with its checkpoint to go on exactly (n_updates and the
 sampling, logging and checkpoint cadences, and the engine, may change; n_updates not on a cosine
-schedule, whose length it is)."""
+schedule, whose length it is; ``init`` plays no part in a run that resumes). A run with a
+``time_budget`` resumes with the seconds it had spent, but follows the clock, not a fixed sequence."""
 
 
 def changed_settings(saved: dict, cfg: TrainConfig) -> dict:
@@ -218,6 +230,7 @@ class Trainer:
         self.tmp = np.empty_like(state.params.flat)
         self.slots = [s.flat for s in (state.mem, state.mem2) if s is not None]
         self.engine = engine.make(cfg, len(chars), state.params.flat.dtype)
+        self.decay = weight_mask(state.params) if cfg.weight_decay else None
         self.started = time.perf_counter()
 
     @property
@@ -268,7 +281,7 @@ class Trainer:
         s.smooth_loss = loss if s.step == 0 else SMOOTHING * s.smooth_loss + _NEW * loss
         if s.step == 0:
             self.record_sample(x[0, 0])  # before the first update: h0 = hprev, x0 = its first input
-        self.engine.step(s.params.flat, g, self.slots, s.step + 1, self.tmp, self.eta())
+        self.engine.step(s.params.flat, g, self.slots, s.step + 1, self.tmp, self.eta(), self.decay)
         s.hprev, s.position, s.step = hlast, s.position + cfg.seq_length, s.step + 1
         if not len(self.val_data) and s.smooth_loss < s.best_smooth_loss:  # best model: lowest smooth loss
             self.keep_best()
@@ -282,7 +295,11 @@ class Trainer:
 
     def eta(self) -> float:
         """The learning rate of the update about to be taken (see :mod:`helpers.train.schedule`)."""
-        return schedule.learning_rate(self.cfg, self.state.step + 1, self.state.epoch)
+        return schedule.learning_rate(self.cfg, self.state.step + 1, self.state.epoch, self.seconds)
+
+    def out_of_time(self) -> bool:
+        """Whether the run's ``time_budget`` (if any) is spent."""
+        return bool(self.cfg.time_budget) and self.seconds >= self.cfg.time_budget
 
     def test(self, params: ParamSet | None = None) -> float | None:
         """Loss per character of ``params`` (default: the best model) on the test part, None without one.
@@ -376,3 +393,12 @@ class Trainer:
 def new_run_id() -> str:
     """A short identifier that ties a run's result files together."""
     return uuid.uuid4().hex[:12]
+
+
+def weight_mask(params: ParamSet) -> np.ndarray:
+    """1 on the weights (U, W, V of every layer), 0 on the biases (b, c): what weight decay shrinks."""
+    mask = params.zeros_like()
+    for name in params.names:
+        if name[0] in "UWV":
+            mask[name][...] = 1.0
+    return mask.flat
