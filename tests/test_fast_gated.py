@@ -12,6 +12,7 @@ import io
 
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_info, threadpool_limits
 
 from helpers.model import cells, fast, gradcheck, oracles
 from helpers.model.params import ParamSet
@@ -130,6 +131,31 @@ def test_one_and_two_threads_agree_to_rounding_and_workspaces_are_reused(cell):
     )  # the same workspace: the same numbers
     assert l1 == pytest.approx(l2, rel=1e-13)
     np.testing.assert_allclose(g1, g2, rtol=1e-11, atol=1e-15)
+
+
+def test_one_layer_gives_its_threads_to_blas_for_the_call_and_a_stack_to_numba(monkeypatch):
+    seen = []
+
+    @contextlib.contextmanager
+    def recording(n):
+        seen.append(n)
+        with real(n):
+            seen.append(fast_blas._THREADS[0][0]() if fast_blas._THREADS[0] else n)  # the count inside
+            yield
+
+    real = fast_blas.threads
+    monkeypatch.setattr(fast_blas, "threads", recording)
+    for layers, expected in ((1, [2, 2]), (2, [1, 1])):
+        p = random_model("lstm", layers, seed=layers)
+        X, Y, state, _ = batch("lstm", p, 4, 5, 0.0)
+        with threadpool_limits(1, "blas"):
+            before = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+            seen.clear()
+            fast_gated.loss_and_grads("lstm", p, X, Y, state, p.zeros_like(), None, None, threads=2)
+            after = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+        assert seen == expected and before == after  # restored after the call
+        ws = fast_gated.Workspace("lstm", p.m, p.K, 4, 5, layers, np.float64, threads=2)
+        assert (ws.n, ws.blas_threads) == ((1, 2) if layers == 1 else (2, 1))
 
 
 def test_bad_inputs_are_refused():

@@ -12,6 +12,7 @@ faster. When numpy's BLAS is not found (another numpy build), ``gemm`` falls bac
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 from pathlib import Path
 
@@ -55,6 +56,37 @@ def addresses() -> np.ndarray:
         except (OSError, AttributeError):
             pass
     return np.zeros(3, np.int64)
+
+
+_THREADS = []
+
+
+@contextlib.contextmanager
+def threads(n: int):
+    """numpy's OpenBLAS on ``n`` threads inside the block (its count restored after); no-op when
+    numpy's BLAS is not found. Cheap (two C calls), so it can wrap every update."""
+    if not _THREADS:
+        found, funcs = _numpy_blas(), None
+        if found is not None:
+            path, prefix, suffix = found
+            try:
+                lib = ctypes.CDLL(path)
+                funcs = tuple(
+                    getattr(lib, f"{prefix}openblas_{k}_num_threads{suffix}") for k in ("get", "set")
+                )
+            except (OSError, AttributeError):
+                funcs = None
+        _THREADS.append(funcs)
+    if _THREADS[0] is None:
+        yield
+        return
+    get, set_ = _THREADS[0]
+    before = get()
+    set_(int(n))
+    try:
+        yield
+    finally:
+        set_(before)
 
 
 @intrinsic
