@@ -7,7 +7,7 @@ ARGS ?=
 # the PDF engine: weasyprint (default) or chromium
 PDF_ENGINE ?=
 
-.PHONY: venv report test format bench faults lab clean
+.PHONY: venv report test format bench faults lab page clean
 
 # The environment is stamped with a hash of pyproject.toml's contents, so any change to it (an edit,
 # a checkout, a copy with an old timestamp) re-installs, and a mere touch does not.
@@ -61,6 +61,13 @@ bench: venv
 ## faults: kill trainings, a Dask worker and a scheduler on purpose, and count what survived (a few minutes)
 faults: venv
 	$(BIN)/python -m faults $(ARGS)
+
+## page: the model live in one self-contained HTML page (a sampler and the neuron explorer, no network) from
+## CHECKPOINT (default $(OUT)/best.npz) into PAGE (default $(OUT)/model.html), to mail or host anywhere
+CHECKPOINT ?= $(OUT)/best.npz
+PAGE ?= $(OUT)/model.html
+page: venv
+	$(BIN)/python -m helpers.runs.live $(CHECKPOINT) $(PAGE) $(ARGS)
 
 ## lab: JupyterLab with the project's environment, on the repository (README, helpers/, output/), opened in notebooks/
 lab: venv

@@ -8,8 +8,9 @@ The suite is laid out by unit, as the package is (helpers/__init__.py):
     test_params, test_rnn, test_cells, test_gradcheck      model: parameters, cells against the oracles
     test_optim, test_config, test_trainer                   train: optimizers, schedule, settings, the loop
     test_train_results, test_resume, test_checkpoint        train: result files, exact resume, the file format
-    test_data, test_sampling, test_beam, test_fast          data; sampling and beam search; the numba engine
-    test_report, test_pdf, test_math                        report: sections, reference points, HTML, PDF, math
+    test_data, test_sampling, test_beam                     data; sampling and beam search
+    test_fast, test_fast_gated                              the numba engines: the vanilla RNN, the GRU and LSTM
+    test_report, test_pdf, test_math, test_live             report: sections, reference points, PDF, math, live model
     test_interactive, test_documents, test_sweep            runs and jobs: widgets, documents, Dask sweeps
     test_notebooks, test_journeys, test_browser, test_lab_journey   notebooks and what users do with them
     test_bad_input, test_kill, test_lock, test_disk_full, test_sweep_faults   faults and bad input

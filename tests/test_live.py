@@ -55,21 +55,13 @@ def pages(tmp_path_factory):
             sample_every=1000,
             **options,
         )
-        page = folder / f"{name}.html"
-        done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "helpers.runs.live",
-                str(folder / name / "best.npz"),
-                str(page),
-                "--length",
-                "160",
-            ],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-        )
+        page, checkpoint = folder / f"{name}.html", str(folder / name / "best.npz")
+        if name == "rnn":  # as a user makes one: `make page CHECKPOINT=... PAGE=...`
+            cmd = ["make", "--no-print-directory", "page", f"CHECKPOINT={checkpoint}", f"PAGE={page}"]
+            cmd.append("ARGS=--length 160")
+        else:
+            cmd = [sys.executable, "-m", "helpers.runs.live", checkpoint, str(page), "--length", "160"]
+        done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
         assert done.returncode == 0 and "KiB" in done.stdout, done.stderr
         out[name] = (folder / name / "best.npz", page)
     return out
