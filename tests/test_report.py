@@ -137,6 +137,16 @@ def test_the_first_smooth_loss_is_called_equal_to_the_uniform_guess_only_when_it
     assert "close to seq_length · ln K" in sections.loss_facts(run).data
 
 
+def test_pytorchs_figure_is_shown_for_runs_on_the_book_only(trained, monkeypatch):
+    run = trained(val_fraction=0.0)
+    corpus = json.loads((run / "run.json").read_text())["corpus"]
+    assert reference.OUTSIDE["name"] not in reference.section(run).data
+    monkeypatch.setitem(reference.OUTSIDE, "corpus", {k: corpus[k] for k in ("name", "n_chars", "K")})
+    html = reference.section(run).data
+    assert reference.OUTSIDE["name"] in html and "1.077" in html and "December 2026" in html
+    assert f"The other networks' {reference.HELD_OUT}" in html  # this run held nothing out; PyTorch did
+
+
 def test_reference_table_refuses_a_run_on_another_text(trained):
     run = trained()
     other = trained(text=TEXT.upper())
