@@ -100,7 +100,7 @@ def test_reference_table_places_the_run_between_the_points(trained):
     assert (
         f"{mb['test_loss_per_char']:.3f}" in html and f"{perplexity(m['best_val_loss_per_char']):.2f}" in html
     )
-    assert f"{m['reference']['bigram']:.3f}" in html and "gru, 2 layer(s)" in html
+    assert f"{m['reference']['bigram']:.3f}" in html and "gru, 2 layers of m" in html
     assert html == sections.reference_section(run, str(baseline), str(best)).data
 
 

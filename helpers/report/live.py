@@ -25,6 +25,11 @@ STATIC = Path(__file__).parent / "static"
 
 
 @cache
+def _layers(n: int) -> str:
+    """'1 layer', '2 layers'."""
+    return f"{n} layer" + ("s" if n > 1 else "")
+
+
 def asset(name: str) -> str:
     """The text of ``static/<name>`` (live.js, live.css)."""
     return (STATIC / name).read_text(encoding="utf-8")
@@ -71,7 +76,7 @@ def page(data: dict, title: str = "") -> str:
     """A whole self-contained HTML page with the component: mail it, or host it anywhere."""
     title = title or f"A character-level {data['cell'].upper()} writes"
     about = (
-        f"{data['cell'].upper()}, {data['layers']} layer(s) of {data['m']} units, {data['K']} characters, "
+        f"{data['cell'].upper()}, {_layers(data['layers'])} of {data['m']} units, {data['K']} characters, "
         f"trained on {data.get('corpus', '?')}; {data.get('step', 0):,} updates, smooth loss "
         f"{data.get('smooth_loss', float('nan')):.2f}."
     )

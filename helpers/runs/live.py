@@ -119,9 +119,8 @@ def main(argv=None) -> int:
     out = resolve(args.page)
     with files.atomic_path(out) as tmp:
         tmp.write_text(live_html.page(data), encoding="utf-8")
-    print(
-        f"{out}: {out.stat().st_size / 1024:,.0f} KiB, a {data['cell']} of {data['layers']} layer(s), m = {data['m']}"
-    )
+    layers = f"{data['layers']} layer" + ("s" if data["layers"] > 1 else "")
+    print(f"{out}: {out.stat().st_size / 1024:,.0f} KiB, a {data['cell']} of {layers}, m = {data['m']}")
     return 0
 
 
