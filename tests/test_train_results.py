@@ -450,6 +450,8 @@ def test_a_time_budget_ends_the_run_and_its_last_model_is_evaluated(tmp_path, te
         **{**SMALL, "checkpoint_every": 10**6},
     )
     assert 0 < run["steps_done"] < 10**7 and 0.6 <= run["seconds"] < 5
-    assert f"the time budget of 0.6 s is spent after {run['steps_done']:,} updates" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "(or fewer: it stops after time_budget = 0.6 s)" in out  # said before training
+    assert f"the time budget of 0.6 s is spent after {run['steps_done']:,} updates" in out
     history = json.loads((tmp_path / "run" / "metrics.json").read_text())["history"]
     assert [h["step"] for h in history] == [run["steps_done"]] and run["best_step"] == run["steps_done"]

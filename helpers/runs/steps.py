@@ -202,8 +202,9 @@ def run_to_end(trainer: Trainer, out, meta: dict) -> dict:
     corpus, per_epoch = meta["corpus"], (trainer.L - 1) // cfg.seq_length
     print(
         f"training on {corpus['name']}: {corpus['n_chars']:,} characters, K = {corpus['K']}; one epoch is "
-        f"{per_epoch:,} updates, so {cfg.n_updates:,} updates are {cfg.n_updates / per_epoch:.1f} epochs; "
-        f"writing to {out}"
+        f"{per_epoch:,} updates, so {cfg.n_updates:,} updates are {cfg.n_updates / per_epoch:.1f} epochs"
+        + (f" (or fewer: it stops after time_budget = {cfg.time_budget:g} s)" if cfg.time_budget else "")
+        + f"; writing to {out}"
     )
     try:
         seconds = trainer.run_saving(cfg.n_updates, lambda: write_run_files(trainer, out, meta))
