@@ -218,3 +218,31 @@ def test_sampler_follows_the_slider_and_the_priming_text(page, lab):
     primed = sample.inner_text()
     assert primed != cooler and f"temperature {temperature:.2f}" in primed
     shot(page, "03-sampler-after")
+
+
+def test_the_live_model_writes_and_colours_in_the_lab(page, lab):
+    """03's live component (the one the report and `make page` carry) runs in the Lab's output too."""
+    if "03_synthesis" not in page.url:
+        open_and_run_all(page, lab, "03_synthesis.ipynb")
+        finished(page)
+    live = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .charrnn-sampler[data-state=done]").first
+    live.wait_for()
+    live.scroll_into_view_if_needed()
+    sample = live.locator(".charrnn-sample")
+    before = sample.inner_text()
+    assert before
+    live.locator("input[aria-label=prime]").fill("The ")
+    page.wait_for_function(
+        "t => document.querySelector('.charrnn-sample').innerText !== t && "
+        "document.querySelector('.charrnn-sampler').dataset.state === 'done'",
+        arg=before,
+    )
+    shot(page, "03-live-sampler")
+    explorer = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .charrnn-activations span")
+    assert explorer.count() > 0
+    explorer.nth(3).hover()
+    hover = page.locator(".charrnn-hover").first.inner_text()
+    assert hover.startswith("after ") and "next: " in hover
+    explorer.nth(3).scroll_into_view_if_needed()
+    shot(page, "03-live-explorer")
+
