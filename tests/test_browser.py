@@ -245,4 +245,3 @@ def test_the_live_model_writes_and_colours_in_the_lab(page, lab):
     assert hover.startswith("after ") and "next: " in hover
     explorer.nth(3).scroll_into_view_if_needed()
     shot(page, "03-live-explorer")
-
