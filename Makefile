@@ -67,7 +67,7 @@ faults: venv
 CHECKPOINT ?= $(OUT)/best.npz
 PAGE ?= $(OUT)/model.html
 page: venv
-	$(BIN)/python -m helpers.runs.live $(CHECKPOINT) $(PAGE) $(ARGS)
+	$(BIN)/python -m helpers.runs.live '$(CHECKPOINT)' '$(PAGE)' $(ARGS)
 
 ## lab: JupyterLab with the project's environment, on the repository (README, helpers/, output/), opened in notebooks/
 lab: venv

@@ -22,7 +22,7 @@ only helps): these matrices are too small for BLAS threads to pay off. The metho
 within each run, so a background load spreads over all of them; the ratios are to the oracle
 measured in the same process. Synthesis of 1000 characters, characters per second of training
 with B = 1, 4, 16, 64 streams for both cells, the vanilla RNN's one-stream path against its
-batched path at B = 1, the gated cells at the size of the best recipe (m = 256, B = 32,
+batched path at B = 1, the gated cells at the shape of issue #19 (m = 256, B = 32,
 seq_length = 50, Adam, float32) with the numpy and the numba engine at 1 and 2 threads, beside
 PyTorch's training at the same shapes when an interpreter with torch is found
 (:mod:`benchmarks.gated`; ``TORCH_PYTHON=/path/to/python``), the path users run

@@ -1,4 +1,4 @@
-"""The gated cells at the best recipe's shape: this project's engines against PyTorch.
+"""The gated cells at the shape of issue #19 (the one-layer recipe before the 2-layer one): our engines against PyTorch.
 
     python -m benchmarks.gated [--rounds 3] [--seconds 1.5]        (``make bench`` runs it too)
 
@@ -34,7 +34,7 @@ from helpers.train.config import TrainConfig
 from helpers.train.trainer import Trainer, TrainState
 
 SHAPE = dict(m=256, batch_size=32, seq_length=50, optimizer="adam", eta=0.003, dtype="float32")
-"""The best recipe's shape (``make best``)."""
+"""Issue #19's shape (a one-layer GRU or LSTM as the earlier `make best` trained it)."""
 CHARS = SHAPE["batch_size"] * SHAPE["seq_length"]
 THREADS = (1, 2)
 
@@ -105,7 +105,7 @@ def bench(data, chars, seconds: float, rounds: int, out=print) -> dict:
     names = ("numpy", "numba") if fast.AVAILABLE else ("numpy",)
     out("")
     out(
-        f"Gated cells at the best recipe's shape (m={SHAPE['m']}, B={SHAPE['batch_size']}, seq_length="
+        f"Gated cells at issue #19's shape (m={SHAPE['m']}, B={SHAPE['batch_size']}, seq_length="
         f"{SHAPE['seq_length']}, K={K}, float32, Adam, clipping): characters trained on per wall-clock second, "
         f"median of {rounds} interleaved rounds of ~{seconds:g} s"
     )

@@ -231,15 +231,16 @@ def test_the_live_model_writes_and_colours_in_the_lab(page, lab):
     sample = live.locator(".charrnn-sample")
     before = sample.inner_text()
     assert before
+    root = live.element_handle()
     live.locator("input[aria-label=prime]").fill("The ")
     page.wait_for_function(
-        "t => document.querySelector('.charrnn-sample').innerText !== t && "
-        "document.querySelector('.charrnn-sampler').dataset.state === 'done'",
-        arg=before,
+        "([root, t]) => root.querySelector('.charrnn-sample').innerText !== t && root.dataset.state === 'done'",
+        arg=[root, before],
     )
     shot(page, "03-live-sampler")
     explorer = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .charrnn-activations span")
     assert explorer.count() > 0
+    assert explorer.nth(3).evaluate("e => e.style.background")  # coloured by the unit's activation
     explorer.nth(3).hover()
     hover = page.locator(".charrnn-hover").first.inner_text()
     assert hover.startswith("after ") and "next: " in hover

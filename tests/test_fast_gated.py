@@ -133,29 +133,58 @@ def test_one_and_two_threads_agree_to_rounding_and_workspaces_are_reused(cell):
     np.testing.assert_allclose(g1, g2, rtol=1e-11, atol=1e-15)
 
 
+def blas_threads() -> list:
+    return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+
 def test_one_layer_gives_its_threads_to_blas_for_the_call_and_a_stack_to_numba(monkeypatch):
+    if not fast_blas.addresses()[0] or fast.numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs numpy's own BLAS and two cores")
     seen = []
 
     @contextlib.contextmanager
     def recording(n):
         seen.append(n)
         with real(n):
-            seen.append(fast_blas._THREADS[0][0]() if fast_blas._THREADS[0] else n)  # the count inside
+            seen.append(fast_blas._THREADS[0][0]())  # the count inside the call
             yield
 
     real = fast_blas.threads
     monkeypatch.setattr(fast_blas, "threads", recording)
+    numba_before = fast.numba.get_num_threads()
     for layers, expected in ((1, [2, 2]), (2, [1, 1])):
         p = random_model("lstm", layers, seed=layers)
         X, Y, state, _ = batch("lstm", p, 4, 5, 0.0)
         with threadpool_limits(1, "blas"):
-            before = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+            before = blas_threads()
             seen.clear()
             fast_gated.loss_and_grads("lstm", p, X, Y, state, p.zeros_like(), None, None, threads=2)
-            after = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
-        assert seen == expected and before == after  # restored after the call
+            assert seen == expected and blas_threads() == before  # restored after the call
+            monkeypatch.setattr(fast_gated, "_loss_and_grads", lambda *a: 1 / 0)
+            with pytest.raises(ZeroDivisionError):
+                fast_gated.loss_and_grads("lstm", p, X, Y, state, p.zeros_like(), None, None, threads=2)
+            assert blas_threads() == before  # and after an error
+            monkeypatch.undo()
+            monkeypatch.setattr(fast_blas, "threads", recording)
+        assert fast.numba.get_num_threads() == numba_before  # numba's count too
         ws = fast_gated.Workspace("lstm", p.m, p.K, 4, 5, layers, np.float64, threads=2)
         assert (ws.n, ws.blas_threads) == ((1, 2) if layers == 1 else (2, 1))
+
+
+@pytest.mark.parametrize("cell", GATED)
+def test_one_layer_on_blas_threads_agrees_with_one_thread(cell):
+    """At a size where OpenBLAS does split the products between its threads."""
+    p = random_model(cell, 1, m=64, K=20, seed=3, sig=0.2)
+    X, Y, state, _ = batch(cell, p, 32, 6, 0.0)
+    out = []
+    with threadpool_limits(1, "blas"):
+        for threads in (1, 2):
+            g = p.zeros_like()
+            loss, final = fast_gated.loss_and_grads(cell, p, X, Y, state, g, None, None, threads)
+            out.append((loss, final, g.flat.copy()))
+    assert out[0][0] == pytest.approx(out[1][0], rel=1e-12)
+    np.testing.assert_allclose(out[0][1], out[1][1], rtol=1e-11, atol=1e-14)
+    np.testing.assert_allclose(out[0][2], out[1][2], rtol=1e-10, atol=1e-14)
 
 
 def test_bad_inputs_are_refused():

@@ -139,6 +139,27 @@ def test_look_alike_points_get_different_folders(a, b):
     assert sweep.point_name({"eta": 0.05, "m": 50}) == "eta-0.05_m-50"  # plain values stay readable
 
 
+def test_local_workers_share_the_cores_out(monkeypatch):
+    """Two workers on two cores train with one thread each (NUMBA_NUM_THREADS in their environment,
+    which their notebooks' kernels inherit); the caller's own setting wins."""
+    seen = {}
+
+    class Recorder:
+        def __init__(self, **kw):
+            seen.update(kw)
+            raise RuntimeError("recorded")
+
+    monkeypatch.delenv("NUMBA_NUM_THREADS", raising=False)
+    monkeypatch.setattr(sweep, "CPU_COUNT", 2)
+    monkeypatch.setattr(sweep, "LocalCluster", Recorder)
+    with pytest.raises(RuntimeError, match="recorded"), sweep.connect("", 2):
+        pass
+    assert seen["env"] == {"NUMBA_NUM_THREADS": "1"} and seen["n_workers"] == 2
+    assert sweep.worker_env(1) == {"NUMBA_NUM_THREADS": "2"}
+    monkeypatch.setenv("NUMBA_NUM_THREADS", "3")
+    assert sweep.worker_env(2) == {"NUMBA_NUM_THREADS": "3"}
+
+
 def test_unreachable_scheduler_is_reported(tmp_path):
     with socket.socket() as s:  # a loopback port that nothing listens on
         s.bind(("127.0.0.1", 0))

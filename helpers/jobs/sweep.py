@@ -204,19 +204,29 @@ def outcome(future, run: dict) -> dict:
         return record
 
 
+def worker_env(n_workers: int) -> dict:
+    """The environment of a local cluster's workers (and so of their notebooks' kernels): the cores
+    shared out, NUMBA_NUM_THREADS = cores // workers (at least 1), so that two trainings of two
+    threads each do not fight over two cores; a NUMBA_NUM_THREADS of the caller's is kept."""
+    if "NUMBA_NUM_THREADS" in os.environ:
+        return {"NUMBA_NUM_THREADS": os.environ["NUMBA_NUM_THREADS"]}
+    return {"NUMBA_NUM_THREADS": str(max(1, CPU_COUNT // max(1, n_workers)))}
+
+
 @contextlib.contextmanager
 def connect(scheduler: str = "", n_workers: int = 1, timeout: float = 60):
     """A Dask client, closed on exit.
 
     To ``scheduler`` ("tcp://host:port") when given, waiting up to ``timeout`` seconds for it and
     for a worker; else to a new local cluster of ``n_workers`` single-threaded worker processes
-    on 127.0.0.1, shut down on exit.
+    on 127.0.0.1, shut down on exit, whose trainings share the cores (:func:`worker_env`).
     """
     if not scheduler:
         with (
             LocalCluster(
                 n_workers=n_workers,
                 threads_per_worker=1,
+                env=worker_env(n_workers),
                 processes=True,
                 host="127.0.0.1",
                 dashboard_address=None,

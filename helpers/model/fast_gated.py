@@ -127,11 +127,12 @@ class Workspace:
 
 def _split(threads: int, B: int, layers: int) -> tuple[int, int]:
     """(numba threads over the B streams' chunks, BLAS threads for the products) for ``threads``:
-    one layer (1, threads), more (min(threads, B, numba's thread count), 1). See the module's docstring."""
-    threads = max(1, int(threads))
+    one layer (1, threads), more (min(threads, B), 1); at most numba's thread count (NUMBA_NUM_THREADS,
+    default: every core) either way. See the module's docstring."""
+    threads = max(1, min(int(threads), fast.numba.config.NUMBA_NUM_THREADS))
     if layers == 1:
         return 1, threads
-    return max(1, min(threads, B, fast.numba.config.NUMBA_NUM_THREADS)), 1
+    return max(1, min(threads, B)), 1
 
 
 def loss_and_grads(
@@ -160,9 +161,13 @@ def loss_and_grads(
         ws = Workspace(cell, m, p.K, B, T, p.layers, p.flat.dtype, threads)
     if X.min() < 0 or X.max() >= p.K or Y.min() < 0 or Y.max() >= p.K:
         raise ValueError(f"character indices must lie in [0, {p.K})")
+    before = fast.numba.get_num_threads()
     fast.numba.set_num_threads(ws.n)
-    with fast_blas.threads(ws.blas_threads):
-        return _loss_and_grads(k, bl, cell, p, X, Y, state, grads, masks, ws)
+    try:
+        with fast_blas.threads(ws.blas_threads):
+            return _loss_and_grads(k, bl, cell, p, X, Y, state, grads, masks, ws)
+    finally:
+        fast.numba.set_num_threads(before)  # numba's count and BLAS's as the caller had them
 
 
 def _loss_and_grads(k, bl, cell, p, X, Y, state, grads, masks, ws):

@@ -13,7 +13,9 @@ blocks of consecutive rows the same way. Each kernel is a function of one chunk 
 a driver that runs the n chunks under ``prange``; with n = 1 the caller calls ``*_rows`` itself,
 on its own thread (called from another compiled function outside ``prange`` instead of from
 Python, the fused loops of ``*_rows`` ran at half speed with numba 0.68; measured, cause not
-found). Run under ``threadpool_limits(1, "blas")``; BLAS threads would only compete with these.
+found). With n > 1 BLAS runs on one thread (``threadpool_limits(1, "blas")``, the session's): its
+threads would only compete with these; a one-layer network runs n = 1 with BLAS on its threads
+instead (:func:`helpers.model.fast_gated._split`).
 
 Every line computes an equation of the numpy cell's, in the same order of operations, so the
 results differ from numpy's by rounding only (the products' and sums' order, and exp and tanh:

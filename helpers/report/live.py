@@ -24,12 +24,12 @@ from .html import ACTIVATION_LEGEND, activation_passage
 STATIC = Path(__file__).parent / "static"
 
 
-@cache
 def _layers(n: int) -> str:
     """'1 layer', '2 layers'."""
     return f"{n} layer" + ("s" if n > 1 else "")
 
 
+@cache
 def asset(name: str) -> str:
     """The text of ``static/<name>`` (live.js, live.css)."""
     return (STATIC / name).read_text(encoding="utf-8")

@@ -68,7 +68,7 @@ class NumbaEngine(NumpyEngine):
         if cfg.cell in GATED:
             from ..model import fast_gated
 
-            self.gated, self.threads = fast_gated, threads or fast.numba.get_num_threads()
+            self.gated, self.threads = fast_gated, threads or fast.numba.config.NUMBA_NUM_THREADS
             self.ws = fast_gated.Workspace(
                 cfg.cell, cfg.m, K, cfg.batch_size, cfg.seq_length, cfg.n_layers, dtype, self.threads
             )
