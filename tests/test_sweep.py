@@ -139,25 +139,33 @@ def test_look_alike_points_get_different_folders(a, b):
     assert sweep.point_name({"eta": 0.05, "m": 50}) == "eta-0.05_m-50"  # plain values stay readable
 
 
-def test_local_workers_share_the_cores_out(monkeypatch):
-    """Two workers on two cores train with one thread each (NUMBA_NUM_THREADS in their environment,
-    which their notebooks' kernels inherit); the caller's own setting wins."""
+def test_local_workers_share_the_cores_out_with_glibcs_malloc(monkeypatch):
+    """Two workers on two cores train with one thread each, in the environment their processes start
+    with (which their notebooks' kernels inherit), without Dask's MALLOC_TRIM_THRESHOLD_; the
+    caller's own settings win."""
+    import dask
+    from distributed.nanny import _get_env_variables
+
     seen = {}
 
     class Recorder:
         def __init__(self, **kw):
-            seen.update(kw)
+            seen.update(kw, spawn=_get_env_variables("distributed.nanny.pre-spawn-environ"))
             raise RuntimeError("recorded")
 
-    monkeypatch.delenv("NUMBA_NUM_THREADS", raising=False)
+    for name in (*sweep.THREAD_VARIABLES, "MALLOC_TRIM_THRESHOLD_"):
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(sweep, "CPU_COUNT", 2)
     monkeypatch.setattr(sweep, "LocalCluster", Recorder)
     with pytest.raises(RuntimeError, match="recorded"), sweep.connect("", 2):
         pass
-    assert seen["env"] == {"NUMBA_NUM_THREADS": "1"} and seen["n_workers"] == 2
-    assert sweep.worker_env(1) == {"NUMBA_NUM_THREADS": "2"}
+    assert {seen["spawn"][k] for k in sweep.THREAD_VARIABLES} == {"1"} and seen["n_workers"] == 2
+    assert "MALLOC_TRIM_THRESHOLD_" not in seen["spawn"]
+    assert "MALLOC_TRIM_THRESHOLD_" in _get_env_variables("distributed.nanny.pre-spawn-environ")  # restored
+    assert dask.config.get("distributed.nanny.pre-spawn-environ.OMP_NUM_THREADS") == 1
+    assert sweep.worker_env(1)["NUMBA_NUM_THREADS"] == "2"
     monkeypatch.setenv("NUMBA_NUM_THREADS", "3")
-    assert sweep.worker_env(2) == {"NUMBA_NUM_THREADS": "3"}
+    assert sweep.worker_env(2)["NUMBA_NUM_THREADS"] == "3"
 
 
 def test_unreachable_scheduler_is_reported(tmp_path):
