@@ -170,6 +170,7 @@ def test_chromium_opt_in_prints_the_same_report(monkeypatch, page):
 
 def _report_pieces(folder) -> str:
     """The reference-point section and the best model's passage, built by the report's own code."""
+    from helpers.report import live as live_html
     from helpers.report import reference, sections
 
     (folder / "metrics.json").write_text(
@@ -196,7 +197,16 @@ def _report_pieces(folder) -> str:
     (folder / "best_passage.json").write_text(
         json.dumps({"text": "\n".join(lines), "prime": "\n", "seed": 0, "step": 299_000, "smooth_loss": 43.5})
     )
-    return reference.section(folder).data + "<h2>4 The best model</h2>" + sections.best_section(folder).data
+    live = "\n".join(f"live {i:02d} of the passage the unit colours: " + "words " * 10 for i in range(12))
+    unit = {"unit": 3, "feature": "inside a word", "r": 0.84, "values": [0.5, -0.5] * len(live)}
+    printed = live_html.printed({"passage": live, "printed": [unit, {**unit, "unit": 7}]})
+    return (
+        reference.section(folder).data
+        + "<h2>4 The best model</h2>"
+        + sections.best_section(folder).data
+        + "<h2>5 The model, live</h2>"
+        + printed
+    )
 
 
 @pytest.mark.parametrize("filler", range(0, 44, 4))
@@ -228,3 +238,10 @@ def test_no_heading_at_a_page_foot_and_no_passage_split_that_fits_on_a_page(tmp_
         == page_of("line 00 of")
         == page_of("line 15 of")
     )
+
+    def pages_of(needle: str) -> list[int]:  # the page of each occurrence, in order
+        return [i for i, text in enumerate(pages) for _ in range(text.count(needle))]
+
+    first, last = pages_of("live 00 of"), pages_of("live 11 of")
+    assert len(first) == len(last) == 2  # the printed live model: each unit's passage whole, with its line
+    assert [page_of("unit 3, inside a word"), page_of("unit 7, inside a word")] == first == last

@@ -47,10 +47,11 @@ def printed(data: dict) -> str:
         "priming text and settings, and colours any text you type by the hidden unit you pick.</p>"
     ]
     for u in data.get("printed", []):
-        parts.append(
-            f'<p style="margin: 0.5em 0 0.2em 0"><b>unit {u["unit"]}</b>, {html.escape(u["feature"])} '
-            f"(correlation {u['r']:+.2f}), on the passage:</p>"
+        parts.append(  # a keep: the PDF never splits a unit's passage or parts it from its line
+            f'<div class="keep"><p style="margin: 0.5em 0 0.2em 0"><b>unit {u["unit"]}</b>, '
+            f"{html.escape(u['feature'])} (correlation {u['r']:+.2f}), on the passage:</p>"
             + activation_passage(data["passage"], u["values"])
+            + "</div>"
         )
     return (
         '<div class="charrnn-static">'
