@@ -50,9 +50,7 @@ from benchmarks import gated
 from helpers.common.paths import ROOT
 from helpers.data import text as data_mod
 from helpers.jobs.notebooks import run_notebook
-from helpers.model import cells, fast, gradcheck, rnn
-from helpers.model import oracles as reference
-from helpers.model import sample as synth
+from helpers.model import cells, fast, gradcheck, oracles, rnn, sample
 from helpers.model.params import NAMES, ParamSet, init_params
 from helpers.train.config import TrainConfig
 from helpers.train.trainer import Trainer, TrainState, initial_state
@@ -157,7 +155,7 @@ class Chunks:
 class OracleStep:
     """min-char-rnn style: per-step forward/BPTT, then per parameter np.clip and AdaGrad."""
 
-    label = "oracle (reference, per step)"
+    label = "oracle (oracles, per step)"
 
     def __init__(self, p0: ParamSet, data):
         self.params = {n: p0[n].copy() for n in NAMES}
@@ -170,7 +168,7 @@ class OracleStep:
         if new_epoch:
             self.h = np.zeros_like(self.h)
         p = self.params
-        loss, grads, self.h = reference.loss_and_grads(p["U"], p["W"], p["V"], p["b"], p["c"], x, y, self.h)
+        loss, grads, self.h = oracles.loss_and_grads(p["U"], p["W"], p["V"], p["b"], p["c"], x, y, self.h)
         for n in NAMES:
             g = grads[n]
             np.clip(g, -5, 5, out=g)
@@ -328,12 +326,12 @@ def bench_synthesis(p: ParamSet, x0: int, runs: int, seconds: float, out) -> dic
     arrs = [p[n] for n in NAMES]
     methods = [
         (
-            "np.random.choice per step (reference.sample)",
-            lambda rng: reference.sample(*arrs, h0, x0, N_SYNTH, rng),
+            "np.random.choice per step (oracles.sample)",
+            lambda rng: oracles.sample(*arrs, h0, x0, N_SYNTH, rng),
         ),
         (
-            "inverse CDF, numpy (synth.sample_indices)",
-            lambda rng: synth.sample_indices(p, h0, x0, N_SYNTH, rng),
+            "inverse CDF, numpy (sample.sample_indices)",
+            lambda rng: sample.sample_indices(p, h0, x0, N_SYNTH, rng),
         ),
     ]
     if fast.AVAILABLE:
@@ -362,7 +360,7 @@ def bench_synthesis(p: ParamSet, x0: int, runs: int, seconds: float, out) -> dic
         res[name] = {"ms": v, "median_ms": med, "ratio_to_choice": base * 1e3 / med}
         out(f"{name:<46} {med:>8.2f} {min(v):>6.2f} - {max(v):<6.2f} {base * 1e3 / med:>8.1f}x")
     if fast.AVAILABLE:
-        a, _ = synth.sample_indices(p, h0, x0, N_SYNTH, np.random.default_rng(7))
+        a, _ = sample.sample_indices(p, h0, x0, N_SYNTH, np.random.default_rng(7))
         b, _ = fast.sample_indices(p, h0, x0, N_SYNTH, np.random.default_rng(7))
         same = bool(np.array_equal(a, b))
         res["numba_equals_numpy_same_seed"] = same

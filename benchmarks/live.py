@@ -83,8 +83,9 @@ def main(argv=None) -> int:
                 assert n == args.length
                 times.append(ms)
                 blocks.append(block)
+            name = f"{cell}, m = {m}, {layers} layer" + ("s" if layers > 1 else "")
             print(
-                f"{cell + f', m = {m}, {layers} layer(s)':<22} {page_file.stat().st_size / 1024:>9,.0f} "
+                f"{name:<22} {page_file.stat().st_size / 1024:>9,.0f} "
                 f"{statistics.median(times):>18,.0f} {max(blocks):>17,.0f}"
             )
             page.close()

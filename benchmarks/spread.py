@@ -37,7 +37,7 @@ from threadpoolctl import threadpool_info
 
 from helpers.common.files import read_log
 from helpers.common.paths import ROOT
-from helpers.runs import steps as workflow
+from helpers.runs import steps
 
 BOOKS = (ROOT / "data" / "goblet_book.txt", ROOT.parent / "shared" / "data" / "goblet_book.txt")
 COLUMNS = (
@@ -81,7 +81,7 @@ def one_run(book: Path, seed: int, updates: int, **params) -> dict:
         contextlib.redirect_stderr(io.StringIO()),
     ):
         start = time.perf_counter()
-        run = workflow.train(
+        run = steps.train(
             str(book),
             tmp,
             seed=seed,
