@@ -24,6 +24,7 @@ import numpy as np
 
 from helpers.model import cells
 from helpers.report import live as live_html
+from helpers.report.html import layers as html_layers
 from helpers.runs import live
 from helpers.train import checkpoint as ckpt
 
@@ -83,7 +84,7 @@ def main(argv=None) -> int:
                 assert n == args.length
                 times.append(ms)
                 blocks.append(block)
-            name = f"{cell}, m = {m}, {layers} layer" + ("s" if layers > 1 else "")
+            name = f"{cell}, m = {m}, {html_layers(layers)}"
             print(
                 f"{name:<22} {page_file.stat().st_size / 1024:>9,.0f} "
                 f"{statistics.median(times):>18,.0f} {max(blocks):>17,.0f}"

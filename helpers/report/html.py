@@ -23,6 +23,11 @@ TEXT_STYLE = (
 )
 
 
+def layers(n: int) -> str:
+    """'1 layer', '2 layers'."""
+    return f"{n} layer" + ("s" if n > 1 else "")
+
+
 def text_block(text: str) -> str:
     """A synthesized text as HTML, line breaks kept; styled inline so it reads the same in a notebook."""
     return f'<div class="text" style="{TEXT_STYLE}">{html.escape(text)}</div>'

@@ -19,14 +19,9 @@ from IPython.display import HTML
 
 from ..common.files import read_json
 from ..common.paths import resolve
-from .html import ACTIVATION_LEGEND, activation_passage
+from .html import ACTIVATION_LEGEND, activation_passage, layers
 
 STATIC = Path(__file__).parent / "static"
-
-
-def _layers(n: int) -> str:
-    """'1 layer', '2 layers'."""
-    return f"{n} layer" + ("s" if n > 1 else "")
 
 
 @cache
@@ -77,7 +72,7 @@ def page(data: dict, title: str = "") -> str:
     """A whole self-contained HTML page with the component: mail it, or host it anywhere."""
     title = title or f"A character-level {data['cell'].upper()} writes"
     about = (
-        f"{data['cell'].upper()}, {_layers(data['layers'])} of {data['m']} units, {data['K']} characters, "
+        f"{data['cell'].upper()}, {layers(data['layers'])} of {data['m']} units, {data['K']} characters, "
         f"trained on {data.get('corpus', '?')}; {data.get('step', 0):,} updates, smooth loss "
         f"{data.get('smooth_loss', float('nan')):.2f}."
     )

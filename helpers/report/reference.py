@@ -18,7 +18,7 @@ from ..common.files import read_json
 from ..common.paths import resolve
 from ..common.units import bits, perplexity
 from . import latex
-from .html import table
+from .html import layers, table
 
 EXPLAIN = (
     "<p>A loss per character is the mean of {loss} "
@@ -71,9 +71,9 @@ def _model_rows(folder, name: str, corpus: dict) -> list[list[str]]:
             f"{folder} was trained on {run['corpus']['name']!r} ({run['corpus']['n_chars']:,} characters), "
             f"not on this run's text; give the folder of a run on {corpus['name']!r}."
         )
-    c, L = run["config"], run["config"].get("n_layers", 1)
+    c = run["config"]
     model = (
-        f"{c.get('cell', 'rnn')}, {L} layer{'s' if L > 1 else ''} of m = {c['m']}, {c.get('optimizer', 'adagrad')}, "
+        f"{c.get('cell', 'rnn')}, {layers(c.get('n_layers', 1))} of m = {c['m']}, {c.get('optimizer', 'adagrad')}, "
         f"{metrics['chars_seen']:,} characters in {metrics['seconds'] / 60:.1f} min"
     )
     split = f"last {c.get('val_fraction', 0):.0%}"

@@ -21,6 +21,7 @@ from ..common.paths import resolve
 from ..data.text import known_part
 from ..model import cells
 from ..report import live as live_html
+from ..report.html import layers
 from ..train import checkpoint as ckpt
 from .explore import TRACKS, hidden_states, model_text, tracking_units
 from .steps import synthesize
@@ -119,8 +120,9 @@ def main(argv=None) -> int:
     out = resolve(args.page)
     with files.atomic_path(out) as tmp:
         tmp.write_text(live_html.page(data), encoding="utf-8")
-    layers = f"{data['layers']} layer" + ("s" if data["layers"] > 1 else "")
-    print(f"{out}: {out.stat().st_size / 1024:,.0f} KiB, a {data['cell']} of {layers}, m = {data['m']}")
+    print(
+        f"{out}: {out.stat().st_size / 1024:,.0f} KiB, a {data['cell']} of {layers(data['layers'])}, m = {data['m']}"
+    )
     return 0
 
 
