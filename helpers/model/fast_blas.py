@@ -37,25 +37,29 @@ def _numpy_blas() -> tuple[str, str, str] | None:
     return None
 
 
+def _functions(*names: str) -> tuple | None:
+    """The C functions ``names`` of numpy's OpenBLAS (its symbol prefix and suffix added), and
+    whether its integers are 64-bit, or None when numpy's BLAS or one of them is not found."""
+    found = _numpy_blas()
+    if found is None:
+        return None
+    path, prefix, suffix = found
+    try:
+        lib = ctypes.CDLL(path)
+        return tuple(getattr(lib, f"{prefix}{name}{suffix}") for name in names), "64" in suffix
+    except (OSError, AttributeError):
+        return None
+
+
 def addresses() -> np.ndarray:
     """int64 [address of cblas_sgemm, of cblas_dgemm, 1 if its integers are 64-bit], zeros if not found."""
-    found = _numpy_blas()
-    if found is not None:
-        path, prefix, suffix = found
-        try:
-            lib = ctypes.CDLL(path)
-            s, d = (getattr(lib, f"{prefix}cblas_{k}gemm{suffix}") for k in "sd")
-            return np.array(
-                [
-                    ctypes.cast(s, ctypes.c_void_p).value,
-                    ctypes.cast(d, ctypes.c_void_p).value,
-                    int("64" in suffix),
-                ],
-                np.int64,
-            )
-        except (OSError, AttributeError):
-            pass
-    return np.zeros(3, np.int64)
+    found = _functions("cblas_sgemm", "cblas_dgemm")
+    if found is None:
+        return np.zeros(3, np.int64)
+    (s, d), int64 = found
+    return np.array(
+        [ctypes.cast(s, ctypes.c_void_p).value, ctypes.cast(d, ctypes.c_void_p).value, int(int64)], np.int64
+    )
 
 
 _THREADS = []
@@ -66,17 +70,8 @@ def threads(n: int):
     """numpy's OpenBLAS on ``n`` threads inside the block (its count restored after); no-op when
     numpy's BLAS is not found. Cheap (two C calls), so it can wrap every update."""
     if not _THREADS:
-        found, funcs = _numpy_blas(), None
-        if found is not None:
-            path, prefix, suffix = found
-            try:
-                lib = ctypes.CDLL(path)
-                funcs = tuple(
-                    getattr(lib, f"{prefix}openblas_{k}_num_threads{suffix}") for k in ("get", "set")
-                )
-            except (OSError, AttributeError):
-                funcs = None
-        _THREADS.append(funcs)
+        found = _functions("openblas_get_num_threads", "openblas_set_num_threads")
+        _THREADS.append(None if found is None else found[0])
     if _THREADS[0] is None:
         yield
         return
