@@ -1,5 +1,5 @@
 """helpers.model.fast_gated (the numba path of the GRU and the LSTM) against the per-step oracles of
-helpers.model.reference and the numpy cells, numerical gradients, the engine and exact resume;
+helpers.model.reference and the numpy cells, numerical gradients and the engine (exact resume: test_resume);
 its exp, tanh and sigmoid (helpers.model.fast_math) against float64, and its BLAS call
 (helpers.model.fast_blas). Skipped without numba. Sizes are tiny; the first run compiles the
 kernels (about a minute), later runs load them from numba's cache.
@@ -8,7 +8,6 @@ kernels (about a minute), later runs load them from numba's cache.
 from __future__ import annotations
 
 import contextlib
-import io
 
 import numpy as np
 import pytest
@@ -16,8 +15,6 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 from helpers.model import cells, fast, gradcheck, oracles
 from helpers.model.params import ParamSet
-from helpers.runs import steps
-from helpers.train import checkpoint as ckpt
 from helpers.train import engine
 from helpers.train.config import TrainConfig
 from helpers.train.trainer import Trainer, TrainState
@@ -319,46 +316,3 @@ def test_engines_numba_and_auto_serve_the_gated_cells_and_train_as_numpy(cell):
 def test_auto_keeps_the_vanilla_rnn_on_numpy():
     assert engine.make(trainer("rnn", "auto").cfg, 9, np.float64).name == "numpy"
     assert trainer("lstm", "numba").engine.threads >= 1
-
-
-@pytest.mark.parametrize("cell", GATED)
-def test_resume_is_exact_with_the_numba_engine(tmp_path, cell):
-    path = tmp_path / "t.txt"
-    path.write_text(TEXT, encoding="utf-8")
-    kw = dict(
-        m=6,
-        eta=0.01,
-        seq_length=5,
-        sig=0.1,
-        sample_every=12,
-        sample_until=40,
-        sample_length=8,
-        log_every=3,
-        checkpoint_every=1000,
-        cell=cell,
-        n_layers=2,
-        dropout=0.25,
-        batch_size=2,
-        optimizer="adam",
-        val_fraction=0.1,
-        eval_every=7,
-        engine="numba",
-    )
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        run = steps.train(str(path), str(tmp_path / "a"), seed=3, n_updates=30, **kw)
-        steps.train(str(path), str(tmp_path / "b"), seed=3, n_updates=13, **kw)
-        steps.train(
-            str(path),
-            str(tmp_path / "b"),
-            seed=3,
-            n_updates=30,
-            init_from=str(tmp_path / "b" / "last.npz"),
-            **kw,
-        )
-    assert run["engine"] == "numba"
-    a, b = ckpt.load(tmp_path / "a" / "last.npz"), ckpt.load(tmp_path / "b" / "last.npz")
-    for name in ("params", "mem", "mem2", "best"):
-        np.testing.assert_array_equal(getattr(a, name).flat, getattr(b, name).flat, err_msg=name)
-    np.testing.assert_array_equal(a.hprev, b.hprev)
-    assert a.smooth_loss == b.smooth_loss and a.meta["rng_state"] == b.meta["rng_state"]
-    assert a.meta["samples"] == b.meta["samples"]

@@ -13,7 +13,7 @@ import signal
 import numpy as np
 import pytest
 
-from helpers.model import cells
+from helpers.model import cells, fast
 from helpers.runs import steps
 from helpers.train import checkpoint as ckpt
 from helpers.train.config import TrainConfig
@@ -360,8 +360,15 @@ def test_resume_on_a_cosine_schedule_is_exact_at_the_trainer_level(tmp_path):
     assert resumed.state.smooth_loss == whole.state.smooth_loss
 
 
-@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
-def test_resume_is_exact_with_layers_and_dropout(tmp_path, text_file, cell):
+NUMBA = pytest.mark.skipif(not fast.AVAILABLE, reason=fast.REASON or "numba path unavailable")
+
+
+@pytest.mark.parametrize(
+    "cell,engine",
+    [("rnn", "numpy"), ("lstm", "numpy"), ("gru", "numpy")]
+    + [pytest.param(cell, "numba", marks=NUMBA) for cell in ("lstm", "gru")],
+)
+def test_resume_is_exact_with_layers_and_dropout(tmp_path, text_file, cell, engine):
     path = text_file(HOGWARTS, "t.txt")
     kw = dict(
         m=6,
@@ -380,8 +387,9 @@ def test_resume_is_exact_with_layers_and_dropout(tmp_path, text_file, cell):
         optimizer="adam",
         val_fraction=0.1,
         eval_every=7,
+        engine=engine,
     )
-    train(path, tmp_path / "a", seed=3, n_updates=40, **kw)
+    assert train(path, tmp_path / "a", seed=3, n_updates=40, **kw)["engine"] == engine
     train(path, tmp_path / "b", seed=3, n_updates=17, **kw)
     train(path, tmp_path / "b", seed=3, n_updates=40, init_from=str(tmp_path / "b" / "last.npz"), **kw)
     a, b = ckpt.load(tmp_path / "a" / "last.npz"), ckpt.load(tmp_path / "b" / "last.npz")
