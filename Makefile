@@ -100,8 +100,8 @@ compare: venv
 # last 5% within 15 minutes of wall time on a 2-core machine, test loss on the 5% before it; the cosine schedule
 # runs over the time budget and training stops when it is spent
 BEST_OUT ?= output/best
-BEST_RECIPE ?= -p cell gru -p m 384 -p n_layers 2 -p dropout 0.1 -p batch_size 32 -p seq_length 50 \
-	-p optimizer adam -p eta 0.006 -p clip_norm 50 -p lr_schedule cosine -p warmup 100 -p time_budget 870 -p dtype float32 \
+BEST_RECIPE ?= -p cell gru -p m 512 -p n_layers 2 -p dropout 0.2 -p batch_size 32 -p seq_length 50 \
+	-p optimizer adam -p eta 0.005 -p clip_norm 50 -p lr_schedule cosine -p warmup 100 -p time_budget 870 -p dtype float32 \
 	-p engine auto -p val_fraction 0.05 -p test_fraction 0.05 -p n_updates 100000 -p eval_every 1000 \
 	-p checkpoint_every 1000 -p sample_every 2500 -p sample_until 10000 -p log_every 50
 BASELINE_OUT ?= output/baseline

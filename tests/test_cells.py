@@ -164,6 +164,20 @@ def test_dropout_masks_are_inverted_reproducible_and_from_the_rng():
     assert not np.array_equal(a[0], a[1])
 
 
+def test_locked_dropout_masks_are_one_mask_per_stream_over_all_steps():
+    a = cells.dropout_masks(np.random.default_rng(5), 0.25, 2, 40, 8, 16, np.float32, locked=True)
+    b = cells.dropout_masks(np.random.default_rng(5), 0.25, 2, 40, 8, 16, np.float32, locked=True)
+    assert len(a) == 2 and a[0].shape == (40, 8, 16) and a[0].dtype == np.float32
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+        np.testing.assert_array_equal(x, np.broadcast_to(x[0], x.shape))  # the same at every step
+        assert not np.array_equal(x[0, 0], x[0, 1])  # not the same in every stream
+    np.testing.assert_allclose(np.unique(a[0]), [0.0, 1 / 0.75])
+    kept = np.mean([x[0].ravel() > 0 for x in a])
+    assert abs(kept - 0.75) < 0.07  # 256 draws: 5 standard deviations
+    assert not np.array_equal(a[0], a[1])
+
+
 # --- one step at a time (sampling) against the forward pass ----------------------------------------
 
 

@@ -152,6 +152,7 @@ def test_good_new_settings_are_accepted_and_coerced():
         ({"n_layers": 1.5}, "n_layers"),
         ({"dropout": 1.0}, "dropout"),
         ({"dropout": -0.1}, "dropout"),
+        ({"dropout_mask": "time"}, "dropout_mask"),
     ],
 )
 def test_bad_layers_and_dropout_are_refused_by_name(kwargs, name):

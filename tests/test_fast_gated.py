@@ -110,6 +110,24 @@ def test_float32_agrees_with_the_oracle_as_closely_as_numpy_float32(cell, layers
 
 
 @pytest.mark.parametrize("cell", GATED)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_locked_dropout_masks_equal_the_oracle_and_the_numpy_cell(cell, threads):
+    """The same mask at every step arrives as a read-only broadcast view; both paths take it."""
+    p = random_model(cell, 2, seed=4)
+    X, Y, state, _ = batch(cell, p, 3, 6, 0.0)
+    masks = cells.dropout_masks(np.random.default_rng(9), 0.3, 2, 6, 3, p.m, np.float64, locked=True)
+    grads, np_grads = p.zeros_like(), p.zeros_like()
+    loss, final = fast_gated.loss_and_grads(cell, p, X, Y, state.copy(), grads, masks, threads=threads)
+    np_loss, np_final = cells.loss_and_grads(cell, p, X, Y, state.copy(), np_grads, masks=masks)
+    ref_loss, ref_grads, ref_final = oracle_mean(cell, p, X, Y, state, masks)
+    assert loss == pytest.approx(ref_loss, rel=1e-12) and loss == pytest.approx(np_loss, rel=1e-12)
+    np.testing.assert_allclose(final, ref_final, rtol=1e-11, atol=1e-14)
+    for name in p.names:
+        np.testing.assert_allclose(grads[name], ref_grads[name], rtol=1e-9, atol=1e-13, err_msg=name)
+        np.testing.assert_allclose(grads[name], np_grads[name], rtol=1e-10, atol=1e-14, err_msg=name)
+
+
+@pytest.mark.parametrize("cell", GATED)
 def test_one_and_two_threads_agree_to_rounding_and_workspaces_are_reused(cell):
     p = random_model(cell, 2, seed=5)
     X, Y, state, masks = batch(cell, p, 4, 5, 0.2)

@@ -464,6 +464,8 @@ def test_resume_refuses_another_schedule_and_a_cosine_of_another_length():
     assert changed_settings(const, TrainConfig(warmup=5, n_updates=300)) == {}  # n_updates may grow
     assert changed_settings(const, TrainConfig(warmup=6, n_updates=100)) == {"warmup": 5}
     assert changed_settings({"m": 100}, TrainConfig()) == {}  # an older checkpoint: new settings at defaults
+    locked = TrainConfig(dropout=0.1, dropout_mask="locked")
+    assert changed_settings(TrainConfig(dropout=0.1).as_dict(), locked) == {"dropout_mask": "step"}
 
 
 def test_resume_refuses_another_text_of_the_same_vocabulary(tmp_path):

@@ -470,13 +470,15 @@ def test_the_trainer_steps_with_the_scheduled_eta_across_epochs():
     assert all(eta == (0.05 if e == 1 else 0.025) for e, eta in seen)
 
 
-def test_training_draws_masks_from_the_run_rng_and_evaluation_uses_none():
+@pytest.mark.parametrize("dropout_mask", ["step", "locked"])
+def test_training_draws_masks_from_the_run_rng_and_evaluation_uses_none(dropout_mask):
     t = make_trainer(
         HOGWARTS,
         **DROPOUT,
         cell="lstm",
         n_layers=2,
         dropout=0.3,
+        dropout_mask=dropout_mask,
         batch_size=2,
         val_fraction=0.2,
         eval_every=1000,
@@ -490,10 +492,11 @@ def test_training_draws_masks_from_the_run_rng_and_evaluation_uses_none():
     rng = np.random.default_rng()
     rng.bit_generator.state = before
     t.update()
-    want = cells.dropout_masks(rng, 0.3, 2, 5, 2, 6, np.float64)
+    want = cells.dropout_masks(rng, 0.3, 2, 5, 2, 6, np.float64, locked=dropout_mask == "locked")
     assert len(seen[0]) == 2
     for got, w in zip(seen[0], want):
         np.testing.assert_array_equal(got, w)
+        assert np.array_equal(got, np.broadcast_to(got[0], got.shape)) == (dropout_mask == "locked")
     state = t.state.rng.bit_generator.state
     loss = t.validate()  # evaluation: no masks, no draws
     assert t.state.rng.bit_generator.state == state

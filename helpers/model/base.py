@@ -203,13 +203,20 @@ def scatter_columns(dZ: np.ndarray, x: np.ndarray, out: np.ndarray) -> np.ndarra
     return out
 
 
-def dropout_masks(rng: np.random.Generator, rate: float, layers: int, T: int, B: int, m: int, dtype) -> list:
+def dropout_masks(
+    rng: np.random.Generator, rate: float, layers: int, T: int, B: int, m: int, dtype, locked: bool = False
+) -> list:
     """L inverted-dropout masks (T, B, m): each entry 1/(1-rate) with probability 1-rate, else 0.
 
-    Drawn from ``rng`` (float32 uniforms, layer 1 first), so a run's seed fixes them.
+    Drawn from ``rng`` (float32 uniforms, layer 1 first), so a run's seed fixes them. ``locked``: one
+    (B, m) mask per layer, the same at all T steps (variational dropout), as a read-only view.
     """
     keep = np.asarray(1.0 / (1.0 - rate), dtype)
-    return [(rng.random((T, B, m), dtype=np.float32) >= rate) * keep for _ in range(layers)]
+    shape = (1, B, m) if locked else (T, B, m)
+    return [
+        np.broadcast_to((rng.random(shape, dtype=np.float32) >= rate) * keep, (T, B, m))
+        for _ in range(layers)
+    ]
 
 
 def sigmoid(x, out=None):

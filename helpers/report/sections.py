@@ -127,7 +127,8 @@ def header(run_dir) -> HTML:
     cell, optimizer = c.get("cell", "rnn"), c.get("optimizer", "adagrad")
     model = f"{CELL_NAMES[cell]}, {OPTIMIZER_NAMES[optimizer]}, batch size {c.get('batch_size', 1)}"
     if c.get("n_layers", 1) > 1 or c.get("dropout", 0):
-        model += f", {c.get('n_layers', 1)} layers, dropout {c.get('dropout', 0):g}"
+        locked = " (the same mask at every step)" if c.get("dropout_mask") == "locked" else ""
+        model += f", {c.get('n_layers', 1)} layers, dropout {c.get('dropout', 0):g}{locked}"
     speed = f", {run['updates_per_second']:,.0f} updates/s" if run.get("updates_per_second") else ""
     cell_note = latex.markdown(MODEL_NOTES[cell]) if cell in MODEL_NOTES else ""
     return HTML(

@@ -19,6 +19,7 @@ OPTIMIZERS = tuple(optim.OPTIMIZERS)
 ENGINES = ("numpy", "numba", "auto")
 SCHEDULES = ("constant", "cosine")
 INITS = ("auto", *cells.INITS)
+DROPOUT_MASKS = ("step", "locked")
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,8 @@ class TrainConfig:
     n_layers : stacked recurrent layers (1 is the assignment's).
     dropout : inverted-dropout rate on each layer's output h_t (between layers and before the output
         layer), in training only; 0 (default) for none.
+    dropout_mask : "step" (default: a new mask at every step) or "locked" (one mask per stream and
+        update, the same at every step: variational dropout).
     lr_decay : eta is multiplied by this at each new epoch (char-rnn style); 1 (default) keeps it.
     lr_schedule : "constant" (default; with lr_decay) or "cosine" (eta * (1 + cos(pi t / n_updates)) / 2).
     warmup : updates over which eta rises linearly from eta / warmup to eta (0: none).
@@ -83,6 +86,7 @@ class TrainConfig:
     optimizer: str = "adagrad"
     n_layers: int = 1
     dropout: float = 0.0
+    dropout_mask: str = "step"
     lr_decay: float = 1.0
     lr_schedule: str = "constant"
     warmup: int = 0
@@ -132,6 +136,7 @@ class TrainConfig:
             ("optimizer", OPTIMIZERS),
             ("lr_schedule", SCHEDULES),
             ("init", INITS),
+            ("dropout_mask", DROPOUT_MASKS),
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")

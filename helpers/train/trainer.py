@@ -152,6 +152,7 @@ RESUME_KEYS = (
     "eval_every",
     "n_layers",
     "dropout",
+    "dropout_mask",
     "lr_decay",
     "lr_schedule",
     "warmup",
@@ -263,7 +264,13 @@ class Trainer:
         masks = None
         if cfg.dropout > 0:
             masks = cells.dropout_masks(
-                s.rng, cfg.dropout, cfg.n_layers, *x.T.shape, cfg.m, s.params.flat.dtype
+                s.rng,
+                cfg.dropout,
+                cfg.n_layers,
+                *x.T.shape,
+                cfg.m,
+                s.params.flat.dtype,
+                locked=cfg.dropout_mask == "locked",
             )
         return self.engine.loss_and_grads(s.params, x, y, s.hprev, self.grads, masks)
 
