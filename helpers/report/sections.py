@@ -106,6 +106,16 @@ def _run_again(names: list[str], run_dir) -> str:
     )
 
 
+def model_text(c: dict) -> str:
+    """The model in words from run.json's config: "GRU, Adam, batch size 32, 2 layers, dropout 0.2"."""
+    cell, optimizer = c.get("cell", "rnn"), c.get("optimizer", "adagrad")
+    model = f"{CELL_NAMES[cell]}, {OPTIMIZER_NAMES[optimizer]}, batch size {c.get('batch_size', 1)}"
+    if c.get("n_layers", 1) > 1 or c.get("dropout", 0):
+        locked = " (the same mask at every step)" if c.get("dropout_mask") == "locked" else ""
+        model += f", {c.get('n_layers', 1)} layers, dropout {c.get('dropout', 0):g}{locked}"
+    return model
+
+
 def header(run_dir) -> HTML:
     """The run's provenance under the report's title: the text, the run, the model and its speed.
 
@@ -124,11 +134,7 @@ def header(run_dir) -> HTML:
         else ""
     )
     c = run["config"]
-    cell, optimizer = c.get("cell", "rnn"), c.get("optimizer", "adagrad")
-    model = f"{CELL_NAMES[cell]}, {OPTIMIZER_NAMES[optimizer]}, batch size {c.get('batch_size', 1)}"
-    if c.get("n_layers", 1) > 1 or c.get("dropout", 0):
-        locked = " (the same mask at every step)" if c.get("dropout_mask") == "locked" else ""
-        model += f", {c.get('n_layers', 1)} layers, dropout {c.get('dropout', 0):g}{locked}"
+    cell, model = c.get("cell", "rnn"), model_text(c)
     speed = f", {run['updates_per_second']:,.0f} updates/s" if run.get("updates_per_second") else ""
     cell_note = latex.markdown(MODEL_NOTES[cell]) if cell in MODEL_NOTES else ""
     return HTML(
