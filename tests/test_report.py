@@ -243,9 +243,10 @@ def test_documents_section_reads_only_its_files_and_picks_spread_stages(tmp_path
 
 def test_the_header_names_the_layers_the_dropout_and_a_locked_mask():
     c = {"cell": "gru", "optimizer": "adam", "batch_size": 32, "n_layers": 2, "dropout": 0.2}
-    assert sections.model_text({}) == "vanilla RNN, AdaGrad, batch size 1"
-    assert sections.model_text(c).endswith("batch size 32, 2 layers, dropout 0.2")
-    locked = sections.model_text({**c, "dropout_mask": "locked"})
+    assert sections.model_words({}) == "vanilla RNN, AdaGrad, batch size 1"
+    assert sections.model_words(c).endswith("batch size 32, 2 layers, dropout 0.2")
+    assert sections.model_words({**c, "n_layers": 1}).endswith("batch size 32, 1 layer, dropout 0.2")
+    locked = sections.model_words({**c, "dropout_mask": "locked"})
     assert locked.endswith("dropout 0.2 (the same mask at every step)")
 
 

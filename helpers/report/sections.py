@@ -20,7 +20,7 @@ from ..common.paths import resolve
 from ..common.units import bits, perplexity
 from . import compare_section, documents_section, latex, reference, sweep_section
 from .figures import save_figure, smooth_loss_figure
-from .html import caption, image, sample, table, text_block
+from .html import caption, image, layers, sample, table, text_block
 
 CELL_NAMES = {"rnn": "vanilla RNN", "lstm": "character-level LSTM", "gru": "character-level GRU"}
 OPTIMIZER_NAMES = {"adagrad": "AdaGrad", "rmsprop": "RMSProp", "adam": "Adam"}
@@ -106,13 +106,13 @@ def _run_again(names: list[str], run_dir) -> str:
     )
 
 
-def model_text(c: dict) -> str:
+def model_words(c: dict) -> str:
     """The model in words from run.json's config: "GRU, Adam, batch size 32, 2 layers, dropout 0.2"."""
     cell, optimizer = c.get("cell", "rnn"), c.get("optimizer", "adagrad")
     model = f"{CELL_NAMES[cell]}, {OPTIMIZER_NAMES[optimizer]}, batch size {c.get('batch_size', 1)}"
     if c.get("n_layers", 1) > 1 or c.get("dropout", 0):
         locked = " (the same mask at every step)" if c.get("dropout_mask") == "locked" else ""
-        model += f", {c.get('n_layers', 1)} layers, dropout {c.get('dropout', 0):g}{locked}"
+        model += f", {layers(c.get('n_layers', 1))}, dropout {c.get('dropout', 0):g}{locked}"
     return model
 
 
@@ -134,7 +134,7 @@ def header(run_dir) -> HTML:
         else ""
     )
     c = run["config"]
-    cell, model = c.get("cell", "rnn"), model_text(c)
+    cell, model = c.get("cell", "rnn"), model_words(c)
     speed = f", {run['updates_per_second']:,.0f} updates/s" if run.get("updates_per_second") else ""
     cell_note = latex.markdown(MODEL_NOTES[cell]) if cell in MODEL_NOTES else ""
     return HTML(
