@@ -10,7 +10,10 @@ interpreter with torch is found (``benchmarks/torch_ref.py``, in a subprocess: t
 dependency of the project). That interpreter is ``$TORCH_PYTHON``, else this one if it has torch;
 without either the PyTorch column is left out with a note. The paths take turns within each
 round, PyTorch's included (one subprocess per round), so a background load spreads over all.
-Wall-clock time, because two threads are the point; so the load average is printed beside.
+Wall-clock time, because two threads are the point; so the load average is printed beside, and
+how much a second core gives to numpy's own product before and after (on a virtual machine that
+varies with the host's load, minute by minute). The last column is ours over PyTorch's run right
+after it, round by round: the spread of the ratio.
 """
 
 from __future__ import annotations
@@ -90,13 +93,15 @@ class Path:
             self.trainer.engine = engine.NumbaEngine(cfg, len(chars), np.float32, threads=threads)
 
     def rate(self, seconds: float) -> tuple[float, float]:
-        """Characters per wall-clock second and per second of the process's CPU time, over about ``seconds``."""
+        """Characters per wall-clock second and per second of this thread's CPU time, over about ``seconds``
+        (the thread's, not the process's: OpenBLAS's idle threads spin for a while after a two-thread
+        path, and that time is not this path's)."""
         with threadpool_limits(self.threads if self.numpy else 1, "blas"):
-            n, t0, c0 = 0, time.perf_counter(), time.process_time()
+            n, t0, c0 = 0, time.perf_counter(), time.thread_time()
             while time.perf_counter() - t0 < seconds or n < 2:
                 self.trainer.update()
                 n += 1
-            return n * CHARS / (time.perf_counter() - t0), n * CHARS / (time.process_time() - c0)
+            return n * CHARS / (time.perf_counter() - t0), n * CHARS / (time.thread_time() - c0)
 
 
 def bench(data, chars, seconds: float, rounds: int, out=print) -> dict:
@@ -125,6 +130,7 @@ def bench(data, chars, seconds: float, rounds: int, out=print) -> dict:
         for p in ps:
             p.trainer.update()  # compiles or loads the kernels, allocates
     out(f"(set up and warmed up in {time.perf_counter() - t:.1f} s; load average {_load()})")
+    before = cores(out)
     rates = {cell: {p.label: [] for p in ps} for cell, ps in paths.items()}
     cpu = {cell: {p.label: [] for p in ps} for cell, ps in paths.items()}
     torch = {cell: {th: [] for th in THREADS} for cell in paths}
@@ -138,11 +144,33 @@ def bench(data, chars, seconds: float, rounds: int, out=print) -> dict:
                 torch[cell][th].append(torch_run(python, cell, th, K, seconds))
     res = _table(rates, torch, python, out)
     res["cpu"] = _cpu_table(cpu, torch, out)
+    res["sgemm_gflops_before"], res["sgemm_gflops_after"] = before, cores(out)
     return res
 
 
+def cores(out=print, n: int = 1024) -> dict:
+    """numpy's float32 (n, n) x (n, n) product in GFLOP/s on 1 and on 2 BLAS threads, printed: how much
+    the second core gives right now. On a virtual machine it varies with the host's load, and every
+    two-thread row with it (the gated cells' per-step products most: they meet 100 times an update)."""
+    a, rates = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32), {}
+    for th in THREADS:
+        with threadpool_limits(th, "blas"):
+            a @ a
+            reps, t = 10, time.perf_counter()
+            for _ in range(reps):
+                a @ a
+            rates[th] = round(reps * 2 * n**3 / (time.perf_counter() - t) / 1e9, 1)
+    out(
+        f"(numpy float32 {n}^3 product: {rates[1]:.0f} GFLOP/s on 1 thread, {rates[2]:.0f} on 2, "
+        f"{rates[2] / rates[1]:.2f}x; load average {_load()})"
+    )
+    return rates
+
+
 def _table(rates, torch, python, out) -> dict:
-    out(f"{'cell':<6}{'threads':>8}{'numpy':>11}{'numba':>11}{'PyTorch':>11}{'numba/PyTorch':>15}")
+    out(
+        f"{'cell':<6}{'threads':>8}{'numpy':>11}{'numba':>11}{'PyTorch':>11}{'numba/PyTorch':>15}{'per round':>15}"
+    )
     rows = {}
     for cell, by_label in rates.items():
         for th in THREADS:
@@ -155,6 +183,11 @@ def _table(rates, torch, python, out) -> dict:
             errors = [r["error"] for r in torch[cell][th] if "error" in r]
             pt = statistics.median(good) if good else None
             ratio = med["numba"] / pt if pt and "numba" in med else None
+            paired = [  # ours against PyTorch's run right after it, round by round
+                a / r["chars_per_second"]
+                for a, r in zip(by_label.get(f"numba {th}", []), torch[cell][th])
+                if "chars_per_second" in r
+            ]
             rows[f"{cell} {th}"] = {
                 **med,
                 "pytorch": pt,
@@ -162,11 +195,13 @@ def _table(rates, torch, python, out) -> dict:
                 "runs": by_label,
                 "pytorch_runs": good,
                 "pytorch_errors": errors,
+                "numba_over_pytorch_per_round": paired,
             }
             cols = [f"{med[n]:>11,.0f}" if n in med else f"{'-':>11}" for n in ("numpy", "numba")]
             out(
                 f"{cell:<6}{th:>8}{''.join(cols)}{f'{pt:,.0f}' if pt else '-':>11}"
                 f"{f'{ratio:.2f}x' if ratio else '-':>15}"
+                f"{f'{min(paired):.2f}-{max(paired):.2f}x' if paired else '-':>15}"
             )
             if errors and not good:
                 out(f"  (PyTorch failed: {errors[0]})")
@@ -186,7 +221,10 @@ def _table(rates, torch, python, out) -> dict:
 
 def _cpu_table(cpu, torch, out) -> dict:
     """One thread per CPU second: on a busy machine, what each path does with the CPU it gets."""
-    out("One thread, characters per second of the process's CPU time (less sensitive to other processes):")
+    out(
+        "One thread, characters per second of CPU time (the training thread's; PyTorch's process's): less "
+        "sensitive to other processes"
+    )
     rows = {}
     for cell, by_label in cpu.items():
         med = {n: statistics.median(v) for n in ("numpy", "numba") if (v := by_label.get(f"{n} 1"))}

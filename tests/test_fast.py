@@ -172,6 +172,65 @@ def test_clip_adagrad_keeps_nan_and_checks_arguments():
 
 
 @needs_numba
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("limit", [5.0, 0.0])
+def test_clip_adam_is_bit_identical_to_optim(dtype, limit):
+    rng = np.random.default_rng(12)
+    n = 4 * 256 * (80 + 256 + 1) + 80 * 257 + 3  # an LSTM's m=256, K=80 size plus an odd tail
+    theta = (rng.standard_normal(n) * 0.1).astype(dtype)
+    g = (rng.standard_normal(n) * rng.choice([1e-6, 1.0, 10.0], n)).astype(dtype)  # many beyond +-5
+    g[:4] = [5.0, -5.0, 0.0, -0.0]
+    slots1 = [np.zeros(n, dtype), np.zeros(n, dtype)]
+    slots2 = [np.zeros(n, dtype), np.zeros(n, dtype)]
+    t1, g1, t2, g2, tmp = theta.copy(), g.copy(), theta.copy(), g.copy(), np.empty(n, dtype)
+    for t, eta in ((1, 0.003), (2, 0.003), (3, 0.001)):  # the moments and bias corrections move
+        if limit:
+            optim.clip_(g1, limit)
+        optim.adam(t1, g1, slots1, eta, t, tmp)
+        engine.clip_adam_(t2, g2, slots2, eta, t, limit)
+        for ours, numpys in zip((g2, *slots2, t2), (g1, *slots1, t1)):
+            np.testing.assert_array_equal(ours, numpys)
+        g1[...] = g2[...] = g * 0.5
+
+
+@needs_numba
+@pytest.mark.parametrize("clip,clip_norm", [(5.0, 0.0), (5.0, 0.5), (0.0, 0.0), (0.0, 0.5)])
+def test_numba_engine_adam_step_is_the_numpy_engines(clip, clip_norm):
+    """The gated cells' step on the numba engine (fused clip + Adam, numpy's norm clipping) against numpy's."""
+    from helpers.train.config import TrainConfig
+
+    cfg = TrainConfig(
+        cell="lstm", m=6, optimizer="adam", eta=0.01, clip=clip, clip_norm=clip_norm, engine="numba"
+    )
+    ours, numpys = engine.NumbaEngine(cfg, 5, np.float32), engine.NumpyEngine(cfg, 5, np.float32)
+    rng = np.random.default_rng(3)
+    n = 4 * 6 * (5 + 6 + 1) + 5 * 7
+    theta, g = rng.standard_normal(n).astype(np.float32), (rng.standard_normal(n) * 4).astype(np.float32)
+    runs = [(theta.copy(), g.copy(), [np.zeros(n, np.float32), np.zeros(n, np.float32)]) for _ in range(2)]
+    for t in (1, 2):
+        for eng, (th, gr, slots) in zip((ours, numpys), runs):
+            eng.step(th, gr, slots, t, np.empty(n, np.float32))
+        for a, b in zip((runs[0][0], runs[0][1], *runs[0][2]), (runs[1][0], runs[1][1], *runs[1][2])):
+            np.testing.assert_array_equal(a, b)
+        assert not clip or np.abs(runs[0][1]).max() <= clip
+        for _, gr, _ in runs:
+            gr[...] = g
+
+
+@needs_numba
+def test_clip_adam_keeps_nan_and_checks_arguments():
+    theta, g, slots = np.zeros(3), np.array([np.nan, 7.0, -np.inf]), (np.zeros(3), np.zeros(3))
+    engine.clip_adam_(theta, g, slots, 0.01, 1)
+    assert np.isnan(g[0]) and g[1] == 5.0 and g[2] == -5.0 and np.isnan(theta[0]) and theta[1] < 0 < theta[2]
+    with pytest.raises(ValueError, match="one dtype"):
+        engine.clip_adam_(theta, g.astype(np.float32), slots, 0.01, 1)
+    with pytest.raises(ValueError, match="one shape"):
+        engine.clip_adam_(theta, g[:2], slots, 0.01, 1)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        engine.clip_adam_(np.zeros(6)[::2], g, slots, 0.01, 1)
+
+
+@needs_numba
 def test_all_finite():
     a = np.zeros(1001)
     assert fast.all_finite(a)

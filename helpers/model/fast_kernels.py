@@ -178,6 +178,34 @@ def clip_adagrad(theta, g, mem, eta, eps, limit):
 
 
 @njit(**JIT)
+def clip_adam(theta, g, m1, m2, limit, beta1, one_minus_beta1, beta2, one_minus_beta2, bias2, eps, step):
+    """Clip g to [-limit, limit] (inf: not), then one Adam step; in place on flat arrays of one dtype.
+
+    The same IEEE operations in the same order as helpers.train.optim.clip_ + adam (the scalars given
+    in the arrays' dtype: bias2 = 1 - beta2^t, step = eta / (1 - beta1^t)), so the results are
+    bit-identical to theirs; one pass over memory instead of about twelve.
+    """
+    for i in range(theta.shape[0]):
+        gi = g[i]
+        gi = limit if gi > limit else gi  # clip; a NaN fails both tests and stays NaN, as with np.clip
+        gi = -limit if gi < -limit else gi
+        g[i] = gi
+        a = m1[i] * beta1
+        a += one_minus_beta1 * gi  # m <- beta1 m + (1 - beta1) g
+        m1[i] = a
+        s = gi * gi
+        v = m2[i] * beta2
+        s *= one_minus_beta2
+        v += s  # v <- beta2 v + (1 - beta2) g^2
+        m2[i] = v
+        d = np.sqrt(v / bias2)  # sqrt(v_hat)
+        d += eps
+        d = a / d
+        d *= step  # eta m_hat / (sqrt(v_hat) + eps)
+        theta[i] -= d
+
+
+@njit(**JIT)
 def all_finite(a):
     """Whether every entry of the 1-D array ``a`` is finite."""
     for i in range(a.shape[0]):

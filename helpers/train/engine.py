@@ -5,8 +5,9 @@ installed and numpy otherwise (the vanilla RNN's default run stays the numpy one
 
 An engine computes ``loss_and_grads(p, X, Y, state, grads)`` on mini-batches (B, T) with state
 (B, S m), takes the clipped optimizer step, and names the sampler it draws training samples
-with. The numba engine gives the same results to rounding (its fused clip + AdaGrad step is
-bit-identical to :func:`helpers.train.optim.clip_` + :func:`~helpers.train.optim.adagrad_`).
+with. The numba engine gives the same results to rounding (its fused clip + AdaGrad and clip +
+Adam steps are bit-identical to :func:`helpers.train.optim.clip_` + :func:`~helpers.train.optim.adagrad_`
+or :func:`~helpers.train.optim.adam`).
 """
 
 from __future__ import annotations
@@ -86,9 +87,15 @@ class NumbaEngine(NumpyEngine):
         return loss, hlast[None, :]
 
     def step(self, theta, g, slots, t: int, tmp, eta: float | None = None, decay=None) -> None:
-        cfg = self.cfg
+        cfg, eta = self.cfg, self.cfg.eta if eta is None else eta
         if cfg.optimizer == "adagrad" and cfg.clip == optim.CLIP and not cfg.clip_norm and decay is None:
-            clip_adagrad_(theta, g, slots[0], cfg.eta if eta is None else eta)
+            clip_adagrad_(theta, g, slots[0], eta)
+        elif cfg.optimizer == "adam" and decay is None:
+            if cfg.clip_norm:  # the norm is numpy's (BLAS's sum), so the clipping before it is too
+                if cfg.clip:
+                    optim.clip_(g, cfg.clip)
+                optim.clip_norm_(g, cfg.clip_norm)
+            clip_adam_(theta, g, slots, eta, t, 0.0 if cfg.clip_norm else cfg.clip)
         else:
             super().step(theta, g, slots, t, tmp, eta, decay)
 
@@ -121,6 +128,37 @@ def make(cfg: TrainConfig, K: int, dtype, out=print) -> NumpyEngine:
     return NumpyEngine(cfg, K, dtype)
 
 
+def _flat_arrays(*arrays: np.ndarray) -> None:
+    """Refuse arrays that are not flat, of one shape, C-contiguous and of one dtype (float64 or float32)."""
+    if not all(a.ndim == 1 and a.shape == arrays[0].shape for a in arrays):
+        raise ValueError(
+            f"the arrays must be flat and of one shape, got {', '.join(str(a.shape) for a in arrays)}"
+        )
+    if len({a.dtype for a in arrays}) != 1 or arrays[0].dtype not in (np.float64, np.float32):
+        raise ValueError(
+            f"the arrays must share one dtype, float64 or float32; got {', '.join(str(a.dtype) for a in arrays)}"
+        )
+    if not all(a.flags.c_contiguous for a in arrays):
+        raise ValueError("the arrays must be C-contiguous (e.g. ParamSet.flat)")
+
+
+def clip_adam_(
+    theta: np.ndarray, g: np.ndarray, slots, eta: float, t: int, limit: float = optim.CLIP
+) -> None:
+    """Clip ``g`` to [-limit, limit] (0: not), then Adam's step number ``t`` on ``theta`` and its
+    moments ``slots`` = (m, v); all in place, compiled. Bit-identical to
+    ``optim.clip_(g, limit); optim.adam(theta, g, slots, eta, t, tmp)``; flat arrays as in :func:`clip_adagrad_`.
+    """
+    fast = _fast()
+    fast.require()
+    m1, m2 = slots
+    _flat_arrays(theta, g, m1, m2)
+    f, b1, b2 = theta.dtype.type, optim.BETA1, optim.BETA2
+    moments = (f(b1), f(1.0 - b1), f(b2), f(1.0 - b2))
+    bias2, eps, step = f(1.0 - b2**t), f(optim.EPS), f(eta / (1.0 - b1**t))
+    fast.kernels().clip_adam(theta, g, m1, m2, f(limit or np.inf), *moments, bias2, eps, step)
+
+
 def clip_adagrad_(
     theta: np.ndarray,
     g: np.ndarray,
@@ -142,16 +180,6 @@ def clip_adagrad_(
     """
     fast = _fast()
     fast.require()
-    if not (theta.ndim == 1 and theta.shape == g.shape == mem.shape):
-        raise ValueError(
-            f"theta, g and mem must be flat arrays of one shape, got {theta.shape}, {g.shape}, {mem.shape}"
-        )
-    if not (theta.dtype == g.dtype == mem.dtype) or theta.dtype not in (np.float64, np.float32):
-        raise ValueError(
-            f"theta, g and mem must share one dtype, float64 or float32; got "
-            f"{theta.dtype}, {g.dtype}, {mem.dtype}"
-        )
-    if not (theta.flags.c_contiguous and g.flags.c_contiguous and mem.flags.c_contiguous):
-        raise ValueError("theta, g and mem must be C-contiguous (e.g. ParamSet.flat)")
+    _flat_arrays(theta, g, mem)
     f = theta.dtype.type
     fast.kernels().clip_adagrad(theta, g, mem, f(eta), f(eps), f(limit))
