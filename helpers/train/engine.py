@@ -48,13 +48,17 @@ class NumpyEngine:
         clip_norm (0: not), decay the weights (``decay``: the mask of the weights, or None), then one
         optimizer step (update number ``t``) with learning rate ``eta`` (the configured one when None)."""
         cfg, eta = self.cfg, self.cfg.eta if eta is None else eta
-        if cfg.clip:
-            optim.clip_(g, cfg.clip)
-        if cfg.clip_norm:
-            optim.clip_norm_(g, cfg.clip_norm)
+        self.clip(g)
         if decay is not None:
             optim.decay_(theta, eta * cfg.weight_decay, decay)
         optim.OPTIMIZERS[cfg.optimizer](theta, g, slots, eta, t, tmp)
+
+    def clip(self, g) -> None:
+        """Clip the gradients in place to [-clip, clip] (0: not), then to an L2 norm of clip_norm (0: not)."""
+        if self.cfg.clip:
+            optim.clip_(g, self.cfg.clip)
+        if self.cfg.clip_norm:
+            optim.clip_norm_(g, self.cfg.clip_norm)
 
 
 class NumbaEngine(NumpyEngine):
@@ -92,9 +96,7 @@ class NumbaEngine(NumpyEngine):
             clip_adagrad_(theta, g, slots[0], eta)
         elif cfg.optimizer == "adam" and decay is None:
             if cfg.clip_norm:  # the norm is numpy's (BLAS's sum), so the clipping before it is too
-                if cfg.clip:
-                    optim.clip_(g, cfg.clip)
-                optim.clip_norm_(g, cfg.clip_norm)
+                self.clip(g)
             clip_adam_(theta, g, slots, eta, t, 0.0 if cfg.clip_norm else cfg.clip)
         else:
             super().step(theta, g, slots, t, tmp, eta, decay)
