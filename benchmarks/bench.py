@@ -101,7 +101,23 @@ def machine_info() -> dict:
         "blas": blas,
         "fast_path": _fast_path_note(),
         "load_average_start": _loadavg(),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
+    return info
+
+
+def header(out=print) -> dict:
+    """Print the machine, the versions, the date and the load average; return :func:`machine_info`."""
+    info = machine_info()
+    out(f"CPU: {info['cpu']} ({info['logical_cpus']} logical CPUs, {info['usable_cpus']} usable)")
+    out(f"Python {info['python']}, numpy {info['numpy']}, numba {info['numba'] or 'not installed'}")
+    for b in info["blas"]:
+        out(
+            f"BLAS: {b['internal_api']} {b['version']} (in {b['package']}, {b['architecture']}, "
+            f"{b['num_threads']} threads by default)"
+        )
+    out(f"fast path: {info['fast_path']}")
+    out(f"date: {info['date']}; load average at start: {info['load_average_start']}")
     return info
 
 
@@ -110,9 +126,12 @@ def _fast_path_note() -> str:
         return fast.REASON
     import scipy
 
+    from helpers.model import fast_gated
+
+    gated = "numpy's OpenBLAS" if fast_gated.blas().any() else f"np.dot, scipy {scipy.__version__}'s BLAS"
     return (
-        f"numba kernels (helpers.model.fast_kernels); matrix products by np.dot through scipy "
-        f"{scipy.__version__}'s BLAS"
+        f"numba kernels; the vanilla RNN's products by np.dot through scipy {scipy.__version__}'s BLAS "
+        f"(helpers.model.fast_kernels), the GRU's and LSTM's through {gated} (helpers.model.fast_blas)"
     )
 
 
@@ -514,16 +533,7 @@ def main(argv=None) -> int:
     out = print
     t_start = time.perf_counter()
 
-    info = machine_info()
-    out(f"CPU: {info['cpu']} ({info['logical_cpus']} logical CPUs, {info['usable_cpus']} usable)")
-    out(f"Python {info['python']}, numpy {info['numpy']}, numba {info['numba'] or 'not installed'}")
-    for b in info["blas"]:
-        out(
-            f"BLAS: {b['internal_api']} {b['version']} (in {b['package']}, {b['architecture']}, "
-            f"{b['num_threads']} threads by default)"
-        )
-    out(f"fast path: {info['fast_path']}")
-    out(f"load average at start: {info['load_average_start']} (other processes slow every row alike)")
+    info = header(out)
 
     text, source = load_text()
     chars = data_mod.build_vocab(text)

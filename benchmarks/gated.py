@@ -248,7 +248,7 @@ def _load():
 
 
 def main(argv=None) -> int:
-    from benchmarks.bench import load_text
+    from benchmarks.bench import header, load_text
     from helpers.data import text as data_mod
 
     ap = argparse.ArgumentParser(prog="python -m benchmarks.gated", description=__doc__.split("\n\n")[0])
@@ -256,10 +256,12 @@ def main(argv=None) -> int:
     ap.add_argument("--seconds", type=float, default=1.5)
     ap.add_argument("--json", metavar="PATH")
     args = ap.parse_args(argv)
+    info = header()
     text, source = load_text()
     chars = data_mod.build_vocab(text)
-    print(f"text: {source}; load average {_load()}")
+    print(f"text: {source}")
     res = bench(data_mod.encode(text, chars), chars, args.seconds, args.rounds)
+    res["machine"] = info
     if args.json:
         with open(args.json, "w") as f:
             json.dump(res, f, indent=2)
