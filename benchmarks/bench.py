@@ -100,7 +100,7 @@ def machine_info() -> dict:
         "numba": getattr(fast.numba, "__version__", None) if fast.AVAILABLE else None,
         "blas": blas,
         "fast_path": _fast_path_note(),
-        "load_average_start": _loadavg(),
+        "load_average_start": gated.load_average(),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
     return info
@@ -128,18 +128,13 @@ def _fast_path_note() -> str:
 
     from helpers.model import fast_gated
 
-    gated = "numpy's OpenBLAS" if fast_gated.blas().any() else f"np.dot, scipy {scipy.__version__}'s BLAS"
+    gated_blas = (
+        "numpy's OpenBLAS" if fast_gated.blas().any() else f"np.dot, scipy {scipy.__version__}'s BLAS"
+    )
     return (
         f"numba kernels; the vanilla RNN's products by np.dot through scipy {scipy.__version__}'s BLAS "
-        f"(helpers.model.fast_kernels), the GRU's and LSTM's through {gated} (helpers.model.fast_blas)"
+        f"(helpers.model.fast_kernels), the GRU's and LSTM's through {gated_blas} (helpers.model.fast_blas)"
     )
-
-
-def _loadavg():
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except (AttributeError, OSError):
-        return None
 
 
 def load_text() -> tuple[str, str]:
@@ -570,7 +565,7 @@ def main(argv=None) -> int:
     for line in summary["lines"]:
         out(line)
 
-    info["load_average_end"] = _loadavg()
+    info["load_average_end"] = gated.load_average()
     total = time.perf_counter() - t_start
     out("")
     out(f"load average at end: {info['load_average_end']}; total {total:.0f} s")

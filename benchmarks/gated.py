@@ -129,7 +129,7 @@ def bench(data, chars, seconds: float, rounds: int, out=print) -> dict:
     for ps in paths.values():
         for p in ps:
             p.trainer.update()  # compiles or loads the kernels, allocates
-    out(f"(set up and warmed up in {time.perf_counter() - t:.1f} s; load average {_load()})")
+    out(f"(set up and warmed up in {time.perf_counter() - t:.1f} s; load average {load_average()})")
     before = cores(out)
     rates = {cell: {p.label: [] for p in ps} for cell, ps in paths.items()}
     cpu = {cell: {p.label: [] for p in ps} for cell, ps in paths.items()}
@@ -162,7 +162,7 @@ def cores(out=print, n: int = 1024) -> dict:
             rates[th] = round(reps * 2 * n**3 / (time.perf_counter() - t) / 1e9, 1)
     out(
         f"(numpy float32 {n}^3 product: {rates[1]:.0f} GFLOP/s on 1 thread, {rates[2]:.0f} on 2, "
-        f"{rates[2] / rates[1]:.2f}x; load average {_load()})"
+        f"{rates[2] / rates[1]:.2f}x; load average {load_average()})"
     )
     return rates
 
@@ -209,13 +209,13 @@ def _table(rates, torch, python, out) -> dict:
     if python:
         out(
             f"PyTorch: {versions.get('torch', '?')} via {python} (one-hot input, nn.{{GRU,LSTM}} + Linear + "
-            f"cross-entropy + clip_grad_value_ + Adam); load average now {_load()}"
+            f"cross-entropy + clip_grad_value_ + Adam); load average now {load_average()}"
         )
     return {
         "rows": rows,
         "torch_python": python,
         "torch_version": versions.get("torch"),
-        "load_average_end": _load(),
+        "load_average_end": load_average(),
     }
 
 
@@ -240,10 +240,11 @@ def _cpu_table(cpu, torch, out) -> dict:
     return rows
 
 
-def _load():
+def load_average() -> list | None:
+    """The 1, 5 and 15 minute load averages (None where the system has none)."""
     try:
         return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
+    except (AttributeError, OSError):
         return None
 
 
