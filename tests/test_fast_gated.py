@@ -78,8 +78,13 @@ def test_float64_equals_the_oracle_and_the_numpy_cell(cell, layers, dropout, loc
     """locked: the same mask at every step, a read-only broadcast view (dropout_mask "locked")."""
     p = random_model(cell, layers, seed=layers + B)
     X, Y, state, masks = batch(cell, p, B, 6, dropout, locked=locked)
+    assert_float64_equals_the_oracle_and_the_numpy_cell(cell, p, X, Y, state, masks, None, threads)
+
+
+def assert_float64_equals_the_oracle_and_the_numpy_cell(cell, p, X, Y, state, masks, ws, threads):
+    """fast_gated.loss_and_grads against the per-step oracle and the numpy cell; returns (loss, grads)."""
     grads, np_grads = p.zeros_like(), p.zeros_like()
-    loss, final = fast_gated.loss_and_grads(cell, p, X, Y, state.copy(), grads, masks, threads=threads)
+    loss, final = fast_gated.loss_and_grads(cell, p, X, Y, state.copy(), grads, masks, ws, threads)
     np_loss, np_final = cells.loss_and_grads(cell, p, X, Y, state.copy(), np_grads, masks=masks)
     ref_loss, ref_grads, ref_final = oracle_mean(cell, p, X, Y, state, masks)
     assert loss == pytest.approx(ref_loss, rel=1e-12) and loss == pytest.approx(np_loss, rel=1e-12)
@@ -88,6 +93,7 @@ def test_float64_equals_the_oracle_and_the_numpy_cell(cell, layers, dropout, loc
     for name in p.names:
         np.testing.assert_allclose(grads[name], ref_grads[name], rtol=1e-9, atol=1e-13, err_msg=name)
         np.testing.assert_allclose(grads[name], np_grads[name], rtol=1e-10, atol=1e-14, err_msg=name)
+    return loss, grads
 
 
 @pytest.mark.parametrize("cell", GATED)
@@ -129,6 +135,46 @@ def test_one_and_two_threads_agree_to_rounding_and_workspaces_are_reused(cell):
     )  # the same workspace: the same numbers
     assert l1 == pytest.approx(l2, rel=1e-13)
     np.testing.assert_allclose(g1, g2, rtol=1e-11, atol=1e-15)
+
+
+def two_threads():
+    if fast.numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs numba on two threads")
+
+
+@pytest.mark.parametrize("m", [6, 8])  # 3 and 4 units a thread
+@pytest.mark.parametrize("dropout,locked", [(0.0, False), (0.3, False), (0.3, True)])
+@pytest.mark.parametrize("B", [1, 4])
+def test_the_lstm_crew_equals_the_oracle_and_the_numpy_cell(m, dropout, locked, B):
+    """One LSTM layer on two threads runs on a crew that splits the units (helpers.model.fast_crew)."""
+    two_threads()
+    p = random_model("lstm", 1, m=m, seed=B)
+    X, Y, state, masks = batch("lstm", p, B, 6, dropout, locked=locked)
+    ws = fast_gated.Workspace("lstm", m, p.K, B, 6, 1, np.float64, threads=2)
+    assert ws.crew and (ws.n, ws.blas_threads) == (2, 1) and ws.Z is None
+    loss, grads = assert_float64_equals_the_oracle_and_the_numpy_cell("lstm", p, X, Y, state, masks, ws, 2)
+    again = p.zeros_like()  # the same workspace again: the same numbers
+    assert fast_gated.loss_and_grads("lstm", p, X, Y, state.copy(), again, masks, ws, threads=2)[0] == loss
+    np.testing.assert_array_equal(again.flat, grads.flat)
+
+
+def test_the_crew_serves_only_a_one_layer_lstm_whose_units_split_evenly():
+    two_threads()
+    for cell, m, layers, crew in (
+        ("lstm", 6, 1, True),
+        ("lstm", 5, 1, False),
+        ("lstm", 6, 2, False),
+        ("gru", 6, 1, False),
+    ):
+        ws = fast_gated.Workspace(cell, m, 7, 3, 4, layers, np.float32, threads=2)
+        assert ws.crew == crew, (cell, m, layers)
+        assert not fast_gated.Workspace(cell, m, 7, 3, 4, layers, np.float32, threads=1).crew
+
+
+def test_no_crew_on_a_threading_layer_that_may_run_two_iterations_on_one_thread(monkeypatch):
+    two_threads()
+    monkeypatch.setattr(fast.numba.config, "THREADING_LAYER", "tbb")
+    assert not fast_gated.Workspace("lstm", 6, 7, 3, 4, 1, np.float64, threads=2).crew
 
 
 def blas_threads() -> list:
@@ -200,8 +246,9 @@ def test_bad_inputs_are_refused():
 
 
 @pytest.mark.parametrize("cell", GATED)
-@pytest.mark.parametrize("layers,dropout", [(1, 0.0), (2, 0.3)])
+@pytest.mark.parametrize("layers,dropout", [(1, 0.0), (1, 0.3), (2, 0.3)])
 def test_gradcheck_through_the_numba_path(cell, layers, dropout):
+    """On two threads the one-layer LSTM runs on the crew (m = 4: two units a thread)."""
     p = random_model(cell, layers, m=4, K=6, seed=11, sig=0.5)
     X, Y, state, masks = batch(cell, p, 2, 5, dropout, seed=3)
     ws = fast_gated.Workspace(cell, p.m, p.K, 2, 5, layers, np.float64, threads=2)

@@ -10,11 +10,13 @@ Per layer and direction one compiled kernel runs the T steps (:mod:`helpers.mode
 each step's recurrent product in BLAS, then one fused pass over its (B, G m) rows for the gate
 arithmetic (forward) or the gate derivatives (backward). The whole-sequence products, the
 softmax and the bias and input gradients are kernels too, so numpy allocates nothing per update.
-With ``threads`` > 1 a one-layer network runs its kernels on one thread and its matrix
-products on that many BLAS threads (at m = 256, B = 32: LSTM 1.15x, GRU 1.08x faster than
-splitting the streams); a stacked one splits the streams (and the rows of the whole-sequence
-products) between numba's threads, which paid 1.05x over BLAS threads for a 2-layer LSTM at
-m = 384 (:func:`_split`). Either way the results differ from one thread's by rounding only.
+With ``threads`` > 1 a one-layer LSTM runs on a crew of threads that split its hidden units
+(:mod:`helpers.model.fast_crew`: it exchanges little between the cores, so it keeps its speed
+when the machine makes that exchange slow); a one-layer GRU runs its kernels on one thread and
+its matrix products on that many BLAS threads (at m = 256, B = 32: 1.08x faster than splitting
+the streams); a stacked network splits the streams (and the rows of the whole-sequence products)
+between numba's threads, which paid 1.05x over BLAS threads for a 2-layer LSTM at m = 384
+(:func:`_split`). Each way the results differ from one thread's by rounding only.
 numba's "workqueue" threading layer is used unless NUMBA_THREADING_LAYER names another (see below).
 
 Loss, gradients and the final state agree with the numpy cells to rounding (about 1e-12
@@ -32,7 +34,7 @@ import os
 
 import numpy as np
 
-from . import fast, fast_blas
+from . import fast, fast_blas, fast_sync
 from .params import ParamSet
 
 CELLS = {"gru": 3, "lstm": 4}
@@ -56,11 +58,11 @@ def blas() -> np.ndarray:
 def _k():
     """The kernels module (compiled on first use; numba must be available)."""
     fast.require()
-    from . import fast_gated_kernels, fast_math
+    from . import fast_crew, fast_gated_kernels, fast_math
 
     if not _TOLERANT:
         _TOLERANT.append(True)
-        for module in (fast_gated_kernels, fast_math, fast_blas):
+        for module in (fast_gated_kernels, fast_crew, fast_math, fast_blas, fast_sync):
             for kernel in vars(module).values():
                 if hasattr(kernel, "py_func"):  # an unreadable on-disk cache is rebuilt with a note
                     fast.tolerate_broken_cache(kernel)
@@ -73,7 +75,8 @@ class Workspace:
     Per layer l: Z[l] (T, B, G m) the gates, H[l] (T+1, B, m) the states, D[l] (T, B, m) the input of
     the layer above with its dropout mask applied; the GRU's Wn[l] = W_n h_{t-1}, the LSTM's S[l]
     (T+1, B, m) cell states and TS[l] = tanh(s_t). Shared by the layers: dZ, dR (T, B, G m), dH (T, B, m),
-    P (T B, K) and the threads' scratch.
+    P (T B, K) and the threads' scratch. A crew (:func:`_crew`) keeps the gates, cell states and
+    gradients per thread instead (:func:`helpers.model.fast_crew.buffers`), so Z, S, TS, dZ and dH are None.
     """
 
     def __init__(
@@ -89,20 +92,25 @@ class Workspace:
             int(T),
             int(layers),
         )
-        self.dtype, (self.n, self.blas_threads) = np.dtype(dtype), _split(threads, self.B, self.layers)
+        self.crew = _crew(cell, self.m, self.layers, threads)
+        self.dtype, (self.n, self.blas_threads) = (
+            np.dtype(dtype),
+            _split(threads, self.B, self.layers, self.crew),
+        )
         if self.dtype not in (np.float64, np.float32):
             raise ValueError(f"the fast path supports float64 and float32, not {self.dtype}")
         G, n, Bc, e = CELLS[cell] * m, self.n, -(-self.B // self.n), lambda *s: np.zeros(s, self.dtype)
-        self.Z = [e(T, B, G) for _ in range(layers)]
+        own = self.crew  # the crew's threads keep these per thread
+        self.Z = None if own else [e(T, B, G) for _ in range(layers)]
         self.H = [e(T + 1, B, m) for _ in range(layers)]
         self.D = [e(T, B, m) for _ in range(layers)]
         self.Wn = [e(T, B, m) for _ in range(layers)] if cell == "gru" else None
-        self.S = [e(T + 1, B, m) for _ in range(layers)] if cell == "lstm" else None
-        self.TS = [e(T, B, m) for _ in range(layers)] if cell == "lstm" else None
+        self.S = [e(T + 1, B, m) for _ in range(layers)] if cell == "lstm" and not own else None
+        self.TS = [e(T, B, m) for _ in range(layers)] if cell == "lstm" and not own else None
         self.dZ, self.dR, self.dH, self.P = (
-            e(T, B, G),
+            None if own else e(T, B, G),
             (e(T, B, G) if cell == "gru" else None),
-            e(T, B, m),
+            None if own else e(T, B, m),
             e(T * B, K),
         )
         self.R, self.G1, self.G2 = e(n, Bc, G), e(n, Bc, m), e(n, Bc, m)
@@ -110,6 +118,14 @@ class Workspace:
         self.part_V, self.part_U, self.part_c = e(n, K, m), e(n, K + 1, G), e(n, 1, K)
         self.UT, self.WT, self.dUT, self.VT = e(K, G), e(m, G + PAD)[:, :G], e(K, G), e(m, K)
         self.none_X, self.none_mask = np.zeros((0, 0), np.int64), e(0, 0, 0)
+        if own:
+            from . import fast_crew
+
+            self.crew_ws, self.loss, self.sync = (
+                fast_crew.buffers(n, m, K, B, T, e),
+                np.zeros(n),
+                fast_sync.new(),
+            )
 
     def fits(self, cell: str, p: ParamSet, B: int, T: int, threads: int) -> bool:
         """Whether these buffers serve ``cell`` with parameters ``p`` on a (B, T) batch and ``threads``."""
@@ -121,15 +137,28 @@ class Workspace:
             and B == self.B
             and T == self.T
             and p.flat.dtype == self.dtype
-            and _split(threads, B, p.layers) == (self.n, self.blas_threads)
+            and _crew(cell, p.m, p.layers, threads) == self.crew
+            and _split(threads, B, p.layers, self.crew) == (self.n, self.blas_threads)
         )
 
 
-def _split(threads: int, B: int, layers: int) -> tuple[int, int]:
-    """(numba threads over the B streams' chunks, BLAS threads for the products) for ``threads``:
-    one layer (1, threads), more (min(threads, B), 1); at most numba's thread count (NUMBA_NUM_THREADS,
-    default: every core) either way. See the module's docstring."""
+def _crew(cell: str, m: int, layers: int, threads: int) -> bool:
+    """Whether a crew of ``threads`` runs the update (:mod:`helpers.model.fast_crew`): a one-layer
+    LSTM on more than one thread, its m units cut evenly between them, on a threading layer that
+    runs every ``prange`` iteration on a thread of its own (workqueue, OpenMP; TBB may run two on
+    one thread, which a barrier would wait on forever)."""
     threads = max(1, min(int(threads), fast.numba.config.NUMBA_NUM_THREADS))
+    layer = fast.numba.config.THREADING_LAYER in ("workqueue", "omp")
+    return layer and cell == "lstm" and layers == 1 and threads > 1 and m % threads == 0
+
+
+def _split(threads: int, B: int, layers: int, crew: bool = False) -> tuple[int, int]:
+    """(numba threads, BLAS threads for the products) for ``threads``: a crew (threads, 1), another
+    one-layer network (1, threads), a stack (min(threads, B), 1), cutting the B streams into chunks;
+    at most numba's thread count (NUMBA_NUM_THREADS, default: every core). See the module's docstring."""
+    threads = max(1, min(int(threads), fast.numba.config.NUMBA_NUM_THREADS))
+    if crew:
+        return threads, 1
     if layers == 1:
         return 1, threads
     return max(1, min(threads, B)), 1
@@ -173,6 +202,11 @@ def loss_and_grads(
 def _loss_and_grads(k, bl, cell, p, X, Y, state, grads, masks, ws):
     """The body of :func:`loss_and_grads`, its arguments checked and ``ws`` fitting them."""
     (B, T), m = X.shape, p.m
+    if ws.crew:
+        from . import fast_crew
+
+        mask = ws.none_mask if masks is None else np.ascontiguousarray(masks[0], dtype=ws.dtype)
+        return fast_crew.loss_and_grads(bl, p, X, Y, state, grads, mask, ws)
     n, Sm, N = ws.n, (2 if cell == "lstm" else 1) * m, T * B
     below, states = None, []
     for l in range(p.layers):
