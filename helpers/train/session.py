@@ -28,7 +28,8 @@ def run(
         final results). A line goes to ``out`` every ``report_every`` updates (default
         ``sample_every``; default: printed beside the bar), and a progress bar with the smooth loss
         is shown when ``progress``. BLAS runs single-threaded (the numpy engine's matrices are too small
-    to share); the numba engine gives a one-layer gated network's products BLAS threads of its own.
+    to share); the numba engine gives a one-layer GRU's products BLAS threads of its own and runs a
+    one-layer LSTM on a crew of numba threads (helpers.model.fast_gated).
     """
     start = time.perf_counter()
     bar = Progress(n_updates, "updates", initial=trainer.state.step) if progress else None
