@@ -30,7 +30,7 @@ from numba import njit, prange
 
 from . import fast_sync
 from .fast_blas import gemm
-from .fast_gated_kernels import JIT, PAR, softmax_rows, span
+from .fast_gated_kernels import JIT, PAR, softmax_rows, span, sums_rows
 from .fast_math import sigmoid_, tanh_
 
 PAD = 16
@@ -126,16 +126,10 @@ def backward_steps(blas, Zc, Sc, TSc, dHc, mask, Wc, dZc, Pls, sn, hw, u0, u1, c
 def weight_grads(blas, X, dZc, Hprev, acc, u0, u1, dW, db, dU):
     """dW, db and dU's rows of units u0 .. u1 - 1 from dZc (T B, 4 k): sums over the rows. acc (K + 1, 4 k) scratch."""
     N, k, m = dZc.shape[0], u1 - u0, Hprev.shape[1]
-    B = N // X.shape[1]
     for g in range(4):
         gemm(blas, dZc[:, g * k : (g + 1) * k].T, Hprev, dW[g * m + u0 : g * m + u1])  # sum dL/dz h_{t-1}^T
-    acc[:] = 0.0
+    sums_rows(dZc, X, acc, 0, N)  # row K: dL/db = sum_t dL/dz_t; row x: dL/dU's column x
     s = acc[acc.shape[0] - 1]
-    for r in range(N):
-        d, u = dZc[r], acc[X[r % B, r // B]]
-        for j in range(4 * k):
-            s[j] += d[j]  # dL/db = sum_t dL/dz_t
-            u[j] += d[j]  # dL/dU x_t^T: column x_t of dU
     for g in range(4):
         for j in range(k):
             db[g * m + u0 + j] = s[g * k + j]
